@@ -1,0 +1,47 @@
+#include "paths.h"
+
+#include "err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static int fit(int len, size_t n)
+{
+	return len < 0 || (size_t)len >= n ? ERR_TOOBIG : 0;
+}
+
+/* An environment variable, but only an absolute path counts (XDG spec). */
+static const char *abs_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && v[0] == '/' ? v : NULL;
+}
+
+int paths_socket(char *out, size_t n)
+{
+	const char *v = getenv("HOPXD_SOCKET");
+
+	if (v && *v)
+		return fit(snprintf(out, n, "%s", v), n);
+	if ((v = abs_env("XDG_RUNTIME_DIR")) != NULL)
+		return fit(snprintf(out, n, "%s/hopxd/hopxd.sock", v), n);
+	return fit(snprintf(out, n, "/tmp/hopxd-%lu/hopxd.sock",
+			    (unsigned long)getuid()),
+		   n);
+}
+
+int paths_db(char *out, size_t n)
+{
+	const char *v = getenv("HOPXD_DB");
+
+	if (v && *v)
+		return fit(snprintf(out, n, "%s", v), n);
+	if ((v = abs_env("XDG_STATE_HOME")) != NULL)
+		return fit(snprintf(out, n, "%s/hopxd/hopxd.db", v), n);
+	if ((v = abs_env("HOME")) != NULL)
+		return fit(snprintf(out, n, "%s/.local/state/hopxd/hopxd.db", v),
+			   n);
+	return ERR_NOTFOUND;
+}

@@ -1,0 +1,282 @@
+#ifndef HOPXD_STORE_H
+#define HOPXD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "sbx.h"
+
+/*
+ * The durable log of everything hopxd tracks: an SQLite database in WAL
+ * mode with synchronous=FULL. This is the only code that touches SQLite;
+ * it never touches the event loop. One struct store per process; not
+ * thread-safe. Every function returns 0 or a negative ERR_* code:
+ * ERR_FULL (disk full), ERR_READONLY, ERR_CORRUPT, ERR_BUSY (locked),
+ * ERR_IO and ERR_NOMEM can come from any call that touches the file, and
+ * a failed call leaves the database as it was before the call.
+ */
+struct store;
+
+/* Value of an integer field that is unknown (SQL NULL). */
+#define STORE_NULL INT64_MIN
+
+/* Who caused a change, as recorded in the event log. */
+enum store_cause { STORE_CAUSE_USER, STORE_CAUSE_AGENT, STORE_CAUSE_REMOTE };
+
+const char *store_cause_str(enum store_cause c);
+
+/* Open flags. */
+#define STORE_OPEN_READONLY 0x1 /* never write; refuse if migration needed */
+#define STORE_OPEN_CHECK 0x2    /* run PRAGMA quick_check after opening */
+
+/*
+ * Opens (creating it 0600, and missing parent directories 0700) and
+ * migrates the database at path. clk may be NULL for the system clock; it
+ * must outlive the store. On failure *cause, if cause is not NULL, gets a
+ * message for people (free() it) and the code says why: ERR_TOONEW (the
+ * message names both schema versions), ERR_READONLY, ERR_CORRUPT (also for
+ * a file that is not a hopxd database), ERR_PERM, ERR_FULL, ERR_IO.
+ */
+int store_open(const char *path, unsigned flags, const struct clock *clk,
+	       struct store **out, char **cause);
+
+/*
+ * Finalises every statement and closes the database. Accepts NULL.
+ * Returns 0, or ERR_BUSY if SQLite refused to close (a leaked statement).
+ */
+int store_close(struct store *s);
+
+/* Schema version of the open database (PRAGMA user_version). */
+int store_schema_version(const struct store *s);
+
+/* Newest schema version this build knows. */
+int store_schema_latest(void);
+
+/*
+ * Groups the writes that follow into one transaction (one fsync), e.g. all
+ * writes of one loop iteration. Groups do not nest. Each write inside keeps
+ * its own all-or-nothing guarantee: a failed write is undone alone.
+ * store_commit returns the error of a commit that failed (the group is
+ * then rolled back); store_rollback undoes the whole group.
+ */
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+int store_rollback(struct store *s);
+
+/*
+ * Runs PRAGMA quick_check (full=0) or integrity_check (full=1). Returns 0
+ * or ERR_CORRUPT with the first problem in *cause.
+ */
+int store_check(struct store *s, int full, char **cause);
+
+struct store_label {
+	char *key;
+	char *value;
+};
+
+/*
+ * A tracked sandbox. Strings are heap copies owned by the record (free
+ * with store_sandbox_finish); NULL means unknown. Integers use STORE_NULL
+ * for unknown. Times are Unix milliseconds.
+ */
+struct store_sandbox {
+	char *id;
+	char *name; /* local name, unique; NULL when none */
+	enum sbx_status status;
+	char *template_id;
+	char *template_name;
+	char *region;
+	char *public_host;
+	int64_t vcpu;
+	int64_t memory_mb;
+	int64_t disk_mb;
+	int64_t internet_access; /* 0, 1 or STORE_NULL */
+	int64_t timeout_seconds; /* STORE_NULL: no auto-kill */
+	int64_t expires_at;
+	int64_t created_at;
+	int64_t tracked_at; /* set by the store on first put */
+	int64_t updated_at; /* set by the store on every write */
+	int64_t confirmed_at; /* last time HopX confirmed the status */
+	int stale;            /* the last sync failed: see last_error */
+	char *last_error;
+	int auto_resume;       /* policy, default 1 */
+	int64_t keepalive_s;   /* policy, 0 = off */
+	int pause_on_shutdown; /* policy, default 0 */
+	/* Filled by get and list, ignored by put: */
+	char *token;
+	int64_t token_expires_at;
+	int64_t token_issued_at;
+	struct store_label *labels; /* sorted by key */
+	size_t nlabels;
+};
+
+/* Sets every field to unknown and the policies to their defaults. */
+void store_sandbox_init(struct store_sandbox *r);
+
+/* Frees the strings and labels; accepts an initialised or zeroed record. */
+void store_sandbox_finish(struct store_sandbox *r);
+
+/*
+ * Inserts or replaces a sandbox's row (all columns but tracked_at, the
+ * labels and the token). A new row appends a "tracked" event. *created (if
+ * not NULL) says which. ERR_EXISTS: the name belongs to another sandbox;
+ * ERR_INVAL: a field breaks the schema (bad id, name or policy).
+ */
+int store_sandbox_put(struct store *s, const struct store_sandbox *r,
+		      enum store_cause cause, int *created);
+
+/*
+ * Fills out (which the caller then finishes) with the sandbox whose id is
+ * ref or, failing that, whose local name is ref. ERR_NOTFOUND otherwise.
+ */
+int store_sandbox_get(struct store *s, const char *ref,
+		      struct store_sandbox *out);
+
+/* What store_sandbox_list returns; unset members (0/NULL) do not filter. */
+struct store_filter {
+	int has_status;
+	enum sbx_status status;
+	const char *name;
+	const char *label_key;   /* records carrying this label key ... */
+	const char *label_value; /* ... with this value (NULL: any value) */
+	const char *after_id;    /* keyset paging: ids greater than this */
+	size_t limit;            /* 0: no limit */
+};
+
+/*
+ * Calls cb for each matching record in id order. The record is valid only
+ * during the call. A non-zero return from cb stops the walk and is
+ * returned. f may be NULL (everything).
+ */
+typedef int (*store_sandbox_cb)(void *ud, const struct store_sandbox *r);
+int store_sandbox_list(struct store *s, const struct store_filter *f,
+		       store_sandbox_cb cb, void *ud);
+
+/* Number of records in each status, indexed by enum sbx_status. */
+int store_sandbox_count(struct store *s, size_t counts[SBX_STATUS_COUNT]);
+
+/*
+ * Sets (name non-NULL) or clears a local name, with a "renamed" event.
+ * ERR_NOTFOUND: no such id; ERR_EXISTS: the name is taken.
+ */
+int store_sandbox_rename(struct store *s, const char *id, const char *name,
+			 enum store_cause cause);
+
+/*
+ * Records a status confirmed by HopX: sets status, confirmed_at = now,
+ * clears stale and last_error. When the status changed, appends a
+ * "status" event in the same transaction and sets *seq (if not NULL) to
+ * its number, else to 0. ERR_NOTFOUND: no such id.
+ */
+int store_sandbox_set_status(struct store *s, const char *id,
+			     enum sbx_status status, enum store_cause cause,
+			     int64_t *seq);
+
+/*
+ * Records that syncing this sandbox failed: stale = 1 and last_error, the
+ * status untouched (an outage is never "gone"). Appends a "stale" event
+ * only when the record was not stale before. ERR_NOTFOUND: no such id.
+ */
+int store_sandbox_mark_stale(struct store *s, const char *id,
+			     const char *error);
+
+/*
+ * Changes the policies; a negative value keeps that policy. Appends a
+ * "policy" event. ERR_NOTFOUND: no such id; ERR_INVAL: bad value.
+ */
+int store_sandbox_set_policy(struct store *s, const char *id,
+			     int auto_resume, int64_t keepalive_s,
+			     int pause_on_shutdown, enum store_cause cause);
+
+/*
+ * Forgets a sandbox locally (row, labels and token; the events stay) with
+ * a "forgotten" event. ERR_NOTFOUND: no such id.
+ */
+int store_sandbox_forget(struct store *s, const char *id,
+			 enum store_cause cause);
+
+/*
+ * Sets or replaces a label, with a "label" event. ERR_NOTFOUND: no such
+ * sandbox; ERR_INVAL: key or value breaks sbx_label_check.
+ */
+int store_label_set(struct store *s, const char *id, const char *key,
+		    const char *value, enum store_cause cause);
+
+/* Removes a label, with a "label" event. ERR_NOTFOUND: no such label. */
+int store_label_unset(struct store *s, const char *id, const char *key,
+		      enum store_cause cause);
+
+/*
+ * Stores token as the sandbox's current token only if it expires later
+ * than the stored one (so a late answer never rolls a token back).
+ * *replaced (if not NULL) says whether it was stored. ERR_NOTFOUND: no
+ * such sandbox.
+ */
+int store_token_put(struct store *s, const char *id, const char *token,
+		    int64_t expires_at, int64_t issued_at, int *replaced);
+
+/* One entry of the event log; valid only during the callback. */
+struct store_event {
+	int64_t seq;
+	int64_t at;
+	const char *sandbox_id; /* NULL for agent-wide events */
+	const char *type;
+	enum store_cause cause;
+	const char *detail; /* JSON text or NULL */
+};
+
+/*
+ * Appends an event (detail: JSON text or NULL) and sets *seq (if not
+ * NULL) to its sequence number. Sequence numbers only grow, also across
+ * pruning.
+ */
+int store_event_append(struct store *s, const char *sandbox_id,
+		       const char *type, enum store_cause cause,
+		       const char *detail, int64_t *seq);
+
+/*
+ * Calls cb for up to limit events (0: all) with seq > after, oldest
+ * first. A non-zero return from cb stops the walk and is returned.
+ */
+typedef int (*store_event_cb)(void *ud, const struct store_event *e);
+int store_event_since(struct store *s, int64_t after, size_t limit,
+		      store_event_cb cb, void *ud);
+
+/* Highest sequence number ever given (0 when none). */
+int store_event_last_seq(struct store *s, int64_t *seq);
+
+/*
+ * Deletes events older than max_age_ms (0: no age limit), then all but
+ * the newest keep events (0: no count limit). *removed may be NULL.
+ */
+int store_event_prune(struct store *s, size_t keep, int64_t max_age_ms,
+		      size_t *removed);
+
+/* An open intent: a create sent (or about to be) whose outcome is unknown. */
+struct store_intent {
+	int64_t id;
+	const char *kind;
+	const char *request; /* JSON text of the request */
+	const char *name;    /* local name asked for, or NULL */
+	int64_t created_at;
+};
+
+/*
+ * Records an intent before the API call it describes; *id gets its id.
+ * ERR_EXISTS: another open intent already asks for this name.
+ */
+int store_intent_add(struct store *s, const char *kind, const char *request,
+		     const char *name, int64_t *id);
+
+/*
+ * Closes an intent: done with the sandbox it produced, or failed
+ * (sandbox_id NULL). ERR_NOTFOUND: no such open intent.
+ */
+int store_intent_resolve(struct store *s, int64_t id, const char *sandbox_id);
+
+/* Calls cb for every open intent, oldest first. */
+typedef int (*store_intent_cb)(void *ud, const struct store_intent *in);
+int store_intent_list_open(struct store *s, store_intent_cb cb, void *ud);
+
+#endif

@@ -1,0 +1,76 @@
+#ifndef HOPXD_STORE_INT_H
+#define HOPXD_STORE_INT_H
+
+/* Private to store/: the struct and helpers shared by its .c files. */
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+/* Every statement the store runs, prepared once at open. */
+enum stmt_id {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
+	ST_SBX_EXISTS,
+	ST_SBX_PUT,
+	ST_SBX_GET,
+	ST_SBX_LIST,
+	ST_SBX_COUNT,
+	ST_SBX_RENAME,
+	ST_SBX_STATUS,
+	ST_SBX_STALE,
+	ST_SBX_POLICY,
+	ST_SBX_FORGET,
+	ST_LABEL_SET,
+	ST_LABEL_UNSET,
+	ST_TOKEN_PUT,
+	ST_EVENT_ADD,
+	ST_EVENT_SINCE,
+	ST_EVENT_LAST,
+	ST_EVENT_PRUNE_AGE,
+	ST_EVENT_PRUNE_COUNT,
+	ST_INTENT_ADD,
+	ST_INTENT_NAME_OPEN,
+	ST_INTENT_RESOLVE,
+	ST_INTENT_OPEN,
+	ST_COUNT_
+};
+
+struct store {
+	sqlite3 *db;
+	const struct clock *clk;
+	sqlite3_stmt *st[ST_COUNT_];
+	int version;
+	int depth;     /* write nesting: 0 = no transaction open */
+	int group;     /* store_begin() is in force */
+	int group_err; /* a write inside the group lost the transaction */
+};
+
+/* Translates an SQLite result code into an ERR_* code. */
+int store_err(int rc);
+
+/* The statement, reset and unbound, ready to bind. */
+sqlite3_stmt *store_stmt(struct store *s, enum stmt_id id);
+
+/* Steps a statement that returns no rows; resets it. 0 or ERR_*. */
+int store_step_done(sqlite3_stmt *st);
+
+/*
+ * Opens a write: a transaction at the outermost level, a savepoint inside
+ * one. store_wend commits or releases when r == 0, rolls back otherwise,
+ * and returns r or the commit's error.
+ */
+int store_wbegin(struct store *s);
+int store_wend(struct store *s, int r);
+
+/* Binds a string or NULL; an integer or NULL for STORE_NULL. */
+int store_bind_str(sqlite3_stmt *st, int i, const char *v);
+int store_bind_i64(sqlite3_stmt *st, int i, int64_t v);
+
+int64_t store_now(const struct store *s);
+
+#endif
