@@ -26,9 +26,8 @@
 	"s.updated_at, s.confirmed_at, s.stale, s.last_error, "              \
 	"s.auto_resume, s.keepalive_s, s.pause_on_shutdown, t.token, "       \
 	"t.expires_at, t.issued_at, "                                        \
-	"(SELECT json_group_array(json_array(key, value)) FROM "             \
-	"(SELECT key, value FROM labels l WHERE l.sandbox_id = s.id "        \
-	"ORDER BY key))"
+	"(SELECT json_group_array(json_array(key, value)) FROM labels l "    \
+	"WHERE l.sandbox_id = s.id)"
 
 #define SBX_FROM " FROM sandboxes s LEFT JOIN tokens t ON t.sandbox_id = s.id "
 
@@ -54,9 +53,9 @@ static const char *const stmt_sql[ST_COUNT_] = {
 		"expires_at = ?13, created_at = ?14, confirmed_at = ?15, "
 		"stale = ?16, last_error = ?17, auto_resume = ?18, "
 		"keepalive_s = ?19, pause_on_shutdown = ?20, updated_at = ?21",
-	[ST_SBX_GET] = "SELECT " SBX_COLS SBX_FROM
-		       "WHERE s.id = ?1 OR s.name = ?1 "
-		       "ORDER BY s.id = ?1 DESC LIMIT 1",
+	/* Two plain index seeks: an OR with ORDER BY needs a sorter. */
+	[ST_SBX_GET_ID] = "SELECT " SBX_COLS SBX_FROM "WHERE s.id = ?1",
+	[ST_SBX_GET_NAME] = "SELECT " SBX_COLS SBX_FROM "WHERE s.name = ?1",
 	[ST_SBX_LIST] =
 		"SELECT " SBX_COLS SBX_FROM
 		"WHERE (?1 IS NULL OR s.status = ?1) "

@@ -70,6 +70,12 @@ static int64_t col_i64(sqlite3_stmt *st, int i)
 	return sqlite3_column_int64(st, i);
 }
 
+static int label_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_label *)a)->key,
+		      ((const struct store_label *)b)->key);
+}
+
 /* Labels come as the JSON text [["k","v"],...]; "[]" when none. */
 static int read_labels(sqlite3_stmt *st, struct store_sandbox *r)
 {
@@ -104,6 +110,8 @@ static int read_labels(sqlite3_stmt *st, struct store_sandbox *r)
 		}
 	}
 	cJSON_Delete(arr);
+	if (r2 == 0)
+		qsort(r->labels, r->nlabels, sizeof(*r->labels), label_cmp);
 	return r2;
 }
 
@@ -239,16 +247,13 @@ int store_sandbox_put(struct store *s, const struct store_sandbox *r,
 	return r2;
 }
 
-int store_sandbox_get(struct store *s, const char *ref,
-		      struct store_sandbox *out)
+/* Reads the one row st selects into out; ERR_NOTFOUND when none. */
+static int get_one(sqlite3_stmt *st, const char *key,
+		   struct store_sandbox *out)
 {
-	sqlite3_stmt *st = store_stmt(s, ST_SBX_GET);
 	int rc, r;
 
-	store_sandbox_init(out);
-	if (ref == NULL)
-		return ERR_INVAL;
-	store_bind_str(st, 1, ref);
+	store_bind_str(st, 1, key);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		r = read_row(st, out);
@@ -257,6 +262,20 @@ int store_sandbox_get(struct store *s, const char *ref,
 	sqlite3_reset(st);
 	if (r != 0)
 		store_sandbox_finish(out);
+	return r;
+}
+
+int store_sandbox_get(struct store *s, const char *ref,
+		      struct store_sandbox *out)
+{
+	int r;
+
+	store_sandbox_init(out);
+	if (ref == NULL)
+		return ERR_INVAL;
+	r = get_one(store_stmt(s, ST_SBX_GET_ID), ref, out);
+	if (r == ERR_NOTFOUND)
+		r = get_one(store_stmt(s, ST_SBX_GET_NAME), ref, out);
 	return r;
 }
 

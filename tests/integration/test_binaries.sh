@@ -3,8 +3,11 @@
 # refuse bad flags with exit 2, refuse bad databases with a clear message,
 # and hopxd stops cleanly on SIGTERM leaving a sound database. TAP output.
 set -u
-HOPXD=$1
-HOPXCTL=$2
+# HOPXD_TEST_WRAPPER (set by the valgrind setup) runs each binary under it.
+HOPXD_BIN=$1
+HOPXCTL_BIN=$2
+hopxd() { ${HOPXD_TEST_WRAPPER:-} "$HOPXD_BIN" "$@"; }
+hopxctl() { ${HOPXD_TEST_WRAPPER:-} "$HOPXCTL_BIN" "$@"; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 n=0
@@ -24,35 +27,36 @@ check() { # check DESCRIPTION EXPECTED_RC ACTUAL_RC [GREP_PATTERN FILE]
 	fi
 }
 
-"$HOPXD" --version >"$T/out" 2>&1
+hopxd --version >"$T/out" 2>&1
 check "hopxd --version" 0 $? "^hopxd [0-9]" "$T/out"
-"$HOPXD" --help >"$T/out" 2>&1
+hopxd --help >"$T/out" 2>&1
 check "hopxd --help" 0 $? "Usage: hopxd" "$T/out"
-"$HOPXD" --bogus >"$T/out" 2>&1
+hopxd --bogus >"$T/out" 2>&1
 check "hopxd bad flag exits 2" 2 $? "Try 'hopxd --help'" "$T/out"
-"$HOPXD" --log-level loud >"$T/out" 2>&1
+hopxd --log-level loud >"$T/out" 2>&1
 check "hopxd bad log level exits 2" 2 $? "unknown log level" "$T/out"
-"$HOPXCTL" --version >"$T/out" 2>&1
+hopxctl --version >"$T/out" 2>&1
 check "hopxctl --version" 0 $? "^hopxctl [0-9]" "$T/out"
-"$HOPXCTL" --help >"$T/out" 2>&1
+hopxctl --help >"$T/out" 2>&1
 check "hopxctl --help" 0 $? "Usage: hopxctl" "$T/out"
-"$HOPXCTL" frobnicate >"$T/out" 2>&1
+hopxctl frobnicate >"$T/out" 2>&1
 check "hopxctl unknown command exits 2" 2 $? "unknown command" "$T/out"
-"$HOPXCTL" --nope >"$T/out" 2>&1
+hopxctl --nope >"$T/out" 2>&1
 check "hopxctl unknown option exits 2" 2 $? "unknown option" "$T/out"
-"$HOPXCTL" version extra >"$T/out" 2>&1
+hopxctl version extra >"$T/out" 2>&1
 check "hopxctl wrong argument count exits 2" 2 $? "Usage: hopxctl version" "$T/out"
 
 head -c 8192 /dev/urandom >"$T/garbage.db"
-"$HOPXD" --db "$T/garbage.db" --socket "$T/s" >"$T/out" 2>&1
+hopxd --db "$T/garbage.db" --socket "$T/s" >"$T/out" 2>&1
 check "hopxd refuses a corrupt database" 1 $? "corrupt or not an SQLite" "$T/out"
 
 sqlite3 "$T/newer.db" "PRAGMA user_version = 42" 2>/dev/null ||
 	python3 -c "import sqlite3; c=sqlite3.connect('$T/newer.db'); c.execute('PRAGMA user_version=42'); c.commit()"
-"$HOPXD" --db "$T/newer.db" --socket "$T/s" >"$T/out" 2>&1
+hopxd --db "$T/newer.db" --socket "$T/s" >"$T/out" 2>&1
 check "hopxd refuses a newer database" 1 $? "schema version 42, newer" "$T/out"
 
-HOPXD_DB="$T/env/state.db" "$HOPXD" --socket "$T/s" >"$T/out" 2>&1 &
+(HOPXD_DB="$T/env/state.db" exec ${HOPXD_TEST_WRAPPER:-} "$HOPXD_BIN" \
+	--socket "$T/s" >"$T/out" 2>&1) &
 pid=$!
 i=0
 while [ $i -lt 50 ] && ! grep -q "sandboxes tracked" "$T/out"; do
