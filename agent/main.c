@@ -33,17 +33,17 @@ struct agent {
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: hopxd [OPTION]...\n"
-		"Keep HopX sandboxes attached to this machine.\n\n"
-		"  --db PATH          database (env HOPXD_DB; default "
-		"$XDG_STATE_HOME/hopxd/hopxd.db)\n"
-		"  --socket PATH      control socket (env HOPXD_SOCKET; default "
-		"$XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
-		"  --log-level LEVEL  error, warn, info (default) or debug\n"
-		"  -v, --verbose      same as --log-level debug\n"
-		"  -h, --help         show this help and exit\n"
-		"  -V, --version      show the version and exit\n");
+	fprintf(f, "Usage: hopxd [OPTION]...\n"
+	           "Keep HopX sandboxes attached to this machine.\n\n"
+	           "  --db PATH          database (env HOPXD_DB; default "
+	           "$XDG_STATE_HOME/hopxd/hopxd.db)\n"
+	           "  --socket PATH      control socket (env HOPXD_SOCKET; "
+	           "default "
+	           "$XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
+	           "  --log-level LEVEL  error, warn, info (default) or debug\n"
+	           "  -v, --verbose      same as --log-level debug\n"
+	           "  -h, --help         show this help and exit\n"
+	           "  -V, --version      show the version and exit\n");
 }
 
 static int copy_path(char *dst, const char *src, const char *what)
@@ -60,13 +60,13 @@ static int copy_path(char *dst, const char *src, const char *what)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-		{"db", required_argument, NULL, 'd'},
-		{"socket", required_argument, NULL, 's'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0}};
+	        {"db", required_argument, NULL, 'd'},
+	        {"socket", required_argument, NULL, 's'},
+	        {"log-level", required_argument, NULL, 'l'},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {"version", no_argument, NULL, 'V'},
+	        {NULL, 0, NULL, 0}};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "vhV", longopts, NULL)) != -1) {
@@ -82,9 +82,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case 'l':
 			if (log_level_parse(optarg, &o->level) != 0) {
 				fprintf(stderr,
-					"hopxd: unknown log level '%s' (use "
-					"error, warn, info or debug)\n",
-					optarg);
+				        "hopxd: unknown log level '%s' (use "
+				        "error, warn, info or debug)\n",
+				        optarg);
 				return 2;
 			}
 			break;
@@ -104,7 +104,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "hopxd: unexpected argument '%s'\n",
-			argv[optind]);
+		        argv[optind]);
 		return 2;
 	}
 	return -1;
@@ -114,7 +114,7 @@ static int default_paths(struct opts *o)
 {
 	if (o->db[0] == '\0' && paths_db(o->db, sizeof(o->db)) != 0) {
 		fprintf(stderr, "hopxd: cannot choose a database path: set "
-				"--db, HOPXD_DB, XDG_STATE_HOME or HOME\n");
+		                "--db, HOPXD_DB, XDG_STATE_HOME or HOME\n");
 		return 2;
 	}
 	if (o->socket[0] == '\0' &&
@@ -167,7 +167,7 @@ static int open_store(struct agent *a, const struct opts *o)
 	for (i = 0; i < SBX_STATUS_COUNT; i++)
 		total += counts[i];
 	log_info("database %s: schema %d, %zu sandboxes tracked", o->db,
-		 store_schema_version(a->store), total);
+	         store_schema_version(a->store), total);
 	return 0;
 }
 

@@ -18,9 +18,9 @@
 #include "log.h"
 #include "store.h"
 
-#define LOOKUPS 200000
+#define LOOKUPS        200000
 #define SINGLE_UPDATES 2000
-#define BATCH 500
+#define BATCH          500
 
 struct bench {
 	char path[512];
@@ -33,8 +33,7 @@ static double now_s(void)
 	return (double)clock_mono_ms(clock_system()) / 1000.0;
 }
 
-static void row(const char *figure, double ours, double peer,
-		const char *unit)
+static void row(const char *figure, double ours, double peer, const char *unit)
 {
 	printf("%-38s %12.0f %12.0f %8.2f  %s\n", figure, ours, peer,
 	       peer > 0 ? ours / peer : 0.0, unit);
@@ -68,9 +67,9 @@ static int fill(struct bench *b)
 		r.status = i % 10 < 6 ? SBX_RUNNING : SBX_PAUSED;
 		if (store_sandbox_put(b->s, &r, STORE_CAUSE_USER, NULL) != 0 ||
 		    store_token_put(b->s, id,
-				    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig",
-				    1800000000000LL, 1700000000000LL,
-				    NULL) != 0)
+		                    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig",
+		                    1800000000000LL, 1700000000000LL,
+		                    NULL) != 0)
 			return -1;
 	}
 	if (store_commit(b->s) != 0)
@@ -95,9 +94,9 @@ static double peer_scan(const char *path, size_t *n)
 
 	sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
 	sqlite3_prepare_v2(db,
-			   "SELECT s.*, t.token, t.expires_at FROM sandboxes s "
-			   "LEFT JOIN tokens t ON t.sandbox_id = s.id",
-			   -1, &st, NULL);
+	                   "SELECT s.*, t.token, t.expires_at FROM sandboxes s "
+	                   "LEFT JOIN tokens t ON t.sandbox_id = s.id",
+	                   -1, &st, NULL);
 	*n = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		/* Touch the text the way a loader would. */
@@ -152,9 +151,9 @@ static int lookups(struct bench *b)
 	ours = LOOKUPS / (now_s() - t0);
 	sqlite3_open_v2(b->path, &db, SQLITE_OPEN_READONLY, NULL);
 	sqlite3_prepare_v2(db,
-			   "SELECT s.*, t.token FROM sandboxes s LEFT JOIN "
-			   "tokens t ON t.sandbox_id = s.id WHERE s.id = ?1",
-			   -1, &st, NULL);
+	                   "SELECT s.*, t.token FROM sandboxes s LEFT JOIN "
+	                   "tokens t ON t.sandbox_id = s.id WHERE s.id = ?1",
+	                   -1, &st, NULL);
 	t0 = now_s();
 	for (i = 0; i < LOOKUPS; i++) {
 		id_of(id, sizeof(id), (i * 7919) % b->records);
@@ -172,7 +171,7 @@ static int lookups(struct bench *b)
 
 /* Bare SQLite upserts with the same durability settings. */
 static double peer_updates(const char *path, size_t n, size_t batch,
-			   int64_t base)
+                           int64_t base)
 {
 	sqlite3 *db;
 	sqlite3_stmt *st;
@@ -183,11 +182,11 @@ static double peer_updates(const char *path, size_t n, size_t batch,
 	sqlite3_open(path, &db);
 	sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL);
 	sqlite3_prepare_v2(db,
-			   "INSERT INTO tokens VALUES (?1, 'tok', ?2, 0) ON "
-			   "CONFLICT (sandbox_id) DO UPDATE SET token = "
-			   "excluded.token, expires_at = ?2 WHERE ?2 > "
-			   "tokens.expires_at",
-			   -1, &st, NULL);
+	                   "INSERT INTO tokens VALUES (?1, 'tok', ?2, 0) ON "
+	                   "CONFLICT (sandbox_id) DO UPDATE SET token = "
+	                   "excluded.token, expires_at = ?2 WHERE ?2 > "
+	                   "tokens.expires_at",
+	                   -1, &st, NULL);
 	t0 = now_s();
 	for (i = 0; i < n; i++) {
 		if (i % batch == 0)
@@ -210,8 +209,7 @@ static double peer_updates(const char *path, size_t n, size_t batch,
 	return t0 < 0 ? -1 : (double)n / t0;
 }
 
-static double our_updates(struct bench *b, size_t n, size_t batch,
-			  int64_t base)
+static double our_updates(struct bench *b, size_t n, size_t batch, int64_t base)
 {
 	char id[32];
 	double t0 = now_s();
@@ -222,7 +220,7 @@ static double our_updates(struct bench *b, size_t n, size_t batch,
 			return -1;
 		id_of(id, sizeof(id), i % 1000);
 		if (store_token_put(b->s, id, "tok", base + (int64_t)i, 0,
-				    NULL) != 0)
+		                    NULL) != 0)
 			return -1;
 		if (batch > 1 && (i % batch == batch - 1 || i == n - 1) &&
 		    store_commit(b->s) != 0)
@@ -242,7 +240,7 @@ static int updates(struct bench *b)
 	row("token updates, one txn each (FULL)", ours, peer, "updates/s");
 	ours = our_updates(b, SINGLE_UPDATES * 50, BATCH, 2200000000000LL);
 	peer = peer_updates(b->path, SINGLE_UPDATES * 50, BATCH,
-			    2300000000000LL);
+	                    2300000000000LL);
 	row("token updates, 500 per txn", ours, peer, "updates/s");
 	return ours > 0 ? 0 : -1;
 }
@@ -264,7 +262,7 @@ int main(int argc, char **argv)
 		b.records = 1000;
 	log_init("store_bench", LOG_LVL_WARN);
 	snprintf(b.path, sizeof(b.path), "%s/hopxd-bench-%ld.db", dir,
-		 (long)time(NULL));
+	         (long)time(NULL));
 	if (store_open(b.path, 0, NULL, &b.s, &cause) != 0) {
 		fprintf(stderr, "store_bench: %s\n", cause ? cause : "open");
 		return 1;

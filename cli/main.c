@@ -38,9 +38,9 @@ static int run_version(struct cli *c, int argc, char **argv);
 
 /* Keep sorted by name: looked up with bsearch. */
 static const struct cmd cmd_table[] = {
-	{"help", "[COMMAND]", "show help for hopxctl or a command", 0, 1,
-	 run_help},
-	{"version", "", "show the version of hopxctl", 0, 0, run_version},
+        {"help", "[COMMAND]", "show help for hopxctl or a command", 0, 1,
+         run_help},
+        {"version", "", "show the version of hopxctl", 0, 0, run_version},
 };
 
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
@@ -53,7 +53,7 @@ static int cmd_compare(const void *key, const void *elem)
 static const struct cmd *cmd_find(const char *name)
 {
 	return bsearch(name, cmd_table, CMD_COUNT, sizeof(cmd_table[0]),
-		       cmd_compare);
+	               cmd_compare);
 }
 
 static void usage(FILE *f)
@@ -61,16 +61,16 @@ static void usage(FILE *f)
 	size_t i;
 
 	fprintf(f, "Usage: hopxctl [--socket PATH] [--json] COMMAND [ARG]...\n"
-		   "Query and drive the hopxd agent.\n\nCommands:\n");
+	           "Query and drive the hopxd agent.\n\nCommands:\n");
 	for (i = 0; i < CMD_COUNT; i++)
 		fprintf(f, "  %-10s %-12s %s\n", cmd_table[i].name,
-			cmd_table[i].args, cmd_table[i].summary);
+		        cmd_table[i].args, cmd_table[i].summary);
 	fprintf(f, "\nOptions:\n"
-		   "  --socket PATH  agent socket (env HOPXD_SOCKET)\n"
-		   "  --json         print JSON for tools\n"
-		   "  -h, --help     show this help\n"
-		   "  -V, --version  show the version\n"
-		   "\nExit codes: 0 ok, 1 error, 2 usage.\n");
+	           "  --socket PATH  agent socket (env HOPXD_SOCKET)\n"
+	           "  --json         print JSON for tools\n"
+	           "  -h, --help     show this help\n"
+	           "  -V, --version  show the version\n"
+	           "\nExit codes: 0 ok, 1 error, 2 usage.\n");
 }
 
 static int run_help(struct cli *c, int argc, char **argv)
@@ -111,15 +111,15 @@ static int parse_globals(struct cli *c, int argc, char **argv)
 		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
 			c->socket = argv[++i];
 		} else if (strcmp(argv[i], "-h") == 0 ||
-			   strcmp(argv[i], "--help") == 0) {
+		           strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
 			return -EXIT_OK - 100;
 		} else if (strcmp(argv[i], "-V") == 0 ||
-			   strcmp(argv[i], "--version") == 0) {
+		           strcmp(argv[i], "--version") == 0) {
 			return -run_version(c, 0, NULL) - 100;
 		} else {
 			fprintf(stderr, "hopxctl: unknown option '%s'\n",
-				argv[i]);
+			        argv[i]);
 			return -EXIT_USAGE - 100;
 		}
 	}
@@ -140,8 +140,8 @@ int main(int argc, char **argv)
 	}
 	if ((cmd = cmd_find(argv[i])) == NULL) {
 		fprintf(stderr,
-			"hopxctl: unknown command '%s'\nTry 'hopxctl help'.\n",
-			argv[i]);
+		        "hopxctl: unknown command '%s'\nTry 'hopxctl help'.\n",
+		        argv[i]);
 		return EXIT_USAGE;
 	}
 	nargs = argc - i - 1;

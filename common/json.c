@@ -145,7 +145,7 @@ int json_get_time_opt(const cJSON *o, const char *key, int64_t *out_ms)
 int json_add_str(cJSON *o, const char *key, const char *value)
 {
 	cJSON *v = value ? cJSON_AddStringToObject(o, key, value)
-			 : cJSON_AddNullToObject(o, key);
+	                 : cJSON_AddNullToObject(o, key);
 
 	return v ? 0 : ERR_NOMEM;
 }

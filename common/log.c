@@ -10,10 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_LINE_MAX 2048
+#define LOG_LINE_MAX    2048
 #define LOG_SECRETS_MAX 8
-#define LOG_SECRET_MIN 8
-#define REDACTED "[redacted]"
+#define LOG_SECRET_MIN  8
+#define REDACTED        "[redacted]"
 
 static struct {
 	char ident[32];
@@ -48,10 +48,10 @@ int log_level_parse(const char *s, enum log_level *out)
 		const char *name;
 		enum log_level level;
 	} names[] = {{"error", LOG_LVL_ERROR},
-		     {"warn", LOG_LVL_WARN},
-		     {"warning", LOG_LVL_WARN},
-		     {"info", LOG_LVL_INFO},
-		     {"debug", LOG_LVL_DEBUG}};
+	             {"warn", LOG_LVL_WARN},
+	             {"warning", LOG_LVL_WARN},
+	             {"info", LOG_LVL_INFO},
+	             {"debug", LOG_LVL_DEBUG}};
 	size_t i;
 
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -64,7 +64,7 @@ int log_level_parse(const char *s, enum log_level *out)
 }
 
 void log_set_sink(void (*fn)(void *ud, enum log_level lvl, const char *line),
-		  void *ud)
+                  void *ud)
 {
 	logger.sink = fn;
 	logger.sink_ud = ud;
@@ -116,7 +116,7 @@ static int is_keychar(char c)
 static size_t secret_len(const char *s)
 {
 	static const char *const key_prefixes[] = {"hopx_live_", "hopx_test_",
-						   "sk_live_", "sk_test_"};
+	                                           "sk_live_", "sk_test_"};
 	size_t i, n = 0;
 
 	if (strncmp(s, "eyJ", 3) == 0) {
@@ -212,7 +212,7 @@ static void log_emit(enum log_level lvl, const char *line)
 	gmtime_r(&now, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	fprintf(stderr, "%s %s[%ld] %s %s\n", ts, logger.ident, (long)getpid(),
-		level_name(lvl), line);
+	        level_name(lvl), line);
 }
 
 void log_msg(enum log_level lvl, const char *func, const char *fmt, ...)

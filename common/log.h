@@ -39,7 +39,7 @@ int log_level_parse(const char *s, enum log_level *out);
  * instead of stderr; fn NULL restores stderr. For tests.
  */
 void log_set_sink(void (*fn)(void *ud, enum log_level lvl, const char *line),
-		  void *ud);
+                  void *ud);
 
 /*
  * Registers a literal secret (the API key) that must never appear in a
@@ -68,11 +68,11 @@ void log_fingerprint(const char *secret, char *out, size_t n);
 
 /* Formats and writes one line if lvl passes the threshold. */
 void log_msg(enum log_level lvl, const char *func, const char *fmt, ...)
-	LOG_PRINTF(3, 4);
+        LOG_PRINTF(3, 4);
 
 #define log_error(...) log_msg(LOG_LVL_ERROR, __func__, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_LVL_WARN, __func__, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_LVL_INFO, __func__, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __func__, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __func__, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __func__, __VA_ARGS__)
 
 #endif

@@ -28,8 +28,8 @@ int paths_socket(char *out, size_t n)
 	if ((v = abs_env("XDG_RUNTIME_DIR")) != NULL)
 		return fit(snprintf(out, n, "%s/hopxd/hopxd.sock", v), n);
 	return fit(snprintf(out, n, "/tmp/hopxd-%lu/hopxd.sock",
-			    (unsigned long)getuid()),
-		   n);
+	                    (unsigned long)getuid()),
+	           n);
 }
 
 int paths_db(char *out, size_t n)
@@ -41,7 +41,8 @@ int paths_db(char *out, size_t n)
 	if ((v = abs_env("XDG_STATE_HOME")) != NULL)
 		return fit(snprintf(out, n, "%s/hopxd/hopxd.db", v), n);
 	if ((v = abs_env("HOME")) != NULL)
-		return fit(snprintf(out, n, "%s/.local/state/hopxd/hopxd.db", v),
-			   n);
+		return fit(
+		        snprintf(out, n, "%s/.local/state/hopxd/hopxd.db", v),
+		        n);
 	return ERR_NOTFOUND;
 }

@@ -40,7 +40,7 @@ static int is_leap(int64_t y)
 static int days_in_month(int64_t y, int m)
 {
 	static const int dim[] = {31, 28, 31, 30, 31, 30,
-				  31, 31, 30, 31, 30, 31};
+	                          31, 31, 30, 31, 30, 31};
 
 	return m == 2 && is_leap(y) ? 29 : dim[m - 1];
 }
@@ -137,9 +137,9 @@ int rfc3339_parse(const char *s, int64_t *out_ms)
 		ms = 999;
 	}
 	*out_ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
-		    se - off) *
-		   1000) +
-		  ms;
+	            se - off) *
+	           1000) +
+	          ms;
 	return 0;
 }
 
@@ -153,12 +153,12 @@ int rfc3339_format(int64_t ms, int with_ms, char *out, size_t n)
 	civil_from_days(days, &y, &m, &d);
 	if (with_ms)
 		len = snprintf(out, n, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
-			       (long long)y, m, d, (int)(rem / 3600),
-			       (int)(rem / 60 % 60), (int)(rem % 60),
-			       (int)(ms - secs * 1000));
+		               (long long)y, m, d, (int)(rem / 3600),
+		               (int)(rem / 60 % 60), (int)(rem % 60),
+		               (int)(ms - secs * 1000));
 	else
 		len = snprintf(out, n, "%04lld-%02d-%02dT%02d:%02d:%02dZ",
-			       (long long)y, m, d, (int)(rem / 3600),
-			       (int)(rem / 60 % 60), (int)(rem % 60));
+		               (long long)y, m, d, (int)(rem / 3600),
+		               (int)(rem / 60 % 60), (int)(rem % 60));
 	return len < 0 || (size_t)len >= n ? ERR_TOOBIG : 0;
 }

@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char *const status_names[SBX_STATUS_COUNT] = {
-	"unknown", "creating", "running", "paused", "stopped", "gone",
+        "unknown", "creating", "running", "paused", "stopped", "gone",
 };
 
 const char *sbx_status_str(enum sbx_status s)

@@ -26,9 +26,9 @@ const char *sbx_status_str(enum sbx_status s);
 int sbx_status_parse(const char *s, enum sbx_status *out);
 
 /* Bounds on what a client may give us. */
-#define SBX_ID_MAX 128
-#define SBX_NAME_MAX 64
-#define SBX_LABEL_KEY_MAX 64
+#define SBX_ID_MAX          128
+#define SBX_NAME_MAX        64
+#define SBX_LABEL_KEY_MAX   64
 #define SBX_LABEL_VALUE_MAX 256
 
 /*

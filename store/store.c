@@ -16,99 +16,104 @@
 #include <unistd.h>
 
 /* "hpxd": tells our files from other SQLite databases. */
-#define STORE_APPLICATION_ID 0x68707864
+#define STORE_APPLICATION_ID  0x68707864
 #define STORE_BUSY_TIMEOUT_MS 5000
 
-#define SBX_COLS                                                              \
-	"s.id, s.name, s.status, s.template_id, s.template_name, s.region, " \
-	"s.public_host, s.vcpu, s.memory_mb, s.disk_mb, s.internet_access, " \
-	"s.timeout_seconds, s.expires_at, s.created_at, s.tracked_at, "      \
-	"s.updated_at, s.confirmed_at, s.stale, s.last_error, "              \
-	"s.auto_resume, s.keepalive_s, s.pause_on_shutdown, t.token, "       \
-	"t.expires_at, t.issued_at, "                                        \
-	"(SELECT json_group_array(json_array(key, value)) FROM labels l "    \
+#define SBX_COLS                                                               \
+	"s.id, s.name, s.status, s.template_id, s.template_name, s.region, "   \
+	"s.public_host, s.vcpu, s.memory_mb, s.disk_mb, s.internet_access, "   \
+	"s.timeout_seconds, s.expires_at, s.created_at, s.tracked_at, "        \
+	"s.updated_at, s.confirmed_at, s.stale, s.last_error, "                \
+	"s.auto_resume, s.keepalive_s, s.pause_on_shutdown, t.token, "         \
+	"t.expires_at, t.issued_at, "                                          \
+	"(SELECT json_group_array(json_array(key, value)) FROM labels l "      \
 	"WHERE l.sandbox_id = s.id)"
 
 #define SBX_FROM " FROM sandboxes s LEFT JOIN tokens t ON t.sandbox_id = s.id "
 
 static const char *const stmt_sql[ST_COUNT_] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_SAVEPOINT] = "SAVEPOINT w",
-	[ST_RELEASE] = "RELEASE w",
-	[ST_ROLLBACK_TO] = "ROLLBACK TO w",
-	[ST_SBX_EXISTS] = "SELECT status, name, stale FROM sandboxes WHERE id = ?1",
-	[ST_SBX_PUT] =
-		"INSERT INTO sandboxes (id, name, status, template_id, "
-		"template_name, region, public_host, vcpu, memory_mb, disk_mb, "
-		"internet_access, timeout_seconds, expires_at, created_at, "
-		"confirmed_at, stale, last_error, auto_resume, keepalive_s, "
-		"pause_on_shutdown, tracked_at, updated_at) VALUES (?1, ?2, ?3, "
-		"?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-		"?18, ?19, ?20, ?21, ?21) ON CONFLICT (id) DO UPDATE SET "
-		"name = ?2, status = ?3, template_id = ?4, template_name = ?5, "
-		"region = ?6, public_host = ?7, vcpu = ?8, memory_mb = ?9, "
-		"disk_mb = ?10, internet_access = ?11, timeout_seconds = ?12, "
-		"expires_at = ?13, created_at = ?14, confirmed_at = ?15, "
-		"stale = ?16, last_error = ?17, auto_resume = ?18, "
-		"keepalive_s = ?19, pause_on_shutdown = ?20, updated_at = ?21",
-	/* Two plain index seeks: an OR with ORDER BY needs a sorter. */
-	[ST_SBX_GET_ID] = "SELECT " SBX_COLS SBX_FROM "WHERE s.id = ?1",
-	[ST_SBX_GET_NAME] = "SELECT " SBX_COLS SBX_FROM "WHERE s.name = ?1",
-	[ST_SBX_LIST] =
-		"SELECT " SBX_COLS SBX_FROM
-		"WHERE (?1 IS NULL OR s.status = ?1) "
-		"AND (?2 IS NULL OR s.name = ?2) "
-		"AND (?3 IS NULL OR EXISTS (SELECT 1 FROM labels l WHERE "
-		"l.sandbox_id = s.id AND l.key = ?3 AND "
-		"(?4 IS NULL OR l.value = ?4))) "
-		"AND s.id > ?5 ORDER BY s.id LIMIT ?6",
-	[ST_SBX_COUNT] = "SELECT status, count(*) FROM sandboxes GROUP BY status",
-	[ST_SBX_RENAME] =
-		"UPDATE sandboxes SET name = ?2, updated_at = ?3 WHERE id = ?1",
-	[ST_SBX_STATUS] = "UPDATE sandboxes SET status = ?2, confirmed_at = ?3, "
-			  "updated_at = ?3, stale = 0, last_error = NULL "
-			  "WHERE id = ?1",
-	[ST_SBX_STALE] = "UPDATE sandboxes SET stale = 1, last_error = ?2, "
-			 "updated_at = ?3 WHERE id = ?1",
-	[ST_SBX_POLICY] =
-		"UPDATE sandboxes SET "
-		"auto_resume = coalesce(?2, auto_resume), "
-		"keepalive_s = coalesce(?3, keepalive_s), "
-		"pause_on_shutdown = coalesce(?4, pause_on_shutdown), "
-		"updated_at = ?5 WHERE id = ?1 "
-		"RETURNING auto_resume, keepalive_s, pause_on_shutdown",
-	[ST_SBX_FORGET] = "DELETE FROM sandboxes WHERE id = ?1",
-	[ST_LABEL_SET] = "INSERT INTO labels (sandbox_id, key, value) "
-			 "VALUES (?1, ?2, ?3) ON CONFLICT (sandbox_id, key) "
-			 "DO UPDATE SET value = ?3",
-	[ST_LABEL_UNSET] =
-		"DELETE FROM labels WHERE sandbox_id = ?1 AND key = ?2",
-	[ST_TOKEN_PUT] =
-		"INSERT INTO tokens (sandbox_id, token, expires_at, issued_at) "
-		"VALUES (?1, ?2, ?3, ?4) ON CONFLICT (sandbox_id) DO UPDATE "
-		"SET token = ?2, expires_at = ?3, issued_at = ?4 "
-		"WHERE ?3 > tokens.expires_at",
-	[ST_EVENT_ADD] = "INSERT INTO events (at, sandbox_id, type, cause, "
-			 "detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[ST_EVENT_SINCE] = "SELECT seq, at, sandbox_id, type, cause, detail "
-			   "FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-	[ST_EVENT_LAST] =
-		"SELECT seq FROM sqlite_sequence WHERE name = 'events'",
-	[ST_EVENT_PRUNE_AGE] = "DELETE FROM events WHERE at < ?1",
-	[ST_EVENT_PRUNE_COUNT] =
-		"DELETE FROM events WHERE seq <= (SELECT seq FROM events "
-		"ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
-	[ST_INTENT_ADD] = "INSERT INTO intents (kind, request, name, "
-			  "created_at) VALUES (?1, ?2, ?3, ?4)",
-	[ST_INTENT_NAME_OPEN] = "SELECT id FROM intents WHERE state = 'open' "
-				"AND name = ?1",
-	[ST_INTENT_RESOLVE] = "UPDATE intents SET state = ?2, sandbox_id = ?3, "
-			      "resolved_at = ?4 WHERE id = ?1 "
-			      "AND state = 'open'",
-	[ST_INTENT_OPEN] = "SELECT id, kind, request, name, created_at FROM "
-			   "intents WHERE state = 'open' ORDER BY id",
+        [ST_BEGIN] = "BEGIN IMMEDIATE",
+        [ST_COMMIT] = "COMMIT",
+        [ST_ROLLBACK] = "ROLLBACK",
+        [ST_SAVEPOINT] = "SAVEPOINT w",
+        [ST_RELEASE] = "RELEASE w",
+        [ST_ROLLBACK_TO] = "ROLLBACK TO w",
+        [ST_SBX_EXISTS] =
+                "SELECT status, name, stale FROM sandboxes WHERE id = ?1",
+        [ST_SBX_PUT] =
+                "INSERT INTO sandboxes (id, name, status, template_id, "
+                "template_name, region, public_host, vcpu, memory_mb, disk_mb, "
+                "internet_access, timeout_seconds, expires_at, created_at, "
+                "confirmed_at, stale, last_error, auto_resume, keepalive_s, "
+                "pause_on_shutdown, tracked_at, updated_at) VALUES (?1, ?2, "
+                "?3, "
+                "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+                "?17, "
+                "?18, ?19, ?20, ?21, ?21) ON CONFLICT (id) DO UPDATE SET "
+                "name = ?2, status = ?3, template_id = ?4, template_name = ?5, "
+                "region = ?6, public_host = ?7, vcpu = ?8, memory_mb = ?9, "
+                "disk_mb = ?10, internet_access = ?11, timeout_seconds = ?12, "
+                "expires_at = ?13, created_at = ?14, confirmed_at = ?15, "
+                "stale = ?16, last_error = ?17, auto_resume = ?18, "
+                "keepalive_s = ?19, pause_on_shutdown = ?20, updated_at = ?21",
+        /* Two plain index seeks: an OR with ORDER BY needs a sorter. */
+        [ST_SBX_GET_ID] = "SELECT " SBX_COLS SBX_FROM "WHERE s.id = ?1",
+        [ST_SBX_GET_NAME] = "SELECT " SBX_COLS SBX_FROM "WHERE s.name = ?1",
+        [ST_SBX_LIST] =
+                "SELECT " SBX_COLS SBX_FROM
+                "WHERE (?1 IS NULL OR s.status = ?1) "
+                "AND (?2 IS NULL OR s.name = ?2) "
+                "AND (?3 IS NULL OR EXISTS (SELECT 1 FROM labels l WHERE "
+                "l.sandbox_id = s.id AND l.key = ?3 AND "
+                "(?4 IS NULL OR l.value = ?4))) "
+                "AND s.id > ?5 ORDER BY s.id LIMIT ?6",
+        [ST_SBX_COUNT] =
+                "SELECT status, count(*) FROM sandboxes GROUP BY status",
+        [ST_SBX_RENAME] =
+                "UPDATE sandboxes SET name = ?2, updated_at = ?3 WHERE id = ?1",
+        [ST_SBX_STATUS] =
+                "UPDATE sandboxes SET status = ?2, confirmed_at = ?3, "
+                "updated_at = ?3, stale = 0, last_error = NULL "
+                "WHERE id = ?1",
+        [ST_SBX_STALE] = "UPDATE sandboxes SET stale = 1, last_error = ?2, "
+                         "updated_at = ?3 WHERE id = ?1",
+        [ST_SBX_POLICY] =
+                "UPDATE sandboxes SET "
+                "auto_resume = coalesce(?2, auto_resume), "
+                "keepalive_s = coalesce(?3, keepalive_s), "
+                "pause_on_shutdown = coalesce(?4, pause_on_shutdown), "
+                "updated_at = ?5 WHERE id = ?1 "
+                "RETURNING auto_resume, keepalive_s, pause_on_shutdown",
+        [ST_SBX_FORGET] = "DELETE FROM sandboxes WHERE id = ?1",
+        [ST_LABEL_SET] = "INSERT INTO labels (sandbox_id, key, value) "
+                         "VALUES (?1, ?2, ?3) ON CONFLICT (sandbox_id, key) "
+                         "DO UPDATE SET value = ?3",
+        [ST_LABEL_UNSET] =
+                "DELETE FROM labels WHERE sandbox_id = ?1 AND key = ?2",
+        [ST_TOKEN_PUT] =
+                "INSERT INTO tokens (sandbox_id, token, expires_at, issued_at) "
+                "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (sandbox_id) DO UPDATE "
+                "SET token = ?2, expires_at = ?3, issued_at = ?4 "
+                "WHERE ?3 > tokens.expires_at",
+        [ST_EVENT_ADD] = "INSERT INTO events (at, sandbox_id, type, cause, "
+                         "detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        [ST_EVENT_SINCE] = "SELECT seq, at, sandbox_id, type, cause, detail "
+                           "FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        [ST_EVENT_LAST] =
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+        [ST_EVENT_PRUNE_AGE] = "DELETE FROM events WHERE at < ?1",
+        [ST_EVENT_PRUNE_COUNT] =
+                "DELETE FROM events WHERE seq <= (SELECT seq FROM events "
+                "ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+        [ST_INTENT_ADD] = "INSERT INTO intents (kind, request, name, "
+                          "created_at) VALUES (?1, ?2, ?3, ?4)",
+        [ST_INTENT_NAME_OPEN] = "SELECT id FROM intents WHERE state = 'open' "
+                                "AND name = ?1",
+        [ST_INTENT_RESOLVE] = "UPDATE intents SET state = ?2, sandbox_id = ?3, "
+                              "resolved_at = ?4 WHERE id = ?1 "
+                              "AND state = 'open'",
+        [ST_INTENT_OPEN] = "SELECT id, kind, request, name, created_at FROM "
+                           "intents WHERE state = 'open' ORDER BY id",
 };
 
 int store_err(int rc)
@@ -169,7 +174,7 @@ int store_step_done(sqlite3_stmt *st)
 int store_bind_str(sqlite3_stmt *st, int i, const char *v)
 {
 	int rc = v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
-		   : sqlite3_bind_null(st, i);
+	           : sqlite3_bind_null(st, i);
 
 	return store_err(rc);
 }
@@ -177,7 +182,7 @@ int store_bind_str(sqlite3_stmt *st, int i, const char *v)
 int store_bind_i64(sqlite3_stmt *st, int i, int64_t v)
 {
 	int rc = v == STORE_NULL ? sqlite3_bind_null(st, i)
-				 : sqlite3_bind_int64(st, i, v);
+	                         : sqlite3_bind_int64(st, i, v);
 
 	return store_err(rc);
 }
@@ -235,7 +240,8 @@ int store_wend(struct store *s, int r)
 	if (s->depth > 1) {
 		s->depth--;
 		if (sqlite3_get_autocommit(s->db)) {
-			/* SQLite rolled the whole group back (disk full, I/O). */
+			/* SQLite rolled the whole group back (disk full, I/O).
+			 */
 			s->depth = 0;
 			s->group_err = r ? r : ERR_IO;
 			return s->group_err;
@@ -316,7 +322,7 @@ static int make_parents(const char *path, char **cause)
 			int e = errno;
 
 			set_cause(cause, "cannot create directory %s: %s", dir,
-				  strerror(e));
+			          strerror(e));
 			return err_from_errno(e);
 		}
 		dir[i] = '/';
@@ -343,13 +349,13 @@ static int prepare_file(const char *path, char **cause)
 		int e = errno;
 
 		set_cause(cause, "cannot open database %s: %s", path,
-			  strerror(e));
+		          strerror(e));
 		return err_from_errno(e);
 	}
 	if (fstat(fd, &sb) == 0 && (sb.st_mode & 077) &&
 	    sb.st_uid == geteuid()) {
 		log_warn("database %s was mode %03o; making it 0600", path,
-			 (unsigned)(sb.st_mode & 0777));
+		         (unsigned)(sb.st_mode & 0777));
 		fchmod(fd, 0600);
 	}
 	close(fd);
@@ -395,17 +401,17 @@ static int check_identity(struct store *s, const char *path, char **cause)
 		rc = pragma_int(s->db, "PRAGMA user_version", &s->version);
 	if (rc == SQLITE_OK)
 		rc = pragma_int(s->db, "SELECT count(*) FROM sqlite_master",
-				&tables);
+		                &tables);
 	if (rc != SQLITE_OK && store_err(rc) == ERR_CORRUPT) {
 		set_cause(cause,
-			  "database %s is corrupt or not an SQLite database "
-			  "(%s); move it aside and restart to rebuild it",
-			  path, sqlite3_errmsg(s->db));
+		          "database %s is corrupt or not an SQLite database "
+		          "(%s); move it aside and restart to rebuild it",
+		          path, sqlite3_errmsg(s->db));
 		return ERR_CORRUPT;
 	}
 	if (rc != SQLITE_OK) {
 		set_cause(cause, "cannot read database %s: %s", path,
-			  sqlite3_errmsg(s->db));
+		          sqlite3_errmsg(s->db));
 		return store_err(rc);
 	}
 	if (app != STORE_APPLICATION_ID && (app != 0 || tables > 0)) {
@@ -414,10 +420,10 @@ static int check_identity(struct store *s, const char *path, char **cause)
 	}
 	if (s->version > migrations_count) {
 		set_cause(cause,
-			  "database %s has schema version %d, newer than the "
-			  "version %d this hopxd " HOPXD_VERSION
-			  " supports; upgrade hopxd",
-			  path, s->version, migrations_count);
+		          "database %s has schema version %d, newer than the "
+		          "version %d this hopxd " HOPXD_VERSION
+		          " supports; upgrade hopxd",
+		          path, s->version, migrations_count);
 		return ERR_TOONEW;
 	}
 	return 0;
@@ -429,9 +435,9 @@ static int set_pragmas(struct store *s, int readonly, char **cause)
 
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	r = exec_sql(s,
-		     "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; "
-		     "PRAGMA cache_size = -16384; PRAGMA synchronous = FULL;",
-		     cause);
+	             "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; "
+	             "PRAGMA cache_size = -16384; PRAGMA synchronous = FULL;",
+	             cause);
 	if (r != 0 || readonly)
 		return r;
 	return exec_sql(s, "PRAGMA journal_mode = WAL", cause);
@@ -439,24 +445,25 @@ static int set_pragmas(struct store *s, int readonly, char **cause)
 
 /* Applies each newer migration in its own transaction. */
 static int migrate(struct store *s, int readonly, const char *path,
-		   char **cause)
+                   char **cause)
 {
 	char sql[128];
 	int i, r;
 
 	if (s->version < migrations_count && readonly) {
 		set_cause(cause,
-			  "database %s needs upgrading from schema %d to %d "
-			  "but is read-only",
-			  path, s->version, migrations_count);
+		          "database %s needs upgrading from schema %d to %d "
+		          "but is read-only",
+		          path, s->version, migrations_count);
 		return ERR_READONLY;
 	}
 	for (i = s->version; i < migrations_count; i++) {
 		const struct migration *m = &migrations[i];
 
-		snprintf(sql, sizeof(sql),
-			 "PRAGMA application_id = %d; PRAGMA user_version = %d;",
-			 STORE_APPLICATION_ID, m->version);
+		snprintf(
+		        sql, sizeof(sql),
+		        "PRAGMA application_id = %d; PRAGMA user_version = %d;",
+		        STORE_APPLICATION_ID, m->version);
 		if ((r = exec_sql(s, "BEGIN IMMEDIATE", cause)) != 0)
 			return r;
 		if ((r = exec_sql(s, m->sql, cause)) != 0 ||
@@ -464,12 +471,12 @@ static int migrate(struct store *s, int readonly, const char *path,
 		    (r = exec_sql(s, "COMMIT", cause)) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			log_error("migration %04d_%s failed", m->version,
-				  m->name);
+			          m->name);
 			return r;
 		}
 		s->version = m->version;
 		log_info("database migrated to schema %d (%s)", m->version,
-			 m->name);
+		         m->name);
 	}
 	return 0;
 }
@@ -480,11 +487,11 @@ static int prepare_all(struct store *s, char **cause)
 
 	for (i = 0; i < ST_COUNT_; i++) {
 		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1,
-					SQLITE_PREPARE_PERSISTENT, &s->st[i],
-					NULL);
+		                        SQLITE_PREPARE_PERSISTENT, &s->st[i],
+		                        NULL);
 		if (rc != SQLITE_OK) {
 			set_cause(cause, "cannot prepare statement %d: %s", i,
-				  sqlite3_errmsg(s->db));
+			          sqlite3_errmsg(s->db));
 			return store_err(rc);
 		}
 	}
@@ -492,18 +499,17 @@ static int prepare_all(struct store *s, char **cause)
 }
 
 /* Explains a failure to open in words for people. */
-static int open_failed(struct store *s, const char *path, int r,
-		       char **cause)
+static int open_failed(struct store *s, const char *path, int r, char **cause)
 {
 	if (cause && *cause == NULL)
 		set_cause(cause, "cannot open database %s: %s", path,
-			  err_str(r));
+		          err_str(r));
 	store_close(s);
 	return r;
 }
 
 static int open_db(struct store *s, const char *path, int readonly,
-		   char **cause)
+                   char **cause)
 {
 	int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
 	int rc;
@@ -512,7 +518,7 @@ static int open_db(struct store *s, const char *path, int readonly,
 	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		set_cause(cause, "cannot open database %s: %s", path,
-			  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		          s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		return store_err(rc);
 	}
 	sqlite3_extended_result_codes(s->db, 1);
@@ -524,7 +530,7 @@ static int open_db(struct store *s, const char *path, int readonly,
 }
 
 int store_open(const char *path, unsigned flags, const struct clock *clk,
-	       struct store **out, char **cause)
+               struct store **out, char **cause)
 {
 	int readonly = (flags & STORE_OPEN_READONLY) != 0;
 	struct store *s;
@@ -551,8 +557,8 @@ int store_open(const char *path, unsigned flags, const struct clock *clk,
 int store_check(struct store *s, int full, char **cause)
 {
 	sqlite3_stmt *st = NULL;
-	const char *sql = full ? "PRAGMA integrity_check(1)"
-			       : "PRAGMA quick_check(1)";
+	const char *sql =
+	        full ? "PRAGMA integrity_check(1)" : "PRAGMA quick_check(1)";
 	int rc, r = 0;
 
 	rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
@@ -563,12 +569,12 @@ int store_check(struct store *s, int full, char **cause)
 
 		if (res == NULL || strcmp(res, "ok") != 0) {
 			set_cause(cause, "database check failed: %s",
-				  res ? res : "(no answer)");
+			          res ? res : "(no answer)");
 			r = ERR_CORRUPT;
 		}
 	} else {
 		set_cause(cause, "database check failed: %s",
-			  sqlite3_errmsg(s->db));
+		          sqlite3_errmsg(s->db));
 		r = store_err(rc) ? store_err(rc) : ERR_CORRUPT;
 	}
 	sqlite3_finalize(st);

@@ -28,7 +28,7 @@ const char *store_cause_str(enum store_cause c);
 
 /* Open flags. */
 #define STORE_OPEN_READONLY 0x1 /* never write; refuse if migration needed */
-#define STORE_OPEN_CHECK 0x2    /* run PRAGMA quick_check after opening */
+#define STORE_OPEN_CHECK    0x2 /* run PRAGMA quick_check after opening */
 
 /*
  * Opens (creating it 0600, and missing parent directories 0700) and
@@ -39,7 +39,7 @@ const char *store_cause_str(enum store_cause c);
  * a file that is not a hopxd database), ERR_PERM, ERR_FULL, ERR_IO.
  */
 int store_open(const char *path, unsigned flags, const struct clock *clk,
-	       struct store **out, char **cause);
+               struct store **out, char **cause);
 
 /*
  * Finalises every statement and closes the database. Accepts NULL.
@@ -95,8 +95,8 @@ struct store_sandbox {
 	int64_t timeout_seconds; /* STORE_NULL: no auto-kill */
 	int64_t expires_at;
 	int64_t created_at;
-	int64_t tracked_at; /* set by the store on first put */
-	int64_t updated_at; /* set by the store on every write */
+	int64_t tracked_at;   /* set by the store on first put */
+	int64_t updated_at;   /* set by the store on every write */
 	int64_t confirmed_at; /* last time HopX confirmed the status */
 	int stale;            /* the last sync failed: see last_error */
 	char *last_error;
@@ -124,14 +124,14 @@ void store_sandbox_finish(struct store_sandbox *r);
  * ERR_INVAL: a field breaks the schema (bad id, name or policy).
  */
 int store_sandbox_put(struct store *s, const struct store_sandbox *r,
-		      enum store_cause cause, int *created);
+                      enum store_cause cause, int *created);
 
 /*
  * Fills out (which the caller then finishes) with the sandbox whose id is
  * ref or, failing that, whose local name is ref. ERR_NOTFOUND otherwise.
  */
 int store_sandbox_get(struct store *s, const char *ref,
-		      struct store_sandbox *out);
+                      struct store_sandbox *out);
 
 /* What store_sandbox_list returns; unset members (0/NULL) do not filter. */
 struct store_filter {
@@ -151,7 +151,7 @@ struct store_filter {
  */
 typedef int (*store_sandbox_cb)(void *ud, const struct store_sandbox *r);
 int store_sandbox_list(struct store *s, const struct store_filter *f,
-		       store_sandbox_cb cb, void *ud);
+                       store_sandbox_cb cb, void *ud);
 
 /* Number of records in each status, indexed by enum sbx_status. */
 int store_sandbox_count(struct store *s, size_t counts[SBX_STATUS_COUNT]);
@@ -161,7 +161,7 @@ int store_sandbox_count(struct store *s, size_t counts[SBX_STATUS_COUNT]);
  * ERR_NOTFOUND: no such id; ERR_EXISTS: the name is taken.
  */
 int store_sandbox_rename(struct store *s, const char *id, const char *name,
-			 enum store_cause cause);
+                         enum store_cause cause);
 
 /*
  * Records a status confirmed by HopX: sets status, confirmed_at = now,
@@ -170,8 +170,8 @@ int store_sandbox_rename(struct store *s, const char *id, const char *name,
  * its number, else to 0. ERR_NOTFOUND: no such id.
  */
 int store_sandbox_set_status(struct store *s, const char *id,
-			     enum sbx_status status, enum store_cause cause,
-			     int64_t *seq);
+                             enum sbx_status status, enum store_cause cause,
+                             int64_t *seq);
 
 /*
  * Records that syncing this sandbox failed: stale = 1 and last_error, the
@@ -179,33 +179,33 @@ int store_sandbox_set_status(struct store *s, const char *id,
  * only when the record was not stale before. ERR_NOTFOUND: no such id.
  */
 int store_sandbox_mark_stale(struct store *s, const char *id,
-			     const char *error);
+                             const char *error);
 
 /*
  * Changes the policies; a negative value keeps that policy. Appends a
  * "policy" event. ERR_NOTFOUND: no such id; ERR_INVAL: bad value.
  */
-int store_sandbox_set_policy(struct store *s, const char *id,
-			     int auto_resume, int64_t keepalive_s,
-			     int pause_on_shutdown, enum store_cause cause);
+int store_sandbox_set_policy(struct store *s, const char *id, int auto_resume,
+                             int64_t keepalive_s, int pause_on_shutdown,
+                             enum store_cause cause);
 
 /*
  * Forgets a sandbox locally (row, labels and token; the events stay) with
  * a "forgotten" event. ERR_NOTFOUND: no such id.
  */
 int store_sandbox_forget(struct store *s, const char *id,
-			 enum store_cause cause);
+                         enum store_cause cause);
 
 /*
  * Sets or replaces a label, with a "label" event. ERR_NOTFOUND: no such
  * sandbox; ERR_INVAL: key or value breaks sbx_label_check.
  */
 int store_label_set(struct store *s, const char *id, const char *key,
-		    const char *value, enum store_cause cause);
+                    const char *value, enum store_cause cause);
 
 /* Removes a label, with a "label" event. ERR_NOTFOUND: no such label. */
 int store_label_unset(struct store *s, const char *id, const char *key,
-		      enum store_cause cause);
+                      enum store_cause cause);
 
 /*
  * Stores token as the sandbox's current token only if it expires later
@@ -214,7 +214,7 @@ int store_label_unset(struct store *s, const char *id, const char *key,
  * such sandbox.
  */
 int store_token_put(struct store *s, const char *id, const char *token,
-		    int64_t expires_at, int64_t issued_at, int *replaced);
+                    int64_t expires_at, int64_t issued_at, int *replaced);
 
 /* One entry of the event log; valid only during the callback. */
 struct store_event {
@@ -232,8 +232,8 @@ struct store_event {
  * pruning.
  */
 int store_event_append(struct store *s, const char *sandbox_id,
-		       const char *type, enum store_cause cause,
-		       const char *detail, int64_t *seq);
+                       const char *type, enum store_cause cause,
+                       const char *detail, int64_t *seq);
 
 /*
  * Calls cb for up to limit events (0: all) with seq > after, oldest
@@ -241,7 +241,7 @@ int store_event_append(struct store *s, const char *sandbox_id,
  */
 typedef int (*store_event_cb)(void *ud, const struct store_event *e);
 int store_event_since(struct store *s, int64_t after, size_t limit,
-		      store_event_cb cb, void *ud);
+                      store_event_cb cb, void *ud);
 
 /* Highest sequence number ever given (0 when none). */
 int store_event_last_seq(struct store *s, int64_t *seq);
@@ -251,7 +251,7 @@ int store_event_last_seq(struct store *s, int64_t *seq);
  * the newest keep events (0: no count limit). *removed may be NULL.
  */
 int store_event_prune(struct store *s, size_t keep, int64_t max_age_ms,
-		      size_t *removed);
+                      size_t *removed);
 
 /* An open intent: a create sent (or about to be) whose outcome is unknown. */
 struct store_intent {
@@ -267,7 +267,7 @@ struct store_intent {
  * ERR_EXISTS: another open intent already asks for this name.
  */
 int store_intent_add(struct store *s, const char *kind, const char *request,
-		     const char *name, int64_t *id);
+                     const char *name, int64_t *id);
 
 /*
  * Closes an intent: done with the sandbox it produced, or failed

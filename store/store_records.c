@@ -8,11 +8,32 @@
 
 /* Column order of SBX_COLS in store.c. */
 enum sbx_col {
-	C_ID, C_NAME, C_STATUS, C_TEMPLATE_ID, C_TEMPLATE_NAME, C_REGION,
-	C_PUBLIC_HOST, C_VCPU, C_MEMORY_MB, C_DISK_MB, C_INTERNET,
-	C_TIMEOUT_S, C_EXPIRES_AT, C_CREATED_AT, C_TRACKED_AT, C_UPDATED_AT,
-	C_CONFIRMED_AT, C_STALE, C_LAST_ERROR, C_AUTO_RESUME, C_KEEPALIVE_S,
-	C_PAUSE_ON_SHUTDOWN, C_TOKEN, C_TOKEN_EXPIRES, C_TOKEN_ISSUED, C_LABELS
+	C_ID,
+	C_NAME,
+	C_STATUS,
+	C_TEMPLATE_ID,
+	C_TEMPLATE_NAME,
+	C_REGION,
+	C_PUBLIC_HOST,
+	C_VCPU,
+	C_MEMORY_MB,
+	C_DISK_MB,
+	C_INTERNET,
+	C_TIMEOUT_S,
+	C_EXPIRES_AT,
+	C_CREATED_AT,
+	C_TRACKED_AT,
+	C_UPDATED_AT,
+	C_CONFIRMED_AT,
+	C_STALE,
+	C_LAST_ERROR,
+	C_AUTO_RESUME,
+	C_KEEPALIVE_S,
+	C_PAUSE_ON_SHUTDOWN,
+	C_TOKEN,
+	C_TOKEN_EXPIRES,
+	C_TOKEN_ISSUED,
+	C_LABELS
 };
 
 void store_sandbox_init(struct store_sandbox *r)
@@ -73,7 +94,7 @@ static int64_t col_i64(sqlite3_stmt *st, int i)
 static int label_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct store_label *)a)->key,
-		      ((const struct store_label *)b)->key);
+	              ((const struct store_label *)b)->key);
 }
 
 /* Labels come as the JSON text [["k","v"],...]; "[]" when none. */
@@ -96,8 +117,10 @@ static int read_labels(sqlite3_stmt *st, struct store_sandbox *r)
 	}
 	cJSON_ArrayForEach(pair, arr)
 	{
-		const char *k = cJSON_GetStringValue(cJSON_GetArrayItem(pair, 0));
-		const char *v = cJSON_GetStringValue(cJSON_GetArrayItem(pair, 1));
+		const char *k =
+		        cJSON_GetStringValue(cJSON_GetArrayItem(pair, 0));
+		const char *v =
+		        cJSON_GetStringValue(cJSON_GetArrayItem(pair, 1));
 
 		if (k == NULL || v == NULL)
 			continue;
@@ -123,7 +146,7 @@ static int read_row(sqlite3_stmt *st, struct store_sandbox *r)
 	r->id = col_str(st, C_ID, &err);
 	r->name = col_str(st, C_NAME, &err);
 	sbx_status_parse((const char *)sqlite3_column_text(st, C_STATUS),
-			 &r->status);
+	                 &r->status);
 	r->template_id = col_str(st, C_TEMPLATE_ID, &err);
 	r->template_name = col_str(st, C_TEMPLATE_NAME, &err);
 	r->region = col_str(st, C_REGION, &err);
@@ -151,7 +174,7 @@ static int read_row(sqlite3_stmt *st, struct store_sandbox *r)
 
 /* Appends an event whose detail is built from a cJSON object. */
 static int event_json(struct store *s, const char *id, const char *type,
-		      enum store_cause cause, cJSON *detail)
+                      enum store_cause cause, cJSON *detail)
 {
 	char *text = detail ? json_print(detail) : NULL;
 	int r;
@@ -167,7 +190,7 @@ static int event_json(struct store *s, const char *id, const char *type,
 
 /* Status, name and staleness of a row: ERR_NOTFOUND when absent. */
 static int sbx_peek(struct store *s, const char *id, enum sbx_status *status,
-		    char **name, int *stale)
+                    char **name, int *stale)
 {
 	sqlite3_stmt *st = store_stmt(s, ST_SBX_EXISTS);
 	int rc, err = 0;
@@ -177,7 +200,8 @@ static int sbx_peek(struct store *s, const char *id, enum sbx_status *status,
 	if (rc == SQLITE_ROW) {
 		if (status)
 			sbx_status_parse(
-				(const char *)sqlite3_column_text(st, 0), status);
+			        (const char *)sqlite3_column_text(st, 0),
+			        status);
 		if (name)
 			*name = col_str(st, 1, &err);
 		if (stale)
@@ -190,7 +214,7 @@ static int sbx_peek(struct store *s, const char *id, enum sbx_status *status,
 }
 
 static int bind_put(struct store *s, sqlite3_stmt *st,
-		    const struct store_sandbox *r)
+                    const struct store_sandbox *r)
 {
 	int e = 0;
 
@@ -219,7 +243,7 @@ static int bind_put(struct store *s, sqlite3_stmt *st,
 }
 
 int store_sandbox_put(struct store *s, const struct store_sandbox *r,
-		      enum store_cause cause, int *created)
+                      enum store_cause cause, int *created)
 {
 	int r2, isnew;
 	cJSON *d;
@@ -248,8 +272,7 @@ int store_sandbox_put(struct store *s, const struct store_sandbox *r,
 }
 
 /* Reads the one row st selects into out; ERR_NOTFOUND when none. */
-static int get_one(sqlite3_stmt *st, const char *key,
-		   struct store_sandbox *out)
+static int get_one(sqlite3_stmt *st, const char *key, struct store_sandbox *out)
 {
 	int rc, r;
 
@@ -266,7 +289,7 @@ static int get_one(sqlite3_stmt *st, const char *key,
 }
 
 int store_sandbox_get(struct store *s, const char *ref,
-		      struct store_sandbox *out)
+                      struct store_sandbox *out)
 {
 	int r;
 
@@ -291,7 +314,7 @@ static void bind_filter(sqlite3_stmt *st, const struct store_filter *f)
 }
 
 int store_sandbox_list(struct store *s, const struct store_filter *f,
-		       store_sandbox_cb cb, void *ud)
+                       store_sandbox_cb cb, void *ud)
 {
 	sqlite3_stmt *st = store_stmt(s, ST_SBX_LIST);
 	struct store_sandbox r;
@@ -322,7 +345,7 @@ int store_sandbox_count(struct store *s, size_t counts[SBX_STATUS_COUNT])
 	memset(counts, 0, sizeof(size_t) * SBX_STATUS_COUNT);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (sbx_status_parse((const char *)sqlite3_column_text(st, 0),
-				     &status) == 0)
+		                     &status) == 0)
 			counts[status] = (size_t)sqlite3_column_int64(st, 1);
 	}
 	sqlite3_reset(st);
@@ -330,7 +353,7 @@ int store_sandbox_count(struct store *s, size_t counts[SBX_STATUS_COUNT])
 }
 
 int store_sandbox_rename(struct store *s, const char *id, const char *name,
-			 enum store_cause cause)
+                         enum store_cause cause)
 {
 	sqlite3_stmt *st;
 	char *old = NULL;
@@ -360,8 +383,8 @@ int store_sandbox_rename(struct store *s, const char *id, const char *name,
 }
 
 int store_sandbox_set_status(struct store *s, const char *id,
-			     enum sbx_status status, enum store_cause cause,
-			     int64_t *seq)
+                             enum sbx_status status, enum store_cause cause,
+                             int64_t *seq)
 {
 	enum sbx_status old = SBX_UNKNOWN;
 	int64_t evseq = 0;
@@ -387,8 +410,8 @@ int store_sandbox_set_status(struct store *s, const char *id,
 		detail = json_print(d);
 		cJSON_Delete(d);
 		r = detail ? store_event_append(s, id, "status", cause, detail,
-						&evseq)
-			   : ERR_NOMEM;
+		                                &evseq)
+		           : ERR_NOMEM;
 		free(detail);
 	}
 	r = store_wend(s, r);
@@ -397,8 +420,7 @@ int store_sandbox_set_status(struct store *s, const char *id,
 	return r;
 }
 
-int store_sandbox_mark_stale(struct store *s, const char *id,
-			     const char *error)
+int store_sandbox_mark_stale(struct store *s, const char *id, const char *error)
 {
 	sqlite3_stmt *st;
 	int r, was_stale = 0;
@@ -423,7 +445,7 @@ int store_sandbox_mark_stale(struct store *s, const char *id,
 }
 
 static int policy_event(struct store *s, const char *id, sqlite3_stmt *st,
-			enum store_cause cause)
+                        enum store_cause cause)
 {
 	cJSON *d = cJSON_CreateObject();
 
@@ -434,9 +456,9 @@ static int policy_event(struct store *s, const char *id, sqlite3_stmt *st,
 	return event_json(s, id, "policy", cause, d);
 }
 
-int store_sandbox_set_policy(struct store *s, const char *id,
-			     int auto_resume, int64_t keepalive_s,
-			     int pause_on_shutdown, enum store_cause cause)
+int store_sandbox_set_policy(struct store *s, const char *id, int auto_resume,
+                             int64_t keepalive_s, int pause_on_shutdown,
+                             enum store_cause cause)
 {
 	sqlite3_stmt *st;
 	int r, rc;
@@ -450,7 +472,7 @@ int store_sandbox_set_policy(struct store *s, const char *id,
 	store_bind_i64(st, 2, auto_resume < 0 ? STORE_NULL : auto_resume);
 	store_bind_i64(st, 3, keepalive_s < 0 ? STORE_NULL : keepalive_s);
 	store_bind_i64(st, 4,
-		       pause_on_shutdown < 0 ? STORE_NULL : pause_on_shutdown);
+	               pause_on_shutdown < 0 ? STORE_NULL : pause_on_shutdown);
 	store_bind_i64(st, 5, store_now(s));
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
@@ -462,7 +484,7 @@ int store_sandbox_set_policy(struct store *s, const char *id,
 }
 
 int store_sandbox_forget(struct store *s, const char *id,
-			 enum store_cause cause)
+                         enum store_cause cause)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -480,7 +502,7 @@ int store_sandbox_forget(struct store *s, const char *id,
 }
 
 static int label_event(struct store *s, const char *id, const char *key,
-		       const char *value, enum store_cause cause)
+                       const char *value, enum store_cause cause)
 {
 	cJSON *d = cJSON_CreateObject();
 
@@ -490,7 +512,7 @@ static int label_event(struct store *s, const char *id, const char *key,
 }
 
 int store_label_set(struct store *s, const char *id, const char *key,
-		    const char *value, enum store_cause cause)
+                    const char *value, enum store_cause cause)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -510,7 +532,7 @@ int store_label_set(struct store *s, const char *id, const char *key,
 }
 
 int store_label_unset(struct store *s, const char *id, const char *key,
-		      enum store_cause cause)
+                      enum store_cause cause)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -529,7 +551,7 @@ int store_label_unset(struct store *s, const char *id, const char *key,
 }
 
 int store_token_put(struct store *s, const char *id, const char *token,
-		    int64_t expires_at, int64_t issued_at, int *replaced)
+                    int64_t expires_at, int64_t issued_at, int *replaced)
 {
 	sqlite3_stmt *st;
 	int r, changed = 0;
@@ -542,8 +564,8 @@ int store_token_put(struct store *s, const char *id, const char *token,
 	store_bind_str(st, 1, id);
 	store_bind_str(st, 2, token);
 	store_bind_i64(st, 3, expires_at);
-	store_bind_i64(st, 4, issued_at == STORE_NULL ? store_now(s)
-						      : issued_at);
+	store_bind_i64(st, 4,
+	               issued_at == STORE_NULL ? store_now(s) : issued_at);
 	r = store_step_done(st);
 	if (r == 0)
 		changed = sqlite3_changes(s->db) > 0;
@@ -556,8 +578,8 @@ int store_token_put(struct store *s, const char *id, const char *token,
 /* ---- events ---- */
 
 int store_event_append(struct store *s, const char *sandbox_id,
-		       const char *type, enum store_cause cause,
-		       const char *detail, int64_t *seq)
+                       const char *type, enum store_cause cause,
+                       const char *detail, int64_t *seq)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -588,7 +610,7 @@ static enum store_cause cause_parse(const char *c)
 }
 
 int store_event_since(struct store *s, int64_t after, size_t limit,
-		      store_event_cb cb, void *ud)
+                      store_event_cb cb, void *ud)
 {
 	sqlite3_stmt *st = store_stmt(s, ST_EVENT_SINCE);
 	struct store_event e;
@@ -623,7 +645,7 @@ int store_event_last_seq(struct store *s, int64_t *seq)
 }
 
 int store_event_prune(struct store *s, size_t keep, int64_t max_age_ms,
-		      size_t *removed)
+                      size_t *removed)
 {
 	sqlite3_stmt *st;
 	size_t n = 0;
@@ -652,7 +674,7 @@ int store_event_prune(struct store *s, size_t keep, int64_t max_age_ms,
 /* ---- intents ---- */
 
 int store_intent_add(struct store *s, const char *kind, const char *request,
-		     const char *name, int64_t *id)
+                     const char *name, int64_t *id)
 {
 	sqlite3_stmt *st;
 	int r, rc;
@@ -667,7 +689,7 @@ int store_intent_add(struct store *s, const char *kind, const char *request,
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		r = rc == SQLITE_ROW ? ERR_EXISTS
-				     : (rc == SQLITE_DONE ? 0 : store_err(rc));
+		                     : (rc == SQLITE_DONE ? 0 : store_err(rc));
 	}
 	if (r == 0) {
 		st = store_stmt(s, ST_INTENT_ADD);

@@ -14,7 +14,7 @@ int tu_tmpdir(char *out, size_t n)
 	int len;
 
 	len = snprintf(out, n, "%s/hopxd-test-XXXXXX",
-		       base && *base ? base : "/tmp");
+	               base && *base ? base : "/tmp");
 	if (len < 0 || (size_t)len >= n)
 		return -1;
 	return mkdtemp(out) ? 0 : -1;

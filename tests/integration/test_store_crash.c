@@ -53,12 +53,12 @@ static int max_token_cb(void *ud, const struct store_sandbox *r)
 
 /* The writes of one step; the old token must be refused. */
 static int child_writes(struct store *s, const char *id, int64_t k,
-			const char *detail)
+                        const char *detail)
 {
 	int r, rep = 0;
 
 	r = store_sandbox_set_status(s, id, status_for(k), STORE_CAUSE_AGENT,
-				     NULL);
+	                             NULL);
 	if (r == 0)
 		r = store_token_put(s, id, "tok", k, k, &rep);
 	if (r == 0 && rep != 1)
@@ -70,7 +70,7 @@ static int child_writes(struct store *s, const char *id, int64_t k,
 	}
 	if (r == 0)
 		r = store_event_append(s, id, "crash", STORE_CAUSE_AGENT,
-				       detail, NULL);
+		                       detail, NULL);
 	return r;
 }
 
@@ -137,20 +137,19 @@ static int state_cb(void *ud, const struct store_sandbox *r)
 	/* Tokens never move backwards ... */
 	if (r->token_expires_at < rd->token[i])
 		fail_msg("token of %s went back: %lld < %lld", r->id,
-			 (long long)r->token_expires_at,
-			 (long long)rd->token[i]);
+		         (long long)r->token_expires_at,
+		         (long long)rd->token[i]);
 	rd->token[i] = r->token_expires_at;
 	/* ... and the status was written with the token, atomically. */
 	if (r->status != status_for(r->token_expires_at))
 		fail_msg("%s: status %s does not match token %lld", r->id,
-			 sbx_status_str(r->status),
-			 (long long)r->token_expires_at);
+		         sbx_status_str(r->status),
+		         (long long)r->token_expires_at);
 	return 0;
 }
 
 /* Verifies the database after a kill; acked = ks reported this round. */
-static void verify(const char *path, struct round *rd, int64_t lo,
-		   int64_t hi)
+static void verify(const char *path, struct round *rd, int64_t lo, int64_t hi)
 {
 	struct store *s = NULL;
 	char *cause = NULL;
@@ -161,11 +160,11 @@ static void verify(const char *path, struct round *rd, int64_t lo,
 	if (store_check(s, 1, &cause) != 0)
 		fail_msg("integrity_check: %s", cause ? cause : "?");
 	assert_int_equal(store_event_since(s, rd->after_seq, 0, event_cb, rd),
-			 0);
+	                 0);
 	for (k = lo; k <= hi; k++)
 		if (!(rd->seen[k / 8] & (1u << (k % 8))))
 			fail_msg("commit %lld was acknowledged but is lost",
-				 (long long)k);
+			         (long long)k);
 	assert_int_equal(store_sandbox_list(s, NULL, state_cb, rd), 0);
 	assert_int_equal(store_close(s), 0);
 }
@@ -182,9 +181,8 @@ static void make_sandboxes(const char *path)
 	r.id = id;
 	for (i = 0; i < NSBX; i++) {
 		sbx_id(id, sizeof(id), i);
-		assert_int_equal(store_sandbox_put(s, &r, STORE_CAUSE_USER,
-						   NULL),
-				 0);
+		assert_int_equal(
+		        store_sandbox_put(s, &r, STORE_CAUSE_USER, NULL), 0);
 	}
 	assert_int_equal(store_close(s), 0);
 }
@@ -240,9 +238,10 @@ static void t_crash_loop(void **state)
 			acked += hi - lo + 1;
 		verify(path, &rd, lo ? lo : 1, hi);
 	}
-	fprintf(stderr, "# %d kills survived, %lld commits acknowledged, "
-			"0 lost\n",
-		kills, (long long)acked);
+	fprintf(stderr,
+	        "# %d kills survived, %lld commits acknowledged, "
+	        "0 lost\n",
+	        kills, (long long)acked);
 	assert_true(acked > 0);
 	free(rd.seen);
 	tu_rmrf(dir);
@@ -251,7 +250,7 @@ static void t_crash_loop(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(t_crash_loop),
+	        cmocka_unit_test(t_crash_loop),
 	};
 
 	if (argc > 1)

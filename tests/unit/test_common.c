@@ -78,8 +78,8 @@ static void t_buf_detach(void **state)
 static void t_json_getters(void **state)
 {
 	const char *txt = "{\"s\":\"x\",\"i\":42,\"f\":1.5,\"big\":1e300,"
-			  "\"b\":true,\"n\":null,\"o\":{},\"a\":[1],"
-			  "\"t\":\"2025-01-28T01:00:00Z\",\"bt\":\"nope\"}";
+	                  "\"b\":true,\"n\":null,\"o\":{},\"a\":[1],"
+	                  "\"t\":\"2025-01-28T01:00:00Z\",\"bt\":\"nope\"}";
 	const cJSON *o2;
 	const char *s = "default";
 	int64_t i = 7;
@@ -115,8 +115,8 @@ static void t_json_getters(void **state)
 
 static void t_json_parse_rejects(void **state)
 {
-	static const char *bad[] = {"", "{", "{\"a\":}", "{} x", "[1,]",
-				    "nul", "{\"a\":1}}"};
+	static const char *bad[] = {"",     "{",   "{\"a\":}",  "{} x",
+	                            "[1,]", "nul", "{\"a\":1}}"};
 	cJSON *j = NULL;
 	size_t k;
 	char deep[3000];
@@ -124,7 +124,7 @@ static void t_json_parse_rejects(void **state)
 	(void)state;
 	for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		assert_int_equal(json_parse(bad[k], strlen(bad[k]), &j),
-				 ERR_PARSE);
+		                 ERR_PARSE);
 		assert_null(j);
 	}
 	/* Nesting past cJSON's limit is refused, not a stack overflow. */
@@ -141,21 +141,28 @@ static void t_rfc3339_parse(void **state)
 		const char *s;
 		int64_t ms;
 	} good[] = {
-		{"1970-01-01T00:00:00Z", 0},
-		{"2025-01-28T00:00:00Z", 1738022400000LL},
-		{"2025-01-28t00:00:00z", 1738022400000LL},
-		{"2025-01-28T00:00:00.5Z", 1738022400500LL},
-		{"2025-01-28T00:00:00.123456789Z", 1738022400123LL},
-		{"2025-01-28T01:00:00+01:00", 1738022400000LL},
-		{"2025-01-27T23:30:00-00:30", 1738022400000LL},
-		{"2024-02-29T12:00:00Z", 1709208000000LL},
-		{"1969-12-31T23:59:59Z", -1000},
+	        {"1970-01-01T00:00:00Z", 0},
+	        {"2025-01-28T00:00:00Z", 1738022400000LL},
+	        {"2025-01-28t00:00:00z", 1738022400000LL},
+	        {"2025-01-28T00:00:00.5Z", 1738022400500LL},
+	        {"2025-01-28T00:00:00.123456789Z", 1738022400123LL},
+	        {"2025-01-28T01:00:00+01:00", 1738022400000LL},
+	        {"2025-01-27T23:30:00-00:30", 1738022400000LL},
+	        {"2024-02-29T12:00:00Z", 1709208000000LL},
+	        {"1969-12-31T23:59:59Z", -1000},
 	};
 	static const char *bad[] = {
-		"2025-01-28", "2025-13-01T00:00:00Z", "2025-02-29T00:00:00Z",
-		"2025-01-28T24:00:00Z", "2025-01-28T00:00:00", "x",
-		"2025-01-28T00:00:00Zjunk", "2025-01-28T00:00:00.Z",
-		"2025-1-28T00:00:00Z", "2025-01-28T00:00:00+25:00", "",
+	        "2025-01-28",
+	        "2025-13-01T00:00:00Z",
+	        "2025-02-29T00:00:00Z",
+	        "2025-01-28T24:00:00Z",
+	        "2025-01-28T00:00:00",
+	        "x",
+	        "2025-01-28T00:00:00Zjunk",
+	        "2025-01-28T00:00:00.Z",
+	        "2025-1-28T00:00:00Z",
+	        "2025-01-28T00:00:00+25:00",
+	        "",
 	};
 	int64_t ms;
 	size_t i;
@@ -177,15 +184,15 @@ static void t_rfc3339_format(void **state)
 
 	(void)state;
 	assert_int_equal(rfc3339_format(1738022400000LL, 0, out, sizeof(out)),
-			 0);
+	                 0);
 	assert_string_equal(out, "2025-01-28T00:00:00Z");
 	assert_int_equal(rfc3339_format(1738022400123LL, 1, out, sizeof(out)),
-			 0);
+	                 0);
 	assert_string_equal(out, "2025-01-28T00:00:00.123Z");
 	assert_int_equal(rfc3339_format(-1000, 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "1969-12-31T23:59:59Z");
 	assert_int_equal(rfc3339_format(0, 0, small, sizeof(small)),
-			 ERR_TOOBIG);
+	                 ERR_TOOBIG);
 	/* Round trip over many instants, leap years included. */
 	for (t = -5000000000000LL; t < 5000000000000LL; t += 86399123) {
 		assert_int_equal(rfc3339_format(t, 1, out, sizeof(out)), 0);
@@ -269,16 +276,16 @@ static void t_paths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(t_err_names_round_trip),
-		cmocka_unit_test(t_buf_limit),
-		cmocka_unit_test(t_buf_detach),
-		cmocka_unit_test(t_json_getters),
-		cmocka_unit_test(t_json_parse_rejects),
-		cmocka_unit_test(t_rfc3339_parse),
-		cmocka_unit_test(t_rfc3339_format),
-		cmocka_unit_test(t_sbx_checks),
-		cmocka_unit_test(t_clock_fake),
-		cmocka_unit_test(t_paths),
+	        cmocka_unit_test(t_err_names_round_trip),
+	        cmocka_unit_test(t_buf_limit),
+	        cmocka_unit_test(t_buf_detach),
+	        cmocka_unit_test(t_json_getters),
+	        cmocka_unit_test(t_json_parse_rejects),
+	        cmocka_unit_test(t_rfc3339_parse),
+	        cmocka_unit_test(t_rfc3339_format),
+	        cmocka_unit_test(t_sbx_checks),
+	        cmocka_unit_test(t_clock_fake),
+	        cmocka_unit_test(t_paths),
 	};
 
 	return cmocka_run_group_tests_name("common", tests, NULL, NULL);

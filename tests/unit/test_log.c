@@ -60,7 +60,7 @@ static void t_levels(void **state)
 static void t_redacts_jwt_and_keys(void **state)
 {
 	const char *jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIx"
-			  "In0.c2lnbmF0dXJl";
+	                  "In0.c2lnbmF0dXJl";
 
 	(void)state;
 	log_info("token=%s end", jwt);
@@ -92,7 +92,7 @@ static void t_redact_bounds(void **state)
 	(void)state;
 	/* Output is truncated, never overflowed, and still masked. */
 	n = log_redact("ab eyJhbGciOiJIUzI1NiJ9.e30.sig tail", out,
-		       sizeof(out));
+	               sizeof(out));
 	assert_int_equal(n, 1);
 	assert_int_equal(strlen(out), sizeof(out) - 1);
 	assert_null(strstr(out, "eyJ"));
@@ -132,16 +132,16 @@ static void t_long_line_truncated(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(t_levels, setup, teardown),
-		cmocka_unit_test_setup_teardown(t_redacts_jwt_and_keys, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(t_redacts_registered_secret,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(t_redact_bounds, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(t_fingerprint, setup, teardown),
-		cmocka_unit_test_setup_teardown(t_long_line_truncated, setup,
-						teardown),
+	        cmocka_unit_test_setup_teardown(t_levels, setup, teardown),
+	        cmocka_unit_test_setup_teardown(t_redacts_jwt_and_keys, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(t_redacts_registered_secret,
+	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(t_redact_bounds, setup,
+	                                        teardown),
+	        cmocka_unit_test_setup_teardown(t_fingerprint, setup, teardown),
+	        cmocka_unit_test_setup_teardown(t_long_line_truncated, setup,
+	                                        teardown),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

@@ -66,9 +66,9 @@ static void make_db_at(const char *path, int v)
 	for (i = 0; i < v; i++) {
 		exec_ok(db, migrations[i].sql);
 		snprintf(sql, sizeof(sql),
-			 "PRAGMA application_id = 1752201316; "
-			 "PRAGMA user_version = %d",
-			 i + 1);
+		         "PRAGMA application_id = 1752201316; "
+		         "PRAGMA user_version = %d",
+		         i + 1);
 		exec_ok(db, sql);
 	}
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
@@ -110,9 +110,9 @@ static void t_upgrade_from_each_version(void **state)
 	for (v = 0; v < migrations_count; v++) {
 		unlink(f->path);
 		make_db_at(f->path, v);
-		assert_int_equal(store_open(f->path, STORE_OPEN_CHECK, NULL, &s,
-					    NULL),
-				 0);
+		assert_int_equal(
+		        store_open(f->path, STORE_OPEN_CHECK, NULL, &s, NULL),
+		        0);
 		assert_int_equal(store_schema_version(s), migrations_count);
 		assert_int_equal(store_check(s, 1, NULL), 0);
 		assert_int_equal(store_close(s), 0);
@@ -177,9 +177,8 @@ static void t_damaged_pages_detected(void **state)
 	assert_int_equal(store_begin(s), 0);
 	for (i = 0; i < 2000; i++) {
 		snprintf(id, sizeof(id), "sbx%05d", i);
-		assert_int_equal(store_sandbox_put(s, &r, STORE_CAUSE_USER,
-						   NULL),
-				 0);
+		assert_int_equal(
+		        store_sandbox_put(s, &r, STORE_CAUSE_USER, NULL), 0);
 	}
 	assert_int_equal(store_commit(s), 0);
 	assert_int_equal(store_close(s), 0); /* checkpoints the WAL */
@@ -191,9 +190,9 @@ static void t_damaged_pages_detected(void **state)
 	fwrite(junk, 1, sizeof(junk), fp);
 	fwrite(junk, 1, sizeof(junk), fp);
 	fclose(fp);
-	assert_int_equal(store_open(f->path, STORE_OPEN_CHECK, NULL, &s,
-				    &cause),
-			 ERR_CORRUPT);
+	assert_int_equal(
+	        store_open(f->path, STORE_OPEN_CHECK, NULL, &s, &cause),
+	        ERR_CORRUPT);
 	assert_null(s);
 	assert_non_null(cause);
 	free(cause);
@@ -221,16 +220,15 @@ static void t_readonly_needs_upgrade(void **state)
 	char *cause = NULL;
 
 	make_db_at(f->path, 0);
-	assert_int_equal(store_open(f->path, STORE_OPEN_READONLY, NULL, &s,
-				    &cause),
-			 ERR_READONLY);
+	assert_int_equal(
+	        store_open(f->path, STORE_OPEN_READONLY, NULL, &s, &cause),
+	        ERR_READONLY);
 	assert_non_null(strstr(cause, "read-only"));
 	free(cause);
 	/* Up to date: a read-only open works and reads. */
 	make_db_at(f->path, migrations_count);
-	assert_int_equal(store_open(f->path, STORE_OPEN_READONLY, NULL, &s,
-				    NULL),
-			 0);
+	assert_int_equal(
+	        store_open(f->path, STORE_OPEN_READONLY, NULL, &s, NULL), 0);
 	assert_int_equal(store_close(s), 0);
 }
 
@@ -293,15 +291,11 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(t_migrations_numbered),
-		T(t_upgrade_from_each_version),
-		T(t_newer_refused),
-		T(t_garbage_refused),
-		T(t_damaged_pages_detected),
-		T(t_foreign_db_refused),
-		T(t_readonly_needs_upgrade),
-		T(t_readonly_file),
-		T(t_missing_dir_unwritable),
+	        T(t_migrations_numbered),    T(t_upgrade_from_each_version),
+	        T(t_newer_refused),          T(t_garbage_refused),
+	        T(t_damaged_pages_detected), T(t_foreign_db_refused),
+	        T(t_readonly_needs_upgrade), T(t_readonly_file),
+	        T(t_missing_dir_unwritable),
 	};
 #undef T
 

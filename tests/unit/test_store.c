@@ -34,8 +34,8 @@ static int setup(void **state)
 	assert_int_equal(tu_tmpdir(f->dir, sizeof(f->dir)), 0);
 	tu_path(f->path, sizeof(f->path), f->dir, "state/hopxd.db");
 	clock_fake_init(&f->clk, T0, 0);
-	assert_int_equal(
-		store_open(f->path, 0, &f->clk.clock, &f->s, &cause), 0);
+	assert_int_equal(store_open(f->path, 0, &f->clk.clock, &f->s, &cause),
+	                 0);
 	assert_null(cause);
 	*state = f;
 	return 0;
@@ -54,7 +54,7 @@ static int teardown(void **state)
 
 /* Tracks a sandbox with an optional name; returns 0 or the error. */
 static int track(struct fx *f, const char *id, const char *name,
-		 enum sbx_status status)
+                 enum sbx_status status)
 {
 	struct store_sandbox r;
 	int rc;
@@ -83,7 +83,7 @@ static int ev_cb(void *ud, const struct store_event *e)
 		return 1;
 	snprintf(l->types[l->n], sizeof(l->types[0]), "%s", e->type);
 	snprintf(l->details[l->n], sizeof(l->details[0]), "%s",
-		 e->detail ? e->detail : "");
+	         e->detail ? e->detail : "");
 	l->seqs[l->n] = e->seq;
 	l->causes[l->n] = e->cause;
 	l->n++;
@@ -112,9 +112,9 @@ static void t_open_modes_and_pragmas(void **state)
 	assert_int_equal(store_schema_version(f->s), store_schema_latest());
 	/* A second connection sees WAL mode and the schema version. */
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1,
-					    &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+	        sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL),
+	        SQLITE_OK);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
 	sqlite3_finalize(st);
@@ -138,8 +138,8 @@ static void t_put_get(void **state)
 	r.vcpu = 2;
 	r.expires_at = T0 + 3600000;
 	r.keepalive_s = 600;
-	assert_int_equal(store_sandbox_put(f->s, &r, STORE_CAUSE_USER, &created),
-			 0);
+	assert_int_equal(
+	        store_sandbox_put(f->s, &r, STORE_CAUSE_USER, &created), 0);
 	assert_int_equal(created, 1);
 	assert_int_equal(store_sandbox_get(f->s, "web", &g), 0);
 	assert_string_equal(g.id, "1761048129dsaqav4n");
@@ -157,8 +157,8 @@ static void t_put_get(void **state)
 	/* Update: same id, tracked_at kept, no second "tracked" event. */
 	clock_fake_advance(&f->clk, 5000);
 	r.status = SBX_PAUSED;
-	assert_int_equal(store_sandbox_put(f->s, &r, STORE_CAUSE_AGENT, &created),
-			 0);
+	assert_int_equal(
+	        store_sandbox_put(f->s, &r, STORE_CAUSE_AGENT, &created), 0);
 	assert_int_equal(created, 0);
 	assert_int_equal(store_sandbox_get(f->s, r.id, &g), 0);
 	assert_int_equal(g.status, SBX_PAUSED);
@@ -186,7 +186,7 @@ static void t_put_rejects(void **state)
 	r.id = "a4";
 	r.keepalive_s = -5;
 	assert_int_equal(store_sandbox_put(f->s, &r, STORE_CAUSE_USER, NULL),
-			 ERR_INVAL);
+	                 ERR_INVAL);
 	/* Nothing of the refused writes is left behind. */
 	assert_int_equal(store_sandbox_get(f->s, "a2", &r), ERR_NOTFOUND);
 	assert_int_equal(store_sandbox_get(f->s, "a4", &r), ERR_NOTFOUND);
@@ -218,8 +218,7 @@ static int id_cb(void *ud, const struct store_sandbox *r)
 	return l->n >= 32;
 }
 
-static int list(struct fx *f, const struct store_filter *flt,
-		struct idlist *l)
+static int list(struct fx *f, const struct store_filter *flt, struct idlist *l)
 {
 	memset(l, 0, sizeof(*l));
 	return store_sandbox_list(f->s, flt, id_cb, l);
@@ -236,12 +235,12 @@ static void t_list_filters_and_paging(void **state)
 	assert_int_equal(track(f, "s2", NULL, SBX_PAUSED), 0);
 	assert_int_equal(track(f, "s3", NULL, SBX_RUNNING), 0);
 	assert_int_equal(track(f, "s4", NULL, SBX_STOPPED), 0);
-	assert_int_equal(store_label_set(f->s, "s1", "team", "core",
-					 STORE_CAUSE_USER),
-			 0);
-	assert_int_equal(store_label_set(f->s, "s3", "team", "web",
-					 STORE_CAUSE_USER),
-			 0);
+	assert_int_equal(
+	        store_label_set(f->s, "s1", "team", "core", STORE_CAUSE_USER),
+	        0);
+	assert_int_equal(
+	        store_label_set(f->s, "s3", "team", "web", STORE_CAUSE_USER),
+	        0);
 	assert_int_equal(list(f, NULL, &l), 0);
 	assert_int_equal(l.n, 4);
 	assert_string_equal(l.ids[0], "s1");
@@ -306,25 +305,23 @@ static void t_rename(void **state)
 
 	assert_int_equal(track(f, "s1", "old", SBX_RUNNING), 0);
 	assert_int_equal(track(f, "s2", "taken", SBX_RUNNING), 0);
-	assert_int_equal(store_sandbox_rename(f->s, "s1", "new",
-					      STORE_CAUSE_USER),
-			 0);
+	assert_int_equal(
+	        store_sandbox_rename(f->s, "s1", "new", STORE_CAUSE_USER), 0);
 	assert_int_equal(store_sandbox_get(f->s, "new", &g), 0);
 	assert_string_equal(g.id, "s1");
 	store_sandbox_finish(&g);
 	assert_int_equal(store_sandbox_get(f->s, "old", &g), ERR_NOTFOUND);
-	assert_int_equal(store_sandbox_rename(f->s, "s1", "taken",
-					      STORE_CAUSE_USER),
-			 ERR_EXISTS);
-	assert_int_equal(store_sandbox_rename(f->s, "zz", "x",
-					      STORE_CAUSE_USER),
-			 ERR_NOTFOUND);
-	assert_int_equal(store_sandbox_rename(f->s, "s1", "bad name",
-					      STORE_CAUSE_USER),
-			 ERR_INVAL);
-	assert_int_equal(store_sandbox_rename(f->s, "s1", NULL,
-					      STORE_CAUSE_USER),
-			 0);
+	assert_int_equal(
+	        store_sandbox_rename(f->s, "s1", "taken", STORE_CAUSE_USER),
+	        ERR_EXISTS);
+	assert_int_equal(
+	        store_sandbox_rename(f->s, "zz", "x", STORE_CAUSE_USER),
+	        ERR_NOTFOUND);
+	assert_int_equal(
+	        store_sandbox_rename(f->s, "s1", "bad name", STORE_CAUSE_USER),
+	        ERR_INVAL);
+	assert_int_equal(
+	        store_sandbox_rename(f->s, "s1", NULL, STORE_CAUSE_USER), 0);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_null(g.name);
 	store_sandbox_finish(&g);
@@ -353,8 +350,8 @@ static void t_status_with_event(void **state)
 	store_sandbox_finish(&g);
 	clock_fake_advance(&f->clk, 1000);
 	assert_int_equal(store_sandbox_set_status(f->s, "s1", SBX_RUNNING,
-						  STORE_CAUSE_REMOTE, &seq),
-			 0);
+	                                          STORE_CAUSE_REMOTE, &seq),
+	                 0);
 	assert_true(seq > 0);
 	assert_int_equal(store_event_last_seq(f->s, &last), 0);
 	assert_int_equal(seq, last);
@@ -366,8 +363,8 @@ static void t_status_with_event(void **state)
 	store_sandbox_finish(&g);
 	/* Same status again: confirmed, but no event. */
 	assert_int_equal(store_sandbox_set_status(f->s, "s1", SBX_RUNNING,
-						  STORE_CAUSE_REMOTE, &seq),
-			 0);
+	                                          STORE_CAUSE_REMOTE, &seq),
+	                 0);
 	assert_int_equal(seq, 0);
 	events(f, 0, &l);
 	/* tracked, stale (once only), status. */
@@ -375,13 +372,13 @@ static void t_status_with_event(void **state)
 	assert_string_equal(l.types[1], "stale");
 	assert_string_equal(l.types[2], "status");
 	assert_string_equal(l.details[2],
-			    "{\"from\":\"unknown\",\"to\":\"running\"}");
+	                    "{\"from\":\"unknown\",\"to\":\"running\"}");
 	assert_int_equal(l.causes[2], STORE_CAUSE_REMOTE);
 	assert_int_equal(store_sandbox_set_status(f->s, "zz", SBX_GONE,
-						  STORE_CAUSE_REMOTE, NULL),
-			 ERR_NOTFOUND);
+	                                          STORE_CAUSE_REMOTE, NULL),
+	                 ERR_NOTFOUND);
 	assert_int_equal(store_sandbox_mark_stale(f->s, "zz", "x"),
-			 ERR_NOTFOUND);
+	                 ERR_NOTFOUND);
 }
 
 static void t_policy(void **state)
@@ -392,11 +389,11 @@ static void t_policy(void **state)
 
 	assert_int_equal(track(f, "s1", NULL, SBX_RUNNING), 0);
 	assert_int_equal(store_sandbox_set_policy(f->s, "s1", 0, -1, 1,
-						  STORE_CAUSE_USER),
-			 0);
+	                                          STORE_CAUSE_USER),
+	                 0);
 	assert_int_equal(store_sandbox_set_policy(f->s, "s1", -1, 300, -1,
-						  STORE_CAUSE_USER),
-			 0);
+	                                          STORE_CAUSE_USER),
+	                 0);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_int_equal(g.auto_resume, 0);
 	assert_int_equal(g.keepalive_s, 300);
@@ -405,14 +402,14 @@ static void t_policy(void **state)
 	events(f, 0, &l);
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.details[2], "{\"auto_resume\":false,"
-					  "\"keepalive_s\":300,"
-					  "\"pause_on_shutdown\":true}");
+	                                  "\"keepalive_s\":300,"
+	                                  "\"pause_on_shutdown\":true}");
 	assert_int_equal(store_sandbox_set_policy(f->s, "zz", 1, -1, -1,
-						  STORE_CAUSE_USER),
-			 ERR_NOTFOUND);
+	                                          STORE_CAUSE_USER),
+	                 ERR_NOTFOUND);
 	assert_int_equal(store_sandbox_set_policy(f->s, "s1", 2, -1, -1,
-						  STORE_CAUSE_USER),
-			 ERR_INVAL);
+	                                          STORE_CAUSE_USER),
+	                 ERR_INVAL);
 }
 
 static void t_labels(void **state)
@@ -421,33 +418,30 @@ static void t_labels(void **state)
 	struct store_sandbox g;
 
 	assert_int_equal(track(f, "s1", NULL, SBX_RUNNING), 0);
-	assert_int_equal(store_label_set(f->s, "s1", "b", "2",
-					 STORE_CAUSE_USER),
-			 0);
-	assert_int_equal(store_label_set(f->s, "s1", "a", "1",
-					 STORE_CAUSE_USER),
-			 0);
-	assert_int_equal(store_label_set(f->s, "s1", "b", "two",
-					 STORE_CAUSE_USER),
-			 0);
+	assert_int_equal(
+	        store_label_set(f->s, "s1", "b", "2", STORE_CAUSE_USER), 0);
+	assert_int_equal(
+	        store_label_set(f->s, "s1", "a", "1", STORE_CAUSE_USER), 0);
+	assert_int_equal(
+	        store_label_set(f->s, "s1", "b", "two", STORE_CAUSE_USER), 0);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_int_equal(g.nlabels, 2);
 	assert_string_equal(g.labels[0].key, "a"); /* sorted by key */
 	assert_string_equal(g.labels[1].value, "two");
 	store_sandbox_finish(&g);
 	assert_int_equal(store_label_unset(f->s, "s1", "a", STORE_CAUSE_USER),
-			 0);
+	                 0);
 	assert_int_equal(store_label_unset(f->s, "s1", "a", STORE_CAUSE_USER),
-			 ERR_NOTFOUND);
-	assert_int_equal(store_label_set(f->s, "zz", "a", "1",
-					 STORE_CAUSE_USER),
-			 ERR_NOTFOUND);
-	assert_int_equal(store_label_set(f->s, "s1", "bad key", "1",
-					 STORE_CAUSE_USER),
-			 ERR_INVAL);
-	assert_int_equal(store_label_set(f->s, "s1", "k", "a\x01",
-					 STORE_CAUSE_USER),
-			 ERR_INVAL);
+	                 ERR_NOTFOUND);
+	assert_int_equal(
+	        store_label_set(f->s, "zz", "a", "1", STORE_CAUSE_USER),
+	        ERR_NOTFOUND);
+	assert_int_equal(
+	        store_label_set(f->s, "s1", "bad key", "1", STORE_CAUSE_USER),
+	        ERR_INVAL);
+	assert_int_equal(
+	        store_label_set(f->s, "s1", "k", "a\x01", STORE_CAUSE_USER),
+	        ERR_INVAL);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_int_equal(g.nlabels, 1);
 	store_sandbox_finish(&g);
@@ -460,31 +454,31 @@ static void t_token_only_moves_forward(void **state)
 	int replaced = -1;
 
 	assert_int_equal(track(f, "s1", NULL, SBX_RUNNING), 0);
-	assert_int_equal(store_token_put(f->s, "s1", "tokA", T0 + 1000, T0,
-					 &replaced),
-			 0);
+	assert_int_equal(
+	        store_token_put(f->s, "s1", "tokA", T0 + 1000, T0, &replaced),
+	        0);
 	assert_int_equal(replaced, 1);
-	assert_int_equal(store_token_put(f->s, "s1", "tokB", T0 + 2000, T0,
-					 &replaced),
-			 0);
+	assert_int_equal(
+	        store_token_put(f->s, "s1", "tokB", T0 + 2000, T0, &replaced),
+	        0);
 	assert_int_equal(replaced, 1);
 	/* An older and an equally old token are both refused. */
-	assert_int_equal(store_token_put(f->s, "s1", "tokC", T0 + 1500, T0,
-					 &replaced),
-			 0);
+	assert_int_equal(
+	        store_token_put(f->s, "s1", "tokC", T0 + 1500, T0, &replaced),
+	        0);
 	assert_int_equal(replaced, 0);
-	assert_int_equal(store_token_put(f->s, "s1", "tokD", T0 + 2000, T0,
-					 &replaced),
-			 0);
+	assert_int_equal(
+	        store_token_put(f->s, "s1", "tokD", T0 + 2000, T0, &replaced),
+	        0);
 	assert_int_equal(replaced, 0);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_string_equal(g.token, "tokB");
 	assert_int_equal(g.token_expires_at, T0 + 2000);
 	store_sandbox_finish(&g);
 	assert_int_equal(store_token_put(f->s, "zz", "t", T0, T0, NULL),
-			 ERR_NOTFOUND);
+	                 ERR_NOTFOUND);
 	assert_int_equal(store_token_put(f->s, "s1", "", T0 + 9000, T0, NULL),
-			 ERR_INVAL);
+	                 ERR_INVAL);
 }
 
 static void t_forget_cascades(void **state)
@@ -495,24 +489,22 @@ static void t_forget_cascades(void **state)
 	int replaced = 0;
 
 	assert_int_equal(track(f, "s1", "n", SBX_RUNNING), 0);
-	assert_int_equal(store_label_set(f->s, "s1", "a", "1",
-					 STORE_CAUSE_USER),
-			 0);
+	assert_int_equal(
+	        store_label_set(f->s, "s1", "a", "1", STORE_CAUSE_USER), 0);
 	assert_int_equal(store_token_put(f->s, "s1", "tok", T0 + 5, T0, NULL),
-			 0);
+	                 0);
 	assert_int_equal(store_sandbox_forget(f->s, "s1", STORE_CAUSE_USER), 0);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), ERR_NOTFOUND);
 	assert_int_equal(store_sandbox_forget(f->s, "s1", STORE_CAUSE_USER),
-			 ERR_NOTFOUND);
+	                 ERR_NOTFOUND);
 	/* Tracking it again starts clean: no old label, no old token. */
 	assert_int_equal(track(f, "s1", NULL, SBX_RUNNING), 0);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_int_equal(g.nlabels, 0);
 	assert_null(g.token);
 	store_sandbox_finish(&g);
-	assert_int_equal(store_token_put(f->s, "s1", "tok2", T0 + 1, T0,
-					 &replaced),
-			 0);
+	assert_int_equal(
+	        store_token_put(f->s, "s1", "tok2", T0 + 1, T0, &replaced), 0);
 	assert_int_equal(replaced, 1);
 	events(f, 0, &l);
 	/* tracked, label, forgotten, tracked: the events outlive the row. */
@@ -530,9 +522,9 @@ static void t_events_since_and_prune(void **state)
 
 	for (i = 0; i < 10; i++) {
 		assert_int_equal(store_event_append(f->s, i % 2 ? "s1" : NULL,
-						    "custom", STORE_CAUSE_AGENT,
-						    "{\"i\":1}", &seq),
-				 0);
+		                                    "custom", STORE_CAUSE_AGENT,
+		                                    "{\"i\":1}", &seq),
+		                 0);
 		assert_int_equal(seq, i + 1);
 		clock_fake_advance(&f->clk, 1000);
 	}
@@ -555,12 +547,12 @@ static void t_events_since_and_prune(void **state)
 	assert_int_equal(store_event_last_seq(f->s, &last), 0);
 	assert_int_equal(last, 10);
 	assert_int_equal(store_event_append(f->s, NULL, "x", STORE_CAUSE_USER,
-					    NULL, &seq),
-			 0);
+	                                    NULL, &seq),
+	                 0);
 	assert_int_equal(seq, 11);
 	assert_int_equal(store_event_append(f->s, NULL, NULL, STORE_CAUSE_USER,
-					    NULL, &seq),
-			 ERR_INVAL);
+	                                    NULL, &seq),
+	                 ERR_INVAL);
 }
 
 struct intents {
@@ -575,7 +567,7 @@ static int intent_cb(void *ud, const struct store_intent *in)
 
 	l->ids[l->n] = in->id;
 	snprintf(l->names[l->n], sizeof(l->names[0]), "%s",
-		 in->name ? in->name : "");
+	         in->name ? in->name : "");
 	l->n++;
 	return 0;
 }
@@ -587,11 +579,11 @@ static void t_intents(void **state)
 	int64_t a = 0, b = 0, c = 0;
 
 	assert_int_equal(store_intent_add(f->s, "create",
-					  "{\"template_name\":\"base\"}", "web",
-					  &a),
-			 0);
+	                                  "{\"template_name\":\"base\"}", "web",
+	                                  &a),
+	                 0);
 	assert_int_equal(store_intent_add(f->s, "create", "{}", "web", &c),
-			 ERR_EXISTS);
+	                 ERR_EXISTS);
 	assert_int_equal(store_intent_add(f->s, "create", "{}", NULL, &b), 0);
 	memset(&l, 0, sizeof(l));
 	assert_int_equal(store_intent_list_open(f->s, intent_cb, &l), 0);
@@ -606,7 +598,7 @@ static void t_intents(void **state)
 	/* The name is free again once its intent is resolved. */
 	assert_int_equal(store_intent_add(f->s, "create", "{}", "web", &c), 0);
 	assert_int_equal(store_intent_add(f->s, NULL, "{}", NULL, &c),
-			 ERR_INVAL);
+	                 ERR_INVAL);
 }
 
 static void t_group_commit_and_rollback(void **state)
@@ -641,12 +633,12 @@ static void t_survives_reopen(void **state)
 
 	assert_int_equal(track(f, "s1", "n", SBX_PAUSED), 0);
 	assert_int_equal(store_token_put(f->s, "s1", "tok", T0 + 9, T0, NULL),
-			 0);
+	                 0);
 	assert_int_equal(store_close(f->s), 0);
 	f->s = NULL;
 	assert_int_equal(store_open(f->path, STORE_OPEN_CHECK, &f->clk.clock,
-				    &f->s, NULL),
-			 0);
+	                            &f->s, NULL),
+	                 0);
 	assert_int_equal(store_sandbox_get(f->s, "n", &g), 0);
 	assert_int_equal(g.status, SBX_PAUSED);
 	assert_string_equal(g.token, "tok");
@@ -657,22 +649,22 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		T(t_open_modes_and_pragmas),
-		T(t_put_get),
-		T(t_put_rejects),
-		T(t_get_prefers_id_over_name),
-		T(t_list_filters_and_paging),
-		T(t_list_callback_stops),
-		T(t_rename),
-		T(t_status_with_event),
-		T(t_policy),
-		T(t_labels),
-		T(t_token_only_moves_forward),
-		T(t_forget_cascades),
-		T(t_events_since_and_prune),
-		T(t_intents),
-		T(t_group_commit_and_rollback),
-		T(t_survives_reopen),
+	        T(t_open_modes_and_pragmas),
+	        T(t_put_get),
+	        T(t_put_rejects),
+	        T(t_get_prefers_id_over_name),
+	        T(t_list_filters_and_paging),
+	        T(t_list_callback_stops),
+	        T(t_rename),
+	        T(t_status_with_event),
+	        T(t_policy),
+	        T(t_labels),
+	        T(t_token_only_moves_forward),
+	        T(t_forget_cascades),
+	        T(t_events_since_and_prune),
+	        T(t_intents),
+	        T(t_group_commit_and_rollback),
+	        T(t_survives_reopen),
 	};
 #undef T
 
