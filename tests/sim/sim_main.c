@@ -1,0 +1,349 @@
+/*
+ * hopx-sim: command line, ready file, signals and the housekeeping loop
+ * (expire sandboxes, save the state file once a second when it changed).
+ */
+#include "config.h"
+#include "sim.h"
+#include "sim_http.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "Usage: hopx-sim [OPTION]...\n"
+	        "A local HopX control plane and sandbox agent with fault "
+	        "injection.\n\n"
+	        "  --listen HOST:PORT        control plane (default "
+	        "127.0.0.1:18080; port 0 = any)\n"
+	        "  --agent-listen HOST:PORT  sandbox agents (default "
+	        "127.0.0.1:18081)\n"
+	        "  --api-key KEY             accepted key (default "
+	        "$HOPX_SIM_API_KEY or hopx_test_simulator.key)\n"
+	        "  --ready-file PATH         write {api_url, agent_url, pid} "
+	        "once listening\n"
+	        "  --state-file PATH         keep sandboxes across restarts\n"
+	        "  --token-lifetime S        token lifetime in seconds "
+	        "(default 3600)\n"
+	        "  --list-default-limit N    page size without limit "
+	        "(default 100)\n"
+	        "  --list-max-limit N        largest page (default 100)\n"
+	        "  --conflict-status N       status of a refused transition "
+	        "(default 409)\n"
+	        "  --no-start-stop           start/stop answer 404 (removed "
+	        "routes)\n"
+	        "  --create-creating MS      create answers \"creating\" for "
+	        "MS "
+	        "ms\n"
+	        "  --clock-stops-paused      the kill clock stops while "
+	        "paused\n"
+	        "  --tokens-in-get           GET includes auth_token\n"
+	        "  --tokens-in-list          list items include auth_token\n"
+	        "  --unknown-template-500    unknown template answers 500\n"
+	        "  --faults JSON             initial faults (as PUT "
+	        "/_sim/faults)\n"
+	        "  -q, --quiet               no startup line\n"
+	        "  -h, --help, -V, --version\n");
+}
+
+static int parse_int(const char *arg, const char *what, long lo, long hi,
+                     long *out)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*arg == '\0' || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "hopx-sim: %s must be %ld..%ld\n", what, lo,
+		        hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static void defaults(struct sim_config *c)
+{
+	const char *key = getenv("HOPX_SIM_API_KEY");
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->listen, sizeof(c->listen), "127.0.0.1:18080");
+	snprintf(c->agent_listen, sizeof(c->agent_listen), "127.0.0.1:18081");
+	snprintf(c->api_key, sizeof(c->api_key), "%s",
+	         key && *key ? key : "hopx_test_simulator.key");
+	c->token_lifetime_ms = 3600 * 1000;
+	c->list_default_limit = 100;
+	c->list_max_limit = 100;
+	c->conflict_status = 409;
+	c->start_stop = 1;
+	c->clock_runs_paused = 1;
+}
+
+enum {
+	O_LISTEN = 256,
+	O_AGENT,
+	O_KEY,
+	O_READY,
+	O_STATE,
+	O_LIFE,
+	O_LDEF,
+	O_LMAX,
+	O_CONFLICT,
+	O_NOSS,
+	O_CREATING,
+	O_CLOCK,
+	O_TGET,
+	O_TLIST,
+	O_T500,
+	O_FAULTS
+};
+
+static const struct option longopts[] = {
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"agent-listen", required_argument, NULL, O_AGENT},
+        {"api-key", required_argument, NULL, O_KEY},
+        {"ready-file", required_argument, NULL, O_READY},
+        {"state-file", required_argument, NULL, O_STATE},
+        {"token-lifetime", required_argument, NULL, O_LIFE},
+        {"list-default-limit", required_argument, NULL, O_LDEF},
+        {"list-max-limit", required_argument, NULL, O_LMAX},
+        {"conflict-status", required_argument, NULL, O_CONFLICT},
+        {"no-start-stop", no_argument, NULL, O_NOSS},
+        {"create-creating", required_argument, NULL, O_CREATING},
+        {"clock-stops-paused", no_argument, NULL, O_CLOCK},
+        {"tokens-in-get", no_argument, NULL, O_TGET},
+        {"tokens-in-list", no_argument, NULL, O_TLIST},
+        {"unknown-template-500", no_argument, NULL, O_T500},
+        {"faults", required_argument, NULL, O_FAULTS},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
+
+/* Copies a string option; -1 when it does not fit. */
+static int copy_opt(char *dst, size_t n, const char *v, const char *what)
+{
+	if (strlen(v) >= n || *v == '\0') {
+		fprintf(stderr, "hopx-sim: %s is empty or too long\n", what);
+		return -1;
+	}
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+static int apply_int_opt(struct sim_config *c, int opt, const char *arg)
+{
+	long v = 0;
+	int r = 0;
+
+	if (opt == O_LIFE &&
+	    (r = parse_int(arg, "--token-lifetime", 1, 86400 * 30, &v)) == 0)
+		c->token_lifetime_ms = v * 1000;
+	else if (opt == O_LDEF && (r = parse_int(arg, "--list-default-limit", 1,
+	                                         100000, &v)) == 0)
+		c->list_default_limit = (int)v;
+	else if (opt == O_LMAX &&
+	         (r = parse_int(arg, "--list-max-limit", 1, 100000, &v)) == 0)
+		c->list_max_limit = (int)v;
+	else if (opt == O_CONFLICT &&
+	         (r = parse_int(arg, "--conflict-status", 400, 499, &v)) == 0)
+		c->conflict_status = (int)v;
+	else if (opt == O_CREATING && (r = parse_int(arg, "--create-creating",
+	                                             0, 3600000, &v)) == 0) {
+		c->create_status_creating = 1;
+		c->creating_ms = v;
+	}
+	return r;
+}
+
+/* Returns -1 to go on, or an exit code. */
+static int parse_args(int argc, char **argv, struct sim_config *c,
+                      const char **faults)
+{
+	int o;
+
+	while ((o = getopt_long(argc, argv, "qhV", longopts, NULL)) != -1) {
+		int r = 0;
+
+		switch (o) {
+		case O_LISTEN:
+			r = copy_opt(c->listen, sizeof(c->listen), optarg,
+			             "--listen");
+			break;
+		case O_AGENT:
+			r = copy_opt(c->agent_listen, sizeof(c->agent_listen),
+			             optarg, "--agent-listen");
+			break;
+		case O_KEY:
+			r = copy_opt(c->api_key, sizeof(c->api_key), optarg,
+			             "--api-key");
+			break;
+		case O_READY:
+			r = copy_opt(c->ready_file, sizeof(c->ready_file),
+			             optarg, "--ready-file");
+			break;
+		case O_STATE:
+			r = copy_opt(c->state_file, sizeof(c->state_file),
+			             optarg, "--state-file");
+			break;
+		case O_LIFE:
+		case O_LDEF:
+		case O_LMAX:
+		case O_CONFLICT:
+		case O_CREATING:
+			r = apply_int_opt(c, o, optarg);
+			break;
+		case O_NOSS:
+			c->start_stop = 0;
+			break;
+		case O_CLOCK:
+			c->clock_runs_paused = 0;
+			break;
+		case O_TGET:
+			c->tokens_in_get = 1;
+			break;
+		case O_TLIST:
+			c->tokens_in_list = 1;
+			break;
+		case O_T500:
+			c->unknown_template_500 = 1;
+			break;
+		case O_FAULTS:
+			*faults = optarg;
+			break;
+		case 'q':
+			c->quiet = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("hopx-sim %s\n", HOPXD_VERSION);
+			return 0;
+		default:
+			fprintf(stderr, "Try 'hopx-sim --help'.\n");
+			return 2;
+		}
+		if (r != 0)
+			return 2;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hopx-sim: unexpected argument '%s'\n",
+		        argv[optind]);
+		return 2;
+	}
+	return -1;
+}
+
+static int set_faults(struct sim *s, const char *text)
+{
+	char err[160];
+	cJSON *j;
+	int r;
+
+	if (text == NULL)
+		return 0;
+	j = cJSON_Parse(text);
+	r = sim_faults_from_json(&s->faults, j, err, sizeof(err));
+	cJSON_Delete(j);
+	if (r != 0)
+		fprintf(stderr, "hopx-sim: --faults: %s\n", err);
+	return r;
+}
+
+static int write_ready(const struct sim *s)
+{
+	char tmp[1100];
+	FILE *f;
+
+	if (s->cfg.ready_file[0] == '\0')
+		return 0;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", s->cfg.ready_file);
+	if ((f = fopen(tmp, "w")) == NULL)
+		return -1;
+	fprintf(f, "{\"api_url\":\"%s\",\"agent_url\":\"%s\",\"pid\":%ld}\n",
+	        s->api_url, s->agent_url, (long)getpid());
+	if (fclose(f) != 0 || rename(tmp, s->cfg.ready_file) != 0)
+		return -1;
+	return 0;
+}
+
+/* Waits for SIGINT/SIGTERM, doing housekeeping once a second. */
+static void housekeeping(struct sim *s, const sigset_t *set)
+{
+	struct timespec one = {1, 0};
+
+	while (sigtimedwait(set, NULL, &one) < 0) {
+		pthread_mutex_lock(&s->lock);
+		sim_sweep(s);
+		if (s->dirty && sim_save(s) != 0)
+			fprintf(stderr, "hopx-sim: cannot save %s\n",
+			        s->cfg.state_file);
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+static int serve(struct sim *s)
+{
+	struct sim_http *api = NULL, *vm = NULL;
+	int api_port = 0, vm_port = 0, r = 1;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	/* Block before any thread starts, so only sigtimedwait sees them. */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (sim_http_start(s, s->cfg.listen, 0, &api, &api_port) == 0 &&
+	    sim_http_start(s, s->cfg.agent_listen, 1, &vm, &vm_port) == 0) {
+		snprintf(s->api_url, sizeof(s->api_url), "http://127.0.0.1:%d",
+		         api_port);
+		snprintf(s->agent_url, sizeof(s->agent_url),
+		         "http://127.0.0.1:%d", vm_port);
+		if (write_ready(s) != 0)
+			fprintf(stderr, "hopx-sim: cannot write ready file\n");
+		else if (!s->cfg.quiet)
+			fprintf(stderr,
+			        "hopx-sim: control plane %s, sandbox "
+			        "agents %s\n",
+			        s->api_url, s->agent_url);
+		housekeeping(s, &set);
+		r = 0;
+	}
+	s->stopping = 1;
+	sim_http_stop(api);
+	sim_http_stop(vm);
+	if (sim_save(s) != 0)
+		fprintf(stderr, "hopx-sim: cannot save state file\n");
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	const char *faults = NULL;
+	struct sim_config cfg;
+	struct sim s;
+	int r;
+
+	defaults(&cfg);
+	if ((r = parse_args(argc, argv, &cfg, &faults)) >= 0)
+		return r;
+	signal(SIGPIPE, SIG_IGN);
+	if (sim_init(&s, &cfg) != 0)
+		return 1;
+	if (set_faults(&s, faults) != 0 || sim_load(&s) != 0) {
+		if (faults == NULL)
+			fprintf(stderr, "hopx-sim: cannot read state file %s\n",
+			        cfg.state_file);
+		sim_finish(&s);
+		return faults ? 2 : 1;
+	}
+	r = serve(&s);
+	sim_finish(&s);
+	return r;
+}
