@@ -6,6 +6,7 @@ set -u
 # HOPXD_TEST_WRAPPER (set by the valgrind setup) runs each binary under it.
 HOPXD_BIN=$1
 HOPXCTL_BIN=$2
+SIM_BIN=$3
 hopxd() { ${HOPXD_TEST_WRAPPER:-} "$HOPXD_BIN" "$@"; }
 hopxctl() { ${HOPXD_TEST_WRAPPER:-} "$HOPXCTL_BIN" "$@"; }
 T=$(mktemp -d)
@@ -45,6 +46,15 @@ hopxctl --nope >"$T/out" 2>&1
 check "hopxctl unknown option exits 2" 2 $? "unknown option" "$T/out"
 hopxctl version extra >"$T/out" 2>&1
 check "hopxctl wrong argument count exits 2" 2 $? "Usage: hopxctl version" "$T/out"
+
+"$SIM_BIN" --help >"$T/out" 2>&1
+check "hopx-sim --help" 0 $? "Usage: hopx-sim" "$T/out"
+"$SIM_BIN" --token-lifetime 0 >"$T/out" 2>&1
+check "hopx-sim refuses a bad lifetime" 2 $? "token-lifetime must be" "$T/out"
+"$SIM_BIN" --listen nowhere --quiet >"$T/out" 2>&1
+check "hopx-sim refuses a bad listen address" 1 $? "bad listen address" "$T/out"
+"$SIM_BIN" --faults '{"rate_5xx":3}' >"$T/out" 2>&1
+check "hopx-sim refuses bad faults" 2 $? "rates must be between" "$T/out"
 
 head -c 8192 /dev/urandom >"$T/garbage.db"
 hopxd --db "$T/garbage.db" --socket "$T/s" >"$T/out" 2>&1

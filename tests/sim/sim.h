@@ -125,8 +125,8 @@ struct sim_log_entry {
 	int64_t seq;
 	int64_t at; /* ms */
 	char method[8];
-	char path[160];
-	char route[SIM_ROUTE_MAX];
+	char path[96];
+	const char *route; /* a static route name */
 	char sandbox_id[SIM_ID_MAX];
 	int status;        /* 0 when no answer was sent (reset, stall) */
 	const char *fault; /* NULL or the injected fault's name */
@@ -177,8 +177,8 @@ struct sim_req {
 
 struct sim_resp {
 	int status;
-	cJSON *json; /* body, owned; serialised by the HTTP layer */
-	char route[SIM_ROUTE_MAX];
+	cJSON *json;       /* body, owned; serialised by the HTTP layer */
+	const char *route; /* static route name, for the log and faults */
 	char sandbox_id[SIM_ID_MAX];
 	int retry_after; /* > 0: Retry-After header */
 	char request_id[32];

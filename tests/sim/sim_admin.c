@@ -310,7 +310,7 @@ void sim_admin_handle(struct sim *s, const struct sim_req *rq,
 	cJSON *body = NULL;
 	size_t i;
 
-	snprintf(rs->route, sizeof(rs->route), "ADMIN");
+	rs->route = "ADMIN";
 	if (rq->api_key == NULL || strcmp(rq->api_key, s->cfg.api_key) != 0) {
 		sim_error(rs, 401, "AUTHENTICATION_REQUIRED",
 		          "Invalid API key");

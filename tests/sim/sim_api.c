@@ -608,12 +608,11 @@ void sim_api_handle(struct sim *s, const struct sim_req *rq,
 
 	r = n >= 0 ? find_route(s, rq->method, seg, n) : NULL;
 	if (r == NULL) {
-		snprintf(rs->route, sizeof(rs->route), "%s (unknown)",
-		         rq->method);
+		rs->route = "unknown";
 		sim_error(rs, 404, "RESOURCE_NOT_FOUND", "Not found");
 		return;
 	}
-	snprintf(rs->route, sizeof(rs->route), "%s", r->name);
+	rs->route = r->name;
 	if (r->auth && (rq->api_key == NULL || rq->api_key[0] == '\0')) {
 		sim_error(rs, 401, "AUTHENTICATION_REQUIRED",
 		          "API key required");
@@ -636,7 +635,7 @@ void sim_api_classify(struct sim *s, const struct sim_req *rq,
 	int n = sim_split_path(rq->path, buf, sizeof(buf), seg, 8);
 
 	r = n >= 0 ? find_route(s, rq->method, seg, n) : NULL;
-	snprintf(rs->route, sizeof(rs->route), "%s", r ? r->name : "unknown");
+	rs->route = r ? r->name : "unknown";
 	if (r && n >= 3 && strcmp(seg[1], "sandboxes") == 0)
 		snprintf(rs->sandbox_id, sizeof(rs->sandbox_id), "%s", seg[2]);
 }

@@ -53,7 +53,8 @@ static int script_matches(const struct sim_script *sc,
                           const struct sim_resp *rs)
 {
 	return sc->count > 0 &&
-	       (sc->route[0] == '\0' || strcmp(sc->route, rs->route) == 0) &&
+	       (sc->route[0] == '\0' ||
+	        (rs->route && strcmp(sc->route, rs->route) == 0)) &&
 	       (sc->sandbox_id[0] == '\0' ||
 	        strcmp(sc->sandbox_id, rs->sandbox_id) == 0);
 }
@@ -110,7 +111,8 @@ static void latency(struct sim *s, const struct sim_resp *rs,
 	int i;
 
 	for (i = 0; i < f->nroute_latency; i++) {
-		if (strcmp(f->route_latency[i].route, rs->route) == 0) {
+		if (rs->route &&
+		    strcmp(f->route_latency[i].route, rs->route) == 0) {
 			base = f->route_latency[i].latency_ms;
 			jitter = f->route_latency[i].jitter_ms;
 		}

@@ -212,16 +212,16 @@ void sim_log_add(struct sim *s, const struct sim_req *rq,
 	e->at = sim_now(s);
 	snprintf(e->method, sizeof(e->method), "%s", rq->method);
 	snprintf(e->path, sizeof(e->path), "%s", rq->path);
-	snprintf(e->route, sizeof(e->route), "%s", rs->route);
+	e->route = rs->route ? rs->route : "unknown";
 	snprintf(e->sandbox_id, sizeof(e->sandbox_id), "%s", rs->sandbox_id);
 	e->status = fault && (strcmp(fault, "reset") == 0 ||
 	                      strcmp(fault, "stall") == 0)
 	                    ? 0
 	                    : rs->status;
 	e->fault = fault;
-	HASH_FIND_STR(s->counters, rs->route, c);
+	HASH_FIND_STR(s->counters, e->route, c);
 	if (c == NULL && (c = calloc(1, sizeof(*c))) != NULL) {
-		snprintf(c->route, sizeof(c->route), "%s", rs->route);
+		snprintf(c->route, sizeof(c->route), "%s", e->route);
 		HASH_ADD_STR(s->counters, route, c);
 	}
 	if (c) {

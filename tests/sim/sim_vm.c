@@ -18,11 +18,12 @@ void sim_vm_handle(struct sim *s, const struct sim_req *rq, struct sim_resp *rs)
 	if (n != 3 || strcmp(seg[0], "sandbox") != 0 ||
 	    strcmp(rq->method, "GET") != 0 ||
 	    (strcmp(seg[2], "health") != 0 && strcmp(seg[2], "info") != 0)) {
-		snprintf(rs->route, sizeof(rs->route), "VM (unknown)");
+		rs->route = "VM unknown";
 		sim_error(rs, 404, "RESOURCE_NOT_FOUND", "Not found");
 		return;
 	}
-	snprintf(rs->route, sizeof(rs->route), "VM GET /%s", seg[2]);
+	rs->route = strcmp(seg[2], "health") == 0 ? "VM GET /health"
+	                                          : "VM GET /info";
 	snprintf(rs->sandbox_id, sizeof(rs->sandbox_id), "%s", seg[1]);
 	if ((sb = sim_find(s, seg[1])) == NULL) {
 		sim_error(rs, 502, "SANDBOX_UNREACHABLE", "Sandbox not found");
