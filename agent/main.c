@@ -1,54 +1,57 @@
 /*
- * hopxd: the agent. This file parses the command line and runs the loop;
- * everything else lives in its own module.
+ * hopxd: the agent. This file parses the command line, takes the
+ * database lock, and runs the loop; everything else lives in its module.
  */
 #include "config.h"
 
+#include "agent.h"
 #include "err.h"
+#include "ipc_server.h"
 #include "log.h"
 #include "paths.h"
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <uv.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
-#define PATH_MAX_LEN 4096
-
-struct opts {
-	char db[PATH_MAX_LEN];
-	char socket[PATH_MAX_LEN];
-	enum log_level level;
-};
-
-struct agent {
+struct main_state {
+	struct agent a;
 	uv_loop_t loop;
 	uv_signal_t sigint;
 	uv_signal_t sigterm;
-	struct store *store;
+	int lock_fd;
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: hopxd [OPTION]...\n"
 	           "Keep HopX sandboxes attached to this machine.\n\n"
-	           "  --db PATH          database (env HOPXD_DB; default "
+	           "  --db PATH             database (env HOPXD_DB; default "
 	           "$XDG_STATE_HOME/hopxd/hopxd.db)\n"
-	           "  --socket PATH      control socket (env HOPXD_SOCKET; "
-	           "default "
-	           "$XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
-	           "  --log-level LEVEL  error, warn, info (default) or debug\n"
-	           "  -v, --verbose      same as --log-level debug\n"
-	           "  -h, --help         show this help and exit\n"
-	           "  -V, --version      show the version and exit\n");
+	           "  --socket PATH         control socket (env HOPXD_SOCKET; "
+	           "default $XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
+	           "  --idle-timeout S      close clients idle for S seconds "
+	           "(default 300)\n"
+	           "  --max-connections N   refuse clients beyond N (default "
+	           "4096)\n"
+	           "  --log-level LEVEL     error, warn, info (default) or "
+	           "debug\n"
+	           "  -v, --verbose         same as --log-level debug\n"
+	           "  -h, --help            show this help and exit\n"
+	           "  -V, --version         show the version and exit\n");
 }
 
-static int copy_path(char *dst, const char *src, const char *what)
+static int copy_path(char *dst, size_t n, const char *src, const char *what)
 {
-	if (strlen(src) >= PATH_MAX_LEN || *src == '\0') {
+	if (strlen(src) >= n || *src == '\0') {
 		fprintf(stderr, "hopxd: %s path is empty or too long\n", what);
 		return 2;
 	}
@@ -56,51 +59,80 @@ static int copy_path(char *dst, const char *src, const char *what)
 	return 0;
 }
 
+static int int_opt(const char *arg, const char *what, long lo, long hi,
+                   int *out)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+
+	if (*arg == '\0' || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "hopxd: %s must be %ld..%ld\n", what, lo, hi);
+		return 2;
+	}
+	*out = (int)v;
+	return 0;
+}
+
+enum { O_DB = 256, O_SOCKET, O_LEVEL, O_IDLE, O_MAXCONN };
+
+static int apply_opt(struct agent_config *cfg, enum log_level *lvl, int c)
+{
+	switch (c) {
+	case O_DB:
+		return copy_path(cfg->db, sizeof(cfg->db), optarg, "database");
+	case O_SOCKET:
+		return copy_path(cfg->socket, sizeof(cfg->socket), optarg,
+		                 "socket");
+	case O_IDLE:
+		return int_opt(optarg, "--idle-timeout", 1, 86400,
+		               &cfg->idle_timeout_s);
+	case O_MAXCONN:
+		return int_opt(optarg, "--max-connections", 1, 1000000,
+		               &cfg->max_connections);
+	case O_LEVEL:
+		if (log_level_parse(optarg, lvl) == 0)
+			return 0;
+		fprintf(stderr,
+		        "hopxd: unknown log level '%s' (use error, "
+		        "warn, info or debug)\n",
+		        optarg);
+		return 2;
+	case 'v':
+		*lvl = LOG_LVL_DEBUG;
+		return 0;
+	case 'h':
+		usage(stdout);
+		return 0;
+	case 'V':
+		printf("hopxd %s\n", HOPXD_VERSION);
+		return 0;
+	default:
+		fprintf(stderr, "Try 'hopxd --help'.\n");
+		return 2;
+	}
+}
+
 /* Returns -1 to go on, or an exit code. */
-static int parse_args(int argc, char **argv, struct opts *o)
+static int parse_args(int argc, char **argv, struct agent_config *cfg,
+                      enum log_level *lvl)
 {
 	static const struct option longopts[] = {
-	        {"db", required_argument, NULL, 'd'},
-	        {"socket", required_argument, NULL, 's'},
-	        {"log-level", required_argument, NULL, 'l'},
+	        {"db", required_argument, NULL, O_DB},
+	        {"socket", required_argument, NULL, O_SOCKET},
+	        {"log-level", required_argument, NULL, O_LEVEL},
+	        {"idle-timeout", required_argument, NULL, O_IDLE},
+	        {"max-connections", required_argument, NULL, O_MAXCONN},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
 	        {NULL, 0, NULL, 0}};
-	int c;
+	int c, r;
 
 	while ((c = getopt_long(argc, argv, "vhV", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			if (copy_path(o->db, optarg, "database"))
-				return 2;
-			break;
-		case 's':
-			if (copy_path(o->socket, optarg, "socket"))
-				return 2;
-			break;
-		case 'l':
-			if (log_level_parse(optarg, &o->level) != 0) {
-				fprintf(stderr,
-				        "hopxd: unknown log level '%s' (use "
-				        "error, warn, info or debug)\n",
-				        optarg);
-				return 2;
-			}
-			break;
-		case 'v':
-			o->level = LOG_LVL_DEBUG;
-			break;
-		case 'h':
-			usage(stdout);
+		if ((r = apply_opt(cfg, lvl, c)) != 0)
+			return r;
+		if (c == 'h' || c == 'V')
 			return 0;
-		case 'V':
-			printf("hopxd %s\n", HOPXD_VERSION);
-			return 0;
-		default:
-			fprintf(stderr, "Try 'hopxd --help'.\n");
-			return 2;
-		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "hopxd: unexpected argument '%s'\n",
@@ -110,53 +142,111 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return -1;
 }
 
-static int default_paths(struct opts *o)
+static int default_paths(struct agent_config *cfg)
 {
-	if (o->db[0] == '\0' && paths_db(o->db, sizeof(o->db)) != 0) {
+	if (cfg->db[0] == '\0' && paths_db(cfg->db, sizeof(cfg->db)) != 0) {
 		fprintf(stderr, "hopxd: cannot choose a database path: set "
 		                "--db, HOPXD_DB, XDG_STATE_HOME or HOME\n");
 		return 2;
 	}
-	if (o->socket[0] == '\0' &&
-	    paths_socket(o->socket, sizeof(o->socket)) != 0) {
-		fprintf(stderr, "hopxd: socket path too long\n");
+	if (cfg->socket[0] == '\0' &&
+	    paths_socket(cfg->socket, sizeof(cfg->socket)) != 0) {
+		fprintf(stderr, "hopxd: the socket path is longer than a Unix "
+		                "socket allows; use --socket\n");
 		return 2;
 	}
 	return 0;
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/*
+ * One agent per database: an exclusive flock on DB.lock, taken before
+ * anything else is touched and released by the kernel when we die.
+ */
+static int take_lock(struct main_state *m)
 {
-	struct agent *a = h->data;
+	char path[4200], failed[256];
+	int fd, r;
 
-	log_info("received signal %d, shutting down", signum);
-	uv_close((uv_handle_t *)&a->sigint, NULL);
-	uv_close((uv_handle_t *)&a->sigterm, NULL);
+	snprintf(path, sizeof(path), "%s.lock", m->a.cfg.db);
+	if ((r = paths_make_parents(path, failed, sizeof(failed))) != 0) {
+		log_error("cannot create %s: %s", failed, err_str(r));
+		return r;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		log_error("cannot open lock file %s: %s", path,
+		          strerror(errno));
+		return err_from_errno(errno);
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		log_error("another hopxd is already running with database %s",
+		          m->a.cfg.db);
+		close(fd);
+		return ERR_BUSY;
+	}
+	m->lock_fd = fd;
+	return 0;
 }
 
-static int watch_signals(struct agent *a)
+/* The listening fd systemd passed (LISTEN_FDS/LISTEN_PID), or -1. */
+static int activation_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+
+	if (pid == NULL || fds == NULL || atol(pid) != (long)getpid() ||
+	    atoi(fds) < 1)
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	fcntl(3, F_SETFD, FD_CLOEXEC);
+	return 3;
+}
+
+/* Many idle clients are allowed: lift the soft fd limit to the hard. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct main_state *m = h->data;
+
+	log_info("received signal %d, shutting down", signum);
+	ipc_server_close(m->a.ipc);
+	uv_close((uv_handle_t *)&m->sigint, NULL);
+	uv_close((uv_handle_t *)&m->sigterm, NULL);
+}
+
+static int watch_signals(struct main_state *m)
 {
 	int r;
 
-	a->sigint.data = a;
-	a->sigterm.data = a;
-	if ((r = uv_signal_init(&a->loop, &a->sigint)) != 0 ||
-	    (r = uv_signal_init(&a->loop, &a->sigterm)) != 0 ||
-	    (r = uv_signal_start(&a->sigint, on_signal, SIGINT)) != 0 ||
-	    (r = uv_signal_start(&a->sigterm, on_signal, SIGTERM)) != 0) {
+	m->sigint.data = m;
+	m->sigterm.data = m;
+	if ((r = uv_signal_init(&m->loop, &m->sigint)) != 0 ||
+	    (r = uv_signal_init(&m->loop, &m->sigterm)) != 0 ||
+	    (r = uv_signal_start(&m->sigint, on_signal, SIGINT)) != 0 ||
+	    (r = uv_signal_start(&m->sigterm, on_signal, SIGTERM)) != 0) {
 		log_error("cannot watch signals: %s", uv_strerror(r));
 		return ERR_SYS;
 	}
 	return 0;
 }
 
-static int open_store(struct agent *a, const struct opts *o)
+static int open_store(struct agent *a)
 {
 	size_t counts[SBX_STATUS_COUNT], total = 0;
 	char *cause = NULL;
 	int r, i;
 
-	r = store_open(o->db, STORE_OPEN_CHECK, NULL, &a->store, &cause);
+	r = store_open(a->cfg.db, STORE_OPEN_CHECK, a->clk, &a->store, &cause);
 	if (r != 0) {
 		log_error("%s", cause ? cause : err_str(r));
 		free(cause);
@@ -166,8 +256,26 @@ static int open_store(struct agent *a, const struct opts *o)
 		return r;
 	for (i = 0; i < SBX_STATUS_COUNT; i++)
 		total += counts[i];
-	log_info("database %s: schema %d, %zu sandboxes tracked", o->db,
+	log_info("database %s: schema %d, %zu sandboxes tracked", a->cfg.db,
 	         store_schema_version(a->store), total);
+	return 0;
+}
+
+static int start_ipc(struct agent *a)
+{
+	char *cause = NULL;
+	int fd = activation_fd();
+	int r = ipc_server_start(a, fd, &a->ipc, &cause);
+
+	if (r != 0) {
+		log_error("%s", cause ? cause : err_str(r));
+		free(cause);
+		return r;
+	}
+	if (fd >= 0)
+		log_info("listening on the socket systemd passed (fd 3)");
+	else
+		log_info("listening on %s", a->cfg.socket);
 	return 0;
 }
 
@@ -178,40 +286,52 @@ static void close_handle(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-static int run(const struct opts *o)
+static int run(struct main_state *m)
 {
-	struct agent a;
 	int r;
 
-	memset(&a, 0, sizeof(a));
-	if (uv_loop_init(&a.loop) != 0)
+	m->a.loop = &m->loop;
+	m->a.clk = clock_system();
+	m->a.started_mono = clock_mono_ms(m->a.clk);
+	if (uv_loop_init(&m->loop) != 0)
 		return 1;
-	r = open_store(&a, o);
+	r = take_lock(m);
 	if (r == 0)
-		r = watch_signals(&a);
+		r = open_store(&m->a);
 	if (r == 0)
-		uv_run(&a.loop, UV_RUN_DEFAULT);
-	uv_walk(&a.loop, close_handle, NULL);
-	uv_run(&a.loop, UV_RUN_DEFAULT);
-	if (store_close(a.store) != 0)
+		r = watch_signals(m);
+	if (r == 0)
+		r = start_ipc(&m->a);
+	if (r == 0)
+		uv_run(&m->loop, UV_RUN_DEFAULT);
+	ipc_server_close(m->a.ipc);
+	uv_walk(&m->loop, close_handle, NULL);
+	uv_run(&m->loop, UV_RUN_DEFAULT);
+	ipc_server_destroy(m->a.ipc);
+	if (store_close(m->a.store) != 0)
 		log_error("database did not close cleanly");
-	if (uv_loop_close(&a.loop) != 0)
+	if (uv_loop_close(&m->loop) != 0)
 		log_error("event loop still had open handles");
+	if (m->lock_fd > 0)
+		close(m->lock_fd);
 	return r == 0 ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
-	struct opts o;
+	static struct main_state m;
+	enum log_level lvl = LOG_LVL_INFO;
 	int r;
 
-	memset(&o, 0, sizeof(o));
-	o.level = LOG_LVL_INFO;
-	if ((r = parse_args(argc, argv, &o)) >= 0)
+	m.a.cfg.idle_timeout_s = 300;
+	m.a.cfg.max_connections = 4096;
+	m.a.cfg.max_queue = 4 * 1024 * 1024;
+	if ((r = parse_args(argc, argv, &m.a.cfg, &lvl)) >= 0)
 		return r;
-	if ((r = default_paths(&o)) != 0)
+	if ((r = default_paths(&m.a.cfg)) != 0)
 		return r;
 	signal(SIGPIPE, SIG_IGN);
-	log_init("hopxd", o.level);
-	return run(&o);
+	raise_nofile();
+	log_init("hopxd", lvl);
+	return run(&m);
 }

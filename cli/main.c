@@ -1,28 +1,20 @@
 /*
- * hopxctl: a thin, blocking client of hopxd. It parses arguments, sends
- * one request over the agent's socket and prints the answer. Commands are
- * rows of cmd_table; generic code checks argument counts before a handler
- * runs.
+ * hopxctl: a thin, blocking client of hopxd. It parses arguments, sends a
+ * request over the agent's socket and prints the answer. Commands are rows
+ * of cmd_table; generic code checks argument counts before a handler runs.
  */
 #include "config.h"
 
+#include "cli.h"
+#include "commands.h"
+#include "err.h"
+#include "ipc_client.h"
 #include "paths.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Exit codes (documented in README and hopxctl --help). */
-enum exit_code {
-	EXIT_OK = 0,
-	EXIT_ERROR = 1,
-	EXIT_USAGE = 2,
-};
-
-struct cli {
-	const char *socket;
-	int json;
-};
+#include <unistd.h>
 
 struct cmd {
 	const char *name;
@@ -38,8 +30,22 @@ static int run_version(struct cli *c, int argc, char **argv);
 
 /* Keep sorted by name: looked up with bsearch. */
 static const struct cmd cmd_table[] = {
+        {"detach", "REF", "forget a sandbox locally (HopX is untouched)", 1, 1,
+         run_detach},
+        {"events", "[--since SEQ] [-f]", "show the event log; -f follows it", 0,
+         3, run_events},
         {"help", "[COMMAND]", "show help for hopxctl or a command", 0, 1,
          run_help},
+        {"label", "REF KEY=VALUE... [--rm KEY]...", "set or remove labels", 2,
+         64, run_label},
+        {"list", "[--status S] [--label K[=V]] [-q]", "same as ls", 0, 5,
+         run_ls},
+        {"ls", "[--status S] [--label K[=V]] [-q]",
+         "list tracked sandboxes (-q: ids only)", 0, 5, run_ls},
+        {"rename", "REF NAME|--clear", "set or clear a local name", 2, 2,
+         run_rename},
+        {"show", "REF", "show one sandbox", 1, 1, run_show},
+        {"status", "", "show the agent's state", 0, 0, run_status},
         {"version", "", "show the version of hopxctl", 0, 0, run_version},
 };
 
@@ -61,16 +67,21 @@ static void usage(FILE *f)
 	size_t i;
 
 	fprintf(f, "Usage: hopxctl [--socket PATH] [--json] COMMAND [ARG]...\n"
-	           "Query and drive the hopxd agent.\n\nCommands:\n");
+	           "Query and drive the hopxd agent. REF is a sandbox id or "
+	           "local name.\n\nCommands:\n");
 	for (i = 0; i < CMD_COUNT; i++)
-		fprintf(f, "  %-10s %-12s %s\n", cmd_table[i].name,
-		        cmd_table[i].args, cmd_table[i].summary);
-	fprintf(f, "\nOptions:\n"
-	           "  --socket PATH  agent socket (env HOPXD_SOCKET)\n"
-	           "  --json         print JSON for tools\n"
-	           "  -h, --help     show this help\n"
-	           "  -V, --version  show the version\n"
-	           "\nExit codes: 0 ok, 1 error, 2 usage.\n");
+		fprintf(f, "  %-8s %s\n", cmd_table[i].name,
+		        cmd_table[i].summary);
+	fprintf(f,
+	        "\nOptions:\n"
+	        "  --socket PATH  agent socket (env HOPXD_SOCKET; default as "
+	        "hopxd)\n"
+	        "  --json         print JSON for tools\n"
+	        "  -h, --help     show this help (COMMAND --help: its own)\n"
+	        "  -V, --version  show the version\n"
+	        "\nExit codes: 0 ok, 1 error, 2 usage, 3 auth, 4 not found, "
+	        "5 timeout,\n6 network/API unavailable, 7 rate limited, "
+	        "8 agent not running, 9 wrong state.\n");
 }
 
 static int run_help(struct cli *c, int argc, char **argv)
@@ -100,6 +111,72 @@ static int run_version(struct cli *c, int argc, char **argv)
 	return EXIT_OK;
 }
 
+int cli_exit_code(int err)
+{
+	switch (err) {
+	case 0:
+		return EXIT_OK;
+	case ERR_INVAL:
+	case ERR_PARSE:
+	case ERR_TYPE:
+		return EXIT_USAGE;
+	case ERR_AUTH:
+		return EXIT_AUTH;
+	case ERR_NOTFOUND:
+		return EXIT_NOTFOUND;
+	case ERR_TIMEOUT:
+		return EXIT_TIMEOUT;
+	case ERR_NET:
+	case ERR_UNAVAIL:
+	case ERR_BADRESP:
+		return EXIT_NETWORK;
+	case ERR_RATE:
+		return EXIT_RATE;
+	case ERR_STATE:
+	case ERR_CONFLICT:
+		return EXIT_STATE;
+	default:
+		return EXIT_ERROR;
+	}
+}
+
+static int not_running(const struct cli *c, int r)
+{
+	if (r == ERR_PERM)
+		fprintf(stderr, "hopxctl: permission denied on %s\n",
+		        c->socket);
+	else
+		fprintf(stderr,
+		        "hopxctl: hopxd is not running (no agent at %s)\n"
+		        "Start it with 'systemctl --user start hopxd' or run "
+		        "'hopxd' in a terminal.\n",
+		        c->socket);
+	return EXIT_NOAGENT;
+}
+
+int cli_call(struct cli *c, const char *method, cJSON *params, cJSON **result)
+{
+	struct ipc_client *ic = NULL;
+	char *msg = NULL;
+	int r = ipc_client_connect(c->socket, &ic);
+
+	*result = NULL;
+	if (r != 0) {
+		cJSON_Delete(params);
+		return not_running(c, r);
+	}
+	r = ipc_client_call(ic, method, params, c->timeout_ms, result, &msg);
+	ipc_client_close(ic);
+	if (r == ERR_NET || r == ERR_PROTO)
+		fprintf(stderr, "hopxctl: lost the connection to hopxd\n");
+	else if (r != 0)
+		fprintf(stderr, "hopxctl: %s\n", msg ? msg : err_str(r));
+	free(msg);
+	if (r == ERR_NET || r == ERR_PROTO)
+		return EXIT_NOAGENT;
+	return cli_exit_code(r);
+}
+
 /* Consumes global options; returns the index of the command or -exit. */
 static int parse_globals(struct cli *c, int argc, char **argv)
 {
@@ -109,7 +186,12 @@ static int parse_globals(struct cli *c, int argc, char **argv)
 		if (strcmp(argv[i], "--json") == 0) {
 			c->json = 1;
 		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
-			c->socket = argv[++i];
+			if (strlen(argv[++i]) >= sizeof(c->socket)) {
+				fprintf(stderr, "hopxctl: socket path too "
+				                "long\n");
+				return -EXIT_USAGE - 100;
+			}
+			snprintf(c->socket, sizeof(c->socket), "%s", argv[i]);
 		} else if (strcmp(argv[i], "-h") == 0 ||
 		           strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
@@ -126,14 +208,33 @@ static int parse_globals(struct cli *c, int argc, char **argv)
 	return i;
 }
 
+static int has_help(int argc, char **argv)
+{
+	int i;
+
+	for (i = 0; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 ||
+		    strcmp(argv[i], "-h") == 0)
+			return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct cli c = {NULL, 0};
+	struct cli c;
 	const struct cmd *cmd;
 	int i, nargs;
 
+	memset(&c, 0, sizeof(c));
+	c.timeout_ms = 30000;
+	c.tty = isatty(STDOUT_FILENO);
 	if ((i = parse_globals(&c, argc, argv)) < 0)
 		return -(i + 100);
+	if (c.socket[0] == '\0' && paths_socket(c.socket, sizeof(c.socket))) {
+		fprintf(stderr,
+		        "hopxctl: socket path too long; use --socket\n");
+		return EXIT_USAGE;
+	}
 	if (i >= argc) {
 		usage(stderr);
 		return EXIT_USAGE;
@@ -145,6 +246,8 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	nargs = argc - i - 1;
+	if (has_help(nargs, argv + i + 1))
+		return run_help(&c, 1, argv + i);
 	if (nargs < cmd->min_args || nargs > cmd->max_args) {
 		fprintf(stderr, "Usage: hopxctl %s %s\n", cmd->name, cmd->args);
 		return EXIT_USAGE;

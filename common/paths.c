@@ -2,8 +2,11 @@
 
 #include "err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int fit(int len, size_t n)
@@ -45,4 +48,28 @@ int paths_db(char *out, size_t n)
 		        snprintf(out, n, "%s/.local/state/hopxd/hopxd.db", v),
 		        n);
 	return ERR_NOTFOUND;
+}
+
+int paths_make_parents(const char *path, char *failed, size_t n)
+{
+	char dir[4096];
+	size_t i, len = strlen(path);
+
+	if (len >= sizeof(dir))
+		return ERR_TOOBIG;
+	memcpy(dir, path, len + 1);
+	for (i = 1; i < len; i++) {
+		if (dir[i] != '/')
+			continue;
+		dir[i] = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			int e = errno;
+
+			if (failed)
+				snprintf(failed, n, "%s", dir);
+			return err_from_errno(e);
+		}
+		dir[i] = '/';
+	}
+	return 0;
 }

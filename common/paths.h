@@ -15,4 +15,11 @@
 int paths_socket(char *out, size_t n);
 int paths_db(char *out, size_t n);
 
+/*
+ * Creates every missing parent directory of the file path with mode 0700
+ * (existing ones are left alone). Returns 0 or an ERR_* code from errno;
+ * on failure, failed (if not NULL, at least n bytes) names the directory.
+ */
+int paths_make_parents(const char *path, char *failed, size_t n);
+
 #endif

@@ -5,6 +5,7 @@
 #include "err.h"
 #include "log.h"
 #include "migrations.h"
+#include "paths.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -303,33 +304,6 @@ int store_rollback(struct store *s)
 
 /* ---- open, migrate, close ---- */
 
-/* Creates each missing parent directory of path with mode 0700. */
-static int make_parents(const char *path, char **cause)
-{
-	char dir[4096];
-	size_t i, n = strlen(path);
-
-	if (n >= sizeof(dir)) {
-		set_cause(cause, "database path is too long");
-		return ERR_TOOBIG;
-	}
-	memcpy(dir, path, n + 1);
-	for (i = 1; i < n; i++) {
-		if (dir[i] != '/')
-			continue;
-		dir[i] = '\0';
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			int e = errno;
-
-			set_cause(cause, "cannot create directory %s: %s", dir,
-			          strerror(e));
-			return err_from_errno(e);
-		}
-		dir[i] = '/';
-	}
-	return 0;
-}
-
 /*
  * Creates the file 0600 before SQLite does (SQLite would use 0644 less the
  * umask); the -wal and -shm files copy the database's mode. An existing
@@ -337,11 +311,15 @@ static int make_parents(const char *path, char **cause)
  */
 static int prepare_file(const char *path, char **cause)
 {
+	char dir[4096] = "";
 	struct stat sb;
 	int fd, r;
 
-	if ((r = make_parents(path, cause)) != 0)
+	if ((r = paths_make_parents(path, dir, sizeof(dir))) != 0) {
+		set_cause(cause, "cannot create directory %s: %s", dir,
+			  err_str(r));
 		return r;
+	}
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0 && (errno == EACCES || errno == EROFS))
 		return 0; /* SQLite will open it read-only; checked later */

@@ -1,0 +1,533 @@
+/*
+ * The agent's methods: one table, sorted by name and searched with
+ * bsearch, of {name, parameter rules, handler}. Generic code parses and
+ * checks; a handler only does the work and fills a result or an error.
+ */
+#include "methods.h"
+
+#include "agent.h"
+#include "config.h"
+#include "err.h"
+#include "ipc_server.h"
+#include "json.h"
+#include "proto.h"
+#include "rfc3339.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EVENTS_MAX 10000
+#define LIST_MAX   10000
+
+struct call {
+	struct agent *a;
+	struct ipc_conn *conn;
+	const cJSON *id;
+	const cJSON *params;
+	cJSON *result;
+	char msg[256];
+};
+
+typedef int method_fn(struct call *c);
+
+struct method {
+	const char *name;
+	const struct proto_param *params;
+	method_fn *fn;
+};
+
+/* ---- JSON views of records and events ---- */
+
+static void add_time(cJSON *o, const char *key, int64_t ms)
+{
+	char buf[RFC3339_MAX];
+
+	if (ms == STORE_NULL || rfc3339_format(ms, 0, buf, sizeof(buf)) != 0)
+		cJSON_AddNullToObject(o, key);
+	else
+		cJSON_AddStringToObject(o, key, buf);
+}
+
+static void add_int(cJSON *o, const char *key, int64_t v)
+{
+	if (v == STORE_NULL)
+		cJSON_AddNullToObject(o, key);
+	else
+		json_add_i64(o, key, v);
+}
+
+/* A record as clients see it: never the token itself. */
+static cJSON *sandbox_json(const struct store_sandbox *r)
+{
+	cJSON *o = cJSON_CreateObject(), *labels, *pol;
+	size_t i;
+
+	json_add_str(o, "id", r->id);
+	json_add_str(o, "name", r->name);
+	json_add_str(o, "status", sbx_status_str(r->status));
+	cJSON_AddBoolToObject(o, "stale", r->stale);
+	json_add_str(o, "last_error", r->last_error);
+	json_add_str(o, "template_id", r->template_id);
+	json_add_str(o, "template_name", r->template_name);
+	json_add_str(o, "region", r->region);
+	json_add_str(o, "public_host", r->public_host);
+	add_int(o, "timeout_seconds", r->timeout_seconds);
+	add_time(o, "expires_at", r->expires_at);
+	add_time(o, "created_at", r->created_at);
+	add_time(o, "tracked_at", r->tracked_at);
+	add_time(o, "confirmed_at", r->confirmed_at);
+	add_time(o, "token_expires_at", r->token_expires_at);
+	labels = cJSON_AddObjectToObject(o, "labels");
+	for (i = 0; i < r->nlabels; i++)
+		json_add_str(labels, r->labels[i].key, r->labels[i].value);
+	pol = cJSON_AddObjectToObject(o, "policy");
+	cJSON_AddBoolToObject(pol, "auto_resume", r->auto_resume);
+	json_add_i64(pol, "keepalive_s", r->keepalive_s);
+	cJSON_AddBoolToObject(pol, "pause_on_shutdown", r->pause_on_shutdown);
+	return o;
+}
+
+static cJSON *event_json(const struct store_event *e)
+{
+	cJSON *o = cJSON_CreateObject(), *d = NULL;
+
+	json_add_i64(o, "seq", e->seq);
+	add_time(o, "at", e->at);
+	json_add_str(o, "sandbox_id", e->sandbox_id);
+	json_add_str(o, "type", e->type);
+	json_add_str(o, "cause", store_cause_str(e->cause));
+	if (e->detail)
+		d = cJSON_Parse(e->detail);
+	cJSON_AddItemToObject(o, "detail", d ? d : cJSON_CreateNull());
+	return o;
+}
+
+/* ---- helpers for handlers ---- */
+
+/* A string parameter (types were checked by dispatch), or NULL. */
+static const char *param_str(const struct call *c, const char *key)
+{
+	return cJSON_GetStringValue(
+	        cJSON_GetObjectItemCaseSensitive(c->params, key));
+}
+
+/* Loads the record named by params.ref (id or local name). */
+static int load_ref(struct call *c, struct store_sandbox *r)
+{
+	const char *ref = param_str(c, "ref");
+	int e = store_sandbox_get(c->a->store, ref, r);
+
+	if (e == ERR_NOTFOUND)
+		snprintf(c->msg, sizeof(c->msg),
+		         "no tracked sandbox with id or name '%.128s'", ref);
+	return e;
+}
+
+/* Answers with the record's current state. */
+static int reply_record(struct call *c, const char *id)
+{
+	struct store_sandbox r;
+	int e = store_sandbox_get(c->a->store, id, &r);
+
+	if (e == 0)
+		c->result = sandbox_json(&r);
+	store_sandbox_finish(&r);
+	return e;
+}
+
+static int fail(struct call *c, int code, const char *msg)
+{
+	snprintf(c->msg, sizeof(c->msg), "%s", msg);
+	return code;
+}
+
+/* ---- handlers ---- */
+
+static int m_hello(struct call *c)
+{
+	c->result = cJSON_CreateObject();
+	json_add_i64(c->result, "protocol", PROTO_VERSION);
+	json_add_str(c->result, "agent", "hopxd");
+	json_add_str(c->result, "version", HOPXD_VERSION);
+	return 0;
+}
+
+static int m_status(struct call *c)
+{
+	size_t counts[SBX_STATUS_COUNT], total = 0;
+	cJSON *o, *by;
+	int64_t seq = 0;
+	int i, e;
+
+	if ((e = store_sandbox_count(c->a->store, counts)) != 0 ||
+	    (e = store_event_last_seq(c->a->store, &seq)) != 0)
+		return e;
+	o = c->result = cJSON_CreateObject();
+	json_add_str(o, "agent", "hopxd");
+	json_add_str(o, "version", HOPXD_VERSION);
+	json_add_i64(o, "protocol", PROTO_VERSION);
+	json_add_i64(o, "pid", (int64_t)getpid());
+	json_add_i64(o, "uptime_s",
+	             (clock_mono_ms(c->a->clk) - c->a->started_mono) / 1000);
+	json_add_str(o, "db", c->a->cfg.db);
+	json_add_str(o, "socket", c->a->cfg.socket);
+	by = cJSON_AddObjectToObject(o, "by_status");
+	for (i = 0; i < SBX_STATUS_COUNT; i++) {
+		json_add_i64(by, sbx_status_str((enum sbx_status)i),
+		             (int64_t)counts[i]);
+		total += counts[i];
+	}
+	json_add_i64(o, "sandboxes", (int64_t)total);
+	json_add_i64(o, "last_event", seq);
+	json_add_i64(o, "connections",
+	             (int64_t)ipc_server_connections(c->a->ipc));
+	json_add_i64(o, "subscribers",
+	             (int64_t)ipc_server_subscribers(c->a->ipc));
+	return 0;
+}
+
+static int add_to_array(void *ud, const struct store_sandbox *r)
+{
+	return cJSON_AddItemToArray(ud, sandbox_json(r)) ? 0 : ERR_NOMEM;
+}
+
+/* list's filter from params; label is "key" or "key=value". */
+static int list_filter(struct call *c, struct store_filter *f, char *key,
+                       size_t keyn)
+{
+	const char *status = param_str(c, "status"), *label;
+	int64_t limit = 1000;
+
+	memset(f, 0, sizeof(*f));
+	if (status && sbx_status_parse(status, &f->status) != 0)
+		return fail(c, ERR_INVAL,
+		            "status must be one of creating, running, paused, "
+		            "stopped, gone, unknown");
+	f->has_status = status != NULL;
+	f->name = param_str(c, "name");
+	f->after_id = param_str(c, "after");
+	if ((label = param_str(c, "label")) != NULL) {
+		const char *eq = strchr(label, '=');
+
+		snprintf(key, keyn, "%.*s",
+		         (int)(eq ? (size_t)(eq - label) : strlen(label)),
+		         label);
+		f->label_key = key;
+		f->label_value = eq ? eq + 1 : NULL;
+	}
+	json_get_i64(c->params, "limit", &limit);
+	if (limit < 1 || limit > LIST_MAX)
+		return fail(c, ERR_INVAL, "limit must be 1..10000");
+	f->limit = (size_t)limit;
+	return 0;
+}
+
+static int m_list(struct call *c)
+{
+	struct store_filter f;
+	char key[SBX_LABEL_KEY_MAX + 1];
+	cJSON *arr, *last;
+	int e;
+
+	if ((e = list_filter(c, &f, key, sizeof(key))) != 0)
+		return e;
+	c->result = cJSON_CreateObject();
+	arr = cJSON_AddArrayToObject(c->result, "sandboxes");
+	if ((e = store_sandbox_list(c->a->store, &f, add_to_array, arr)) != 0)
+		return e;
+	last = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
+	/* A full page may have more: the client pages with "after". */
+	json_add_str(
+	        c->result, "next_after",
+	        cJSON_GetArraySize(arr) == (int)f.limit && last
+	                ? cJSON_GetStringValue(cJSON_GetObjectItem(last, "id"))
+	                : NULL);
+	return 0;
+}
+
+static int m_show(struct call *c)
+{
+	struct store_sandbox r;
+	int e = load_ref(c, &r);
+
+	if (e == 0)
+		c->result = sandbox_json(&r);
+	store_sandbox_finish(&r);
+	return e;
+}
+
+/* Checks every label change before any is written. */
+static int check_labels(struct call *c, const cJSON *set, const cJSON *unset)
+{
+	const cJSON *v;
+
+	cJSON_ArrayForEach(v, set)
+	{
+		if (!cJSON_IsString(v) ||
+		    sbx_label_check(v->string, v->valuestring) != 0) {
+			snprintf(c->msg, sizeof(c->msg),
+			         "bad label '%.64s': keys are [A-Za-z0-9._/-] "
+			         "(1-64), values printable text (0-256)",
+			         v->string);
+			return ERR_INVAL;
+		}
+	}
+	cJSON_ArrayForEach(v, unset)
+	{
+		if (!cJSON_IsString(v))
+			return fail(c, ERR_INVAL,
+			            "unset must be an array of label keys");
+	}
+	if (!set && !unset)
+		return fail(c, ERR_INVAL, "give set and/or unset");
+	return 0;
+}
+
+static int apply_labels(struct call *c, const char *id, const cJSON *set,
+                        const cJSON *unset)
+{
+	struct store *s = c->a->store;
+	const cJSON *v;
+	int e = 0;
+
+	cJSON_ArrayForEach(v, set)
+	{
+		if (e == 0)
+			e = store_label_set(s, id, v->string, v->valuestring,
+			                    STORE_CAUSE_USER);
+	}
+	cJSON_ArrayForEach(v, unset)
+	{
+		/* Removing a label that is not there is not an error. */
+		if (e == 0) {
+			e = store_label_unset(s, id, v->valuestring,
+			                      STORE_CAUSE_USER);
+			e = e == ERR_NOTFOUND ? 0 : e;
+		}
+	}
+	return e;
+}
+
+static int m_label(struct call *c)
+{
+	const cJSON *set = cJSON_GetObjectItem(c->params, "set");
+	const cJSON *unset = cJSON_GetObjectItem(c->params, "unset");
+	struct store_sandbox r;
+	int e;
+
+	if ((e = check_labels(c, set, unset)) != 0 ||
+	    (e = load_ref(c, &r)) != 0)
+		return e;
+	/* All changes in one transaction: all or none. */
+	if ((e = store_begin(c->a->store)) == 0) {
+		e = apply_labels(c, r.id, set, unset);
+		if (e == 0)
+			e = store_commit(c->a->store);
+		else
+			store_rollback(c->a->store);
+	}
+	if (e == 0)
+		e = reply_record(c, r.id);
+	store_sandbox_finish(&r);
+	return e;
+}
+
+static int m_rename(struct call *c)
+{
+	const cJSON *n = cJSON_GetObjectItem(c->params, "name");
+	const char *name = cJSON_IsString(n) ? n->valuestring : NULL;
+	struct store_sandbox r;
+	int e;
+
+	if (name && sbx_name_check(name) != 0)
+		return fail(c, ERR_INVAL,
+		            "names are 1-64 of [A-Za-z0-9._-], starting with "
+		            "a letter or digit");
+	if ((e = load_ref(c, &r)) != 0)
+		return e;
+	e = store_sandbox_rename(c->a->store, r.id, name, STORE_CAUSE_USER);
+	if (e == ERR_EXISTS)
+		snprintf(c->msg, sizeof(c->msg),
+		         "the name '%s' belongs to another sandbox", name);
+	if (e == 0)
+		e = reply_record(c, r.id);
+	store_sandbox_finish(&r);
+	return e;
+}
+
+static int m_detach(struct call *c)
+{
+	struct store_sandbox r;
+	int e;
+
+	if ((e = load_ref(c, &r)) != 0)
+		return e;
+	e = store_sandbox_forget(c->a->store, r.id, STORE_CAUSE_USER);
+	if (e == 0) {
+		c->result = cJSON_CreateObject();
+		json_add_str(c->result, "id", r.id);
+		cJSON_AddBoolToObject(c->result, "detached", 1);
+	}
+	store_sandbox_finish(&r);
+	return e;
+}
+
+static int add_event(void *ud, const struct store_event *ev)
+{
+	return cJSON_AddItemToArray(ud, event_json(ev)) ? 0 : ERR_NOMEM;
+}
+
+static int m_events(struct call *c)
+{
+	int64_t since = 0, limit = 1000, last = 0;
+	cJSON *arr;
+	int e;
+
+	json_get_i64(c->params, "since", &since);
+	json_get_i64(c->params, "limit", &limit);
+	if (since < 0 || limit < 1 || limit > EVENTS_MAX)
+		return fail(c, ERR_INVAL, "since >= 0 and limit 1..10000");
+	if ((e = store_event_last_seq(c->a->store, &last)) != 0)
+		return e;
+	c->result = cJSON_CreateObject();
+	arr = cJSON_AddArrayToObject(c->result, "events");
+	json_add_i64(c->result, "last_seq", last);
+	return store_event_since(c->a->store, since, (size_t)limit, add_event,
+	                         arr);
+}
+
+static int m_subscribe(struct call *c)
+{
+	int64_t since = -1, last = 0;
+	cJSON *arr;
+	int e;
+
+	json_get_i64(c->params, "since", &since);
+	if ((e = store_event_last_seq(c->a->store, &last)) != 0)
+		return e;
+	c->result = cJSON_CreateObject();
+	json_add_i64(c->result, "last_seq", last);
+	arr = cJSON_AddArrayToObject(c->result, "snapshot");
+	if ((e = store_sandbox_list(c->a->store, NULL, add_to_array, arr)) != 0)
+		return e;
+	/* Replay from since (if given), else only what happens next. */
+	ipc_conn_subscribe(c->conn, c->id,
+	                   since >= 0 && since < last ? since : last);
+	return 0;
+}
+
+/* Keep sorted by name: looked up with bsearch. */
+static const struct proto_param p_none[] = {{NULL, 0, 0}};
+static const struct proto_param p_ref[] = {{"ref", PT_STRING, 1}, {NULL, 0, 0}};
+static const struct proto_param p_events[] = {
+        {"since", PT_INT, 0}, {"limit", PT_INT, 0}, {NULL, 0, 0}};
+static const struct proto_param p_label[] = {{"ref", PT_STRING, 1},
+                                             {"set", PT_OBJECT, 0},
+                                             {"unset", PT_ARRAY, 0},
+                                             {NULL, 0, 0}};
+static const struct proto_param p_list[] = {
+        {"status", PT_STRING, 0}, {"label", PT_STRING, 0},
+        {"name", PT_STRING, 0},   {"after", PT_STRING, 0},
+        {"limit", PT_INT, 0},     {NULL, 0, 0}};
+static const struct proto_param p_rename[] = {
+        {"ref", PT_STRING, 1}, {"name", PT_STRING_OR_NULL, 1}, {NULL, 0, 0}};
+static const struct proto_param p_subscribe[] = {{"since", PT_INT, 0},
+                                                 {NULL, 0, 0}};
+
+static const struct method methods[] = {
+        {"detach", p_ref, m_detach},
+        {"events", p_events, m_events},
+        {"hello", p_none, m_hello},
+        {"label", p_label, m_label},
+        {"list", p_list, m_list},
+        {"rename", p_rename, m_rename},
+        {"show", p_ref, m_show},
+        {"status", p_none, m_status},
+        {"subscribe", p_subscribe, m_subscribe},
+};
+
+static int method_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct method *)elem)->name);
+}
+
+static void reply(struct call *c, int e)
+{
+	size_t len = 0;
+	char *text;
+
+	if (e == 0)
+		text = proto_result(c->id, c->result, &len);
+	else
+		text = proto_error(c->id, e, c->msg[0] ? c->msg : err_str(e),
+		                   &len);
+	if (e != 0)
+		cJSON_Delete(c->result);
+	c->result = NULL;
+	ipc_conn_send(c->conn, text, len);
+}
+
+void methods_dispatch(struct agent *a, struct ipc_conn *conn, const char *line,
+                      size_t len)
+{
+	struct call c = {.a = a, .conn = conn};
+	const struct method *m;
+	struct proto_req req;
+	int e;
+
+	e = proto_req_parse(line, len, &req, c.msg, sizeof(c.msg));
+	c.id = req.id;
+	c.params = req.params;
+	if (e == 0 &&
+	    (m = bsearch(req.method, methods, sizeof(methods) / sizeof(*m),
+	                 sizeof(*m), method_cmp)) == NULL) {
+		snprintf(c.msg, sizeof(c.msg), "unknown method '%.64s'",
+		         req.method);
+		e = ERR_INVAL;
+	}
+	if (e == 0)
+		e = proto_check_params(req.params, m->params, c.msg,
+		                       sizeof(c.msg));
+	if (e == 0)
+		e = m->fn(&c);
+	reply(&c, e);
+	proto_req_finish(&req);
+	agent_publish(a);
+}
+
+/* ---- events to subscribers ---- */
+
+struct pub {
+	struct ipc_conn *conn;
+	const cJSON *id;
+	int64_t seq;
+};
+
+static int send_event(void *ud, const struct store_event *ev)
+{
+	struct pub *p = ud;
+	size_t len = 0;
+
+	p->seq = ev->seq;
+	return ipc_conn_send(p->conn, proto_event(p->id, event_json(ev), &len),
+	                     len) == 0
+	               ? 0
+	               : 1;
+}
+
+static int64_t publish_one(struct agent *a, struct ipc_conn *conn,
+                           const cJSON *id, int64_t seq)
+{
+	struct pub p = {conn, id, seq};
+
+	store_event_since(a->store, seq, 0, send_event, &p);
+	return p.seq;
+}
+
+void agent_publish(struct agent *a)
+{
+	if (a->ipc && ipc_server_subscribers(a->ipc) > 0)
+		ipc_server_each_subscriber(a->ipc, publish_one);
+}

@@ -1,0 +1,50 @@
+#ifndef HOPXD_CLI_H
+#define HOPXD_CLI_H
+
+/* Shared by hopxctl's files: global options, exit codes, helpers. */
+
+#include <cjson/cJSON.h>
+
+/* Exit codes (README "Exit codes"; stable for scripts). */
+enum exit_code {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,
+	EXIT_USAGE = 2,
+	EXIT_AUTH = 3,
+	EXIT_NOTFOUND = 4,
+	EXIT_TIMEOUT = 5,
+	EXIT_NETWORK = 6,
+	EXIT_RATE = 7,
+	EXIT_NOAGENT = 8,
+	EXIT_STATE = 9,
+};
+
+struct cli {
+	char socket[108];
+	int json;
+	int tty; /* stdout is a terminal: aligned table with a header */
+	int timeout_ms;
+};
+
+/*
+ * Sends one request to the agent and returns the exit code; on success
+ * *result is the reply's result (caller deletes). Errors are printed.
+ */
+int cli_call(struct cli *c, const char *method, cJSON *params, cJSON **result);
+
+/* Exit code for an ERR_* code from the agent. */
+int cli_exit_code(int err);
+
+/* Prints JSON on stdout (pretty on a terminal, one line otherwise). */
+void cli_print_json(const struct cli *c, const cJSON *j);
+
+/* Prints sandboxes as a table (terminal) or tab-separated columns. */
+void cli_print_sandboxes(const struct cli *c, const cJSON *arr, int quiet);
+
+/* Prints one sandbox as "key: value" lines. */
+void cli_print_sandbox(const cJSON *sb);
+
+/* Prints one event as one line. */
+void cli_print_event(const struct cli *c, const cJSON *ev);
+
+#endif

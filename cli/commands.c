@@ -1,0 +1,315 @@
+/*
+ * hopxctl commands: each parses its own arguments, makes one request (or
+ * a few, for paging) and prints. Returns an exit code.
+ */
+#include "commands.h"
+
+#include "err.h"
+#include "ipc_client.h"
+#include "json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage_err(const char *msg, const char *arg)
+{
+	fprintf(stderr, "hopxctl: %s%s%s\n", msg, arg ? " " : "",
+	        arg ? arg : "");
+	return EXIT_USAGE;
+}
+
+static cJSON *ref_params(const char *ref)
+{
+	cJSON *p = cJSON_CreateObject();
+
+	json_add_str(p, "ref", ref);
+	return p;
+}
+
+/* Prints a single-record result the way the user asked. */
+static int print_record(struct cli *c, cJSON *res, int r)
+{
+	if (r == EXIT_OK)
+		c->json ? cli_print_json(c, res) : cli_print_sandbox(res);
+	cJSON_Delete(res);
+	return r;
+}
+
+int run_status(struct cli *c, int argc, char **argv)
+{
+	cJSON *res = NULL, *by;
+	int r = cli_call(c, "status", NULL, &res);
+
+	(void)argc;
+	(void)argv;
+	if (r != EXIT_OK)
+		return r;
+	if (c->json) {
+		cli_print_json(c, res);
+	} else {
+		by = cJSON_GetObjectItem(res, "by_status");
+		printf("hopxd %s (pid %d), up %ds\n",
+		       cJSON_GetStringValue(
+		               cJSON_GetObjectItem(res, "version")),
+		       (int)cJSON_GetNumberValue(
+		               cJSON_GetObjectItem(res, "pid")),
+		       (int)cJSON_GetNumberValue(
+		               cJSON_GetObjectItem(res, "uptime_s")));
+		printf("database  %s\nsocket    %s\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItem(res, "db")),
+		       cJSON_GetStringValue(
+		               cJSON_GetObjectItem(res, "socket")));
+		printf("sandboxes %d:",
+		       (int)cJSON_GetNumberValue(
+		               cJSON_GetObjectItem(res, "sandboxes")));
+		for (cJSON *s = by ? by->child : NULL; s; s = s->next)
+			if (s->valuedouble > 0)
+				printf(" %s %d", s->string,
+				       (int)s->valuedouble);
+		printf("\nclients   %d connected, %d subscribed\n",
+		       (int)cJSON_GetNumberValue(
+		               cJSON_GetObjectItem(res, "connections")),
+		       (int)cJSON_GetNumberValue(
+		               cJSON_GetObjectItem(res, "subscribers")));
+	}
+	cJSON_Delete(res);
+	return EXIT_OK;
+}
+
+struct ls_opts {
+	const char *status;
+	const char *label;
+	int quiet;
+};
+
+static int ls_args(int argc, char **argv, struct ls_opts *o)
+{
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "-q") == 0 ||
+		    strcmp(argv[i], "--quiet") == 0)
+			o->quiet = 1;
+		else if (strcmp(argv[i], "--status") == 0 && i + 1 < argc)
+			o->status = argv[++i];
+		else if (strcmp(argv[i], "--label") == 0 && i + 1 < argc)
+			o->label = argv[++i];
+		else
+			return usage_err("ls: unexpected argument", argv[i]);
+	}
+	return 0;
+}
+
+/* Fetches every page into all (an array). */
+static int ls_fetch(struct cli *c, const struct ls_opts *o, cJSON *all)
+{
+	char after[256] = "";
+	cJSON *res, *arr, *p, *sb;
+	const char *next;
+	int r;
+
+	do {
+		p = cJSON_CreateObject();
+		json_add_i64(p, "limit", 1000);
+		if (o->status)
+			json_add_str(p, "status", o->status);
+		if (o->label)
+			json_add_str(p, "label", o->label);
+		if (after[0])
+			json_add_str(p, "after", after);
+		if ((r = cli_call(c, "list", p, &res)) != EXIT_OK)
+			return r;
+		arr = cJSON_GetObjectItem(res, "sandboxes");
+		while ((sb = cJSON_DetachItemFromArray(arr, 0)) != NULL)
+			cJSON_AddItemToArray(all, sb);
+		next = cJSON_GetStringValue(
+		        cJSON_GetObjectItem(res, "next_after"));
+		snprintf(after, sizeof(after), "%s", next ? next : "");
+		cJSON_Delete(res);
+	} while (after[0]);
+	return EXIT_OK;
+}
+
+int run_ls(struct cli *c, int argc, char **argv)
+{
+	struct ls_opts o;
+	cJSON *all;
+	int r;
+
+	if ((r = ls_args(argc, argv, &o)) != 0)
+		return r;
+	all = cJSON_CreateArray();
+	if ((r = ls_fetch(c, &o, all)) == EXIT_OK) {
+		if (c->json && !o.quiet)
+			cli_print_json(c, all);
+		else
+			cli_print_sandboxes(c, all, o.quiet);
+	}
+	cJSON_Delete(all);
+	return r;
+}
+
+int run_show(struct cli *c, int argc, char **argv)
+{
+	cJSON *res = NULL;
+
+	(void)argc;
+	return print_record(c, res,
+	                    cli_call(c, "show", ref_params(argv[0]), &res));
+}
+
+/* label REF k=v... [--rm k]... */
+static int label_params(int argc, char **argv, cJSON *set, cJSON *unset)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		char *eq = strchr(argv[i], '=');
+
+		if (strcmp(argv[i], "--rm") == 0 && i + 1 < argc) {
+			cJSON_AddItemToArray(unset,
+			                     cJSON_CreateString(argv[++i]));
+		} else if (eq && eq != argv[i]) {
+			*eq = '\0';
+			json_add_str(set, argv[i], eq + 1);
+			*eq = '=';
+		} else {
+			return usage_err("label: expected KEY=VALUE or --rm "
+			                 "KEY, got",
+			                 argv[i]);
+		}
+	}
+	if (cJSON_GetArraySize(set) + cJSON_GetArraySize(unset) == 0)
+		return usage_err("label: nothing to change", NULL);
+	return 0;
+}
+
+int run_label(struct cli *c, int argc, char **argv)
+{
+	cJSON *p = ref_params(argv[0]), *res = NULL;
+	cJSON *set = cJSON_AddObjectToObject(p, "set");
+	cJSON *unset = cJSON_AddArrayToObject(p, "unset");
+	int r = label_params(argc, argv, set, unset);
+
+	if (r != 0) {
+		cJSON_Delete(p);
+		return r;
+	}
+	return print_record(c, res, cli_call(c, "label", p, &res));
+}
+
+int run_rename(struct cli *c, int argc, char **argv)
+{
+	cJSON *p = ref_params(argv[0]), *res = NULL;
+
+	(void)argc;
+	if (strcmp(argv[1], "--clear") == 0)
+		cJSON_AddNullToObject(p, "name");
+	else
+		json_add_str(p, "name", argv[1]);
+	return print_record(c, res, cli_call(c, "rename", p, &res));
+}
+
+int run_detach(struct cli *c, int argc, char **argv)
+{
+	cJSON *res = NULL;
+	int r = cli_call(c, "detach", ref_params(argv[0]), &res);
+
+	(void)argc;
+	if (r == EXIT_OK && c->json)
+		cli_print_json(c, res);
+	else if (r == EXIT_OK)
+		printf("detached %s (the sandbox itself is untouched)\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItem(res, "id")));
+	cJSON_Delete(res);
+	return r;
+}
+
+static int events_args(int argc, char **argv, long long *since, int *follow)
+{
+	char *end;
+	int i;
+
+	*since = -1;
+	*follow = 0;
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "-f") == 0 ||
+		    strcmp(argv[i], "--follow") == 0) {
+			*follow = 1;
+		} else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+			*since = strtoll(argv[++i], &end, 10);
+			if (*end != '\0' || *since < 0)
+				return usage_err("events: --since takes a "
+				                 "sequence number, not",
+				                 argv[i]);
+		} else {
+			return usage_err("events: unexpected argument",
+			                 argv[i]);
+		}
+	}
+	return 0;
+}
+
+/* Prints stored events after since, page by page. */
+static int events_list(struct cli *c, long long since)
+{
+	cJSON *p, *res, *ev, *arr;
+	int r, n;
+
+	do {
+		p = cJSON_CreateObject();
+		json_add_i64(p, "since", since < 0 ? 0 : since);
+		json_add_i64(p, "limit", 1000);
+		if ((r = cli_call(c, "events", p, &res)) != EXIT_OK)
+			return r;
+		arr = cJSON_GetObjectItem(res, "events");
+		n = cJSON_GetArraySize(arr);
+		cJSON_ArrayForEach(ev, arr)
+		{
+			cli_print_event(c, ev);
+			since = (long long)cJSON_GetNumberValue(
+			        cJSON_GetObjectItem(ev, "seq"));
+		}
+		cJSON_Delete(res);
+	} while (n == 1000);
+	return EXIT_OK;
+}
+
+/* Subscribes and prints events as they come, until the agent goes. */
+static int events_follow(struct cli *c, long long since)
+{
+	struct ipc_client *ic = NULL;
+	cJSON *p = cJSON_CreateObject(), *res = NULL, *ev = NULL;
+	char *msg = NULL;
+	int r;
+
+	if (since >= 0)
+		json_add_i64(p, "since", since);
+	if ((r = ipc_client_connect(c->socket, &ic)) != 0) {
+		cJSON_Delete(p);
+		return cli_call(c, "hello", NULL, &res); /* prints why */
+	}
+	r = ipc_client_call(ic, "subscribe", p, c->timeout_ms, &res, &msg);
+	cJSON_Delete(res);
+	while (r == 0 && (r = ipc_client_next_event(ic, -1, &ev, &msg)) == 0) {
+		cli_print_event(c, ev);
+		cJSON_Delete(ev);
+	}
+	if (r != 0)
+		fprintf(stderr, "hopxctl: %s\n", msg ? msg : err_str(r));
+	free(msg);
+	ipc_client_close(ic);
+	return r == ERR_NET ? EXIT_NOAGENT : cli_exit_code(r);
+}
+
+int run_events(struct cli *c, int argc, char **argv)
+{
+	long long since;
+	int follow, r;
+
+	if ((r = events_args(argc, argv, &since, &follow)) != 0)
+		return r;
+	return follow ? events_follow(c, since) : events_list(c, since);
+}
