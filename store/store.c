@@ -317,7 +317,7 @@ static int prepare_file(const char *path, char **cause)
 
 	if ((r = paths_make_parents(path, dir, sizeof(dir))) != 0) {
 		set_cause(cause, "cannot create directory %s: %s", dir,
-			  err_str(r));
+		          err_str(r));
 		return r;
 	}
 	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
