@@ -19,7 +19,7 @@ struct agent_config {
 	char socket[108];
 	int idle_timeout_s;  /* close idle clients after this */
 	int max_connections; /* refuse more than this */
-	size_t max_queue;    /* per-connection unsent bytes before drop */
+	int max_queue; /* a subscriber this many bytes behind is dropped */
 };
 
 struct agent {

@@ -125,7 +125,7 @@ static void on_written(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	if (!c->sub_id && queued(c) < OUT_HIGH / 2)
+	if (!c->sub_id && !c->draining && queued(c) < OUT_HIGH / 2)
 		reading(c, 1);
 }
 
@@ -152,29 +152,41 @@ int ipc_conn_send(struct ipc_conn *c, char *text, size_t len)
 	return 0;
 }
 
+static void on_linger_end(uv_timer_t *t)
+{
+	conn_close(t->data);
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
 	struct ipc_conn *c = req->handle->data;
 
-	(void)status;
 	free(req);
-	conn_close(c);
+	if (status < 0 && !c->closing)
+		conn_close(c);
 }
 
 /*
- * Sends an error reply and closes once it is written: uv_close would
- * cancel the queued write, uv_shutdown waits for it.
+ * Sends an error reply, then closes. uv_close would cancel the queued
+ * write, so the write side is shut down instead (flushing the reply), and
+ * input is read and discarded until the peer closes or 2 s pass: closing
+ * with unread input would make the kernel reset the connection before the
+ * peer reads the reply.
  */
 static void send_fatal(struct ipc_conn *c, int code, const char *msg)
 {
 	uv_shutdown_t *req = calloc(1, sizeof(*req));
 	size_t len = 0;
+	char *text = proto_error(NULL, code, msg, &len);
 
-	reading(c, 0);
-	ipc_conn_send(c, proto_error(NULL, code, msg, &len), len);
-	if (c->closing)
+	ipc_conn_send(c, text, len);
+	if (c->closing) {
+		free(req);
 		return;
+	}
 	c->draining = 1;
+	reading(c, 1);
+	uv_timer_start(&c->idle, on_linger_end, 2000, 0);
 	if (req == NULL ||
 	    uv_shutdown(req, (uv_stream_t *)&c->pipe, on_shutdown) != 0) {
 		free(req);
@@ -227,7 +239,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 		conn_close(c);
 		return;
 	}
-	if (n == 0 || c->draining)
+	if (n == 0 || c->draining) /* draining: discard until the peer closes */
 		return;
 	uv_timer_again(&c->idle);
 	if (buf_append(&c->in, b->base, (size_t)n) != 0) {
@@ -476,7 +488,7 @@ void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn)
 	{
 		if (c->sub_id == NULL || c->closing || c->draining)
 			continue;
-		if (queued(c) > s->a->cfg.max_queue) {
+		if (queued(c) > (size_t)s->a->cfg.max_queue) {
 			log_warn("dropping a subscriber %zu bytes behind",
 			         queued(c));
 			store_event_append(s->a->store, NULL,

@@ -73,7 +73,7 @@ static int int_opt(const char *arg, const char *what, long lo, long hi,
 	return 0;
 }
 
-enum { O_DB = 256, O_SOCKET, O_LEVEL, O_IDLE, O_MAXCONN };
+enum { O_DB = 256, O_SOCKET, O_LEVEL, O_IDLE, O_MAXCONN, O_MAXQUEUE };
 
 static int apply_opt(struct agent_config *cfg, enum log_level *lvl, int c)
 {
@@ -89,6 +89,9 @@ static int apply_opt(struct agent_config *cfg, enum log_level *lvl, int c)
 	case O_MAXCONN:
 		return int_opt(optarg, "--max-connections", 1, 1000000,
 		               &cfg->max_connections);
+	case O_MAXQUEUE:
+		return int_opt(optarg, "--max-queue", 4096, 1 << 30,
+		               &cfg->max_queue);
 	case O_LEVEL:
 		if (log_level_parse(optarg, lvl) == 0)
 			return 0;
@@ -122,6 +125,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"log-level", required_argument, NULL, O_LEVEL},
 	        {"idle-timeout", required_argument, NULL, O_IDLE},
 	        {"max-connections", required_argument, NULL, O_MAXCONN},
+	        {"max-queue", required_argument, NULL, O_MAXQUEUE},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},

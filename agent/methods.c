@@ -509,12 +509,10 @@ static int send_event(void *ud, const struct store_event *ev)
 {
 	struct pub *p = ud;
 	size_t len = 0;
+	char *text = proto_event(p->id, event_json(ev), &len);
 
 	p->seq = ev->seq;
-	return ipc_conn_send(p->conn, proto_event(p->id, event_json(ev), &len),
-	                     len) == 0
-	               ? 0
-	               : 1;
+	return ipc_conn_send(p->conn, text, len) == 0 ? 0 : 1;
 }
 
 static int64_t publish_one(struct agent *a, struct ipc_conn *conn,

@@ -1,0 +1,130 @@
+#include "agentproc.h"
+
+#include "testutil.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int agentproc_init(struct agentproc *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (tu_tmpdir(p->dir, sizeof(p->dir)) != 0)
+		return -1;
+	tu_path(p->db, sizeof(p->db), p->dir, "state/hopxd.db");
+	tu_path(p->sock, sizeof(p->sock), p->dir, "run/hopxd.sock");
+	return 0;
+}
+
+int agentproc_connect(const struct agentproc *p)
+{
+	struct sockaddr_un sa;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", p->sock);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+int agentproc_start(struct agentproc *p, const char *bin,
+                    const char *const *extra)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+	const char *argv[32];
+	int n = 0, i, fd, status;
+
+	argv[n++] = bin;
+	argv[n++] = "--db";
+	argv[n++] = p->db;
+	argv[n++] = "--socket";
+	argv[n++] = p->sock;
+	argv[n++] = "--log-level=warn";
+	while (extra && *extra && n < 30)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	if ((p->pid = fork()) < 0)
+		return -1;
+	if (p->pid == 0) {
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	for (i = 0; i < 500; i++) {
+		if ((fd = agentproc_connect(p)) >= 0) {
+			close(fd);
+			return 0;
+		}
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			p->pid = 0;
+			return -1;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+int agentproc_stop(struct agentproc *p)
+{
+	int status;
+
+	if (p->pid <= 0)
+		return -1;
+	kill(p->pid, SIGTERM);
+	if (waitpid(p->pid, &status, 0) != p->pid)
+		return -1;
+	p->pid = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void agentproc_destroy(struct agentproc *p)
+{
+	if (p->pid > 0)
+		agentproc_stop(p);
+	if (p->dir[0])
+		tu_rmrf(p->dir);
+	p->dir[0] = '\0';
+}
+
+int agentproc_read_line(int fd, char *out, size_t n, int timeout_ms)
+{
+	struct pollfd pfd = {fd, POLLIN, 0};
+	size_t used = 0;
+	char ch;
+
+	while (used + 1 < n) {
+		ssize_t r;
+
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return -2;
+		r = read(fd, &ch, 1);
+		if (r <= 0)
+			return -1;
+		if (ch == '\n') {
+			out[used] = '\0';
+			return 0;
+		}
+		out[used++] = ch;
+	}
+	return -1;
+}
+
+int agentproc_rpc(int fd, const char *line, char *out, size_t n)
+{
+	size_t len = strlen(line);
+
+	if (write(fd, line, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
+		return -1;
+	return agentproc_read_line(fd, out, n, 5000);
+}
