@@ -182,6 +182,11 @@ int ipc_client_call(struct ipc_client *c, const char *method, cJSON *params,
 		if (json_get_i64(line, "id", &id) == 0 && id == c->next_id &&
 		    !cJSON_GetObjectItem(line, "event"))
 			break;
+		/* An error with a null id is about the connection itself
+		 * (refused, busy, too big): it answers us too. */
+		if (cJSON_IsNull(cJSON_GetObjectItem(line, "id")) &&
+		    cJSON_GetObjectItem(line, "error"))
+			break;
 		cJSON_Delete(line); /* an event of an older subscription */
 	}
 	if ((v = cJSON_DetachItemFromObject(line, "result")) != NULL) {

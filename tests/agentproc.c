@@ -101,21 +101,26 @@ int agentproc_read_line(int fd, char *out, size_t n, int timeout_ms)
 {
 	struct pollfd pfd = {fd, POLLIN, 0};
 	size_t used = 0;
-	char ch;
 
+	/* Peek at what is there, then take exactly up to the newline. */
 	while (used + 1 < n) {
-		ssize_t r;
+		ssize_t got, take;
+		char *nl;
 
 		if (poll(&pfd, 1, timeout_ms) <= 0)
 			return -2;
-		r = read(fd, &ch, 1);
-		if (r <= 0)
+		got = recv(fd, out + used, n - 1 - used, MSG_PEEK);
+		if (got <= 0)
 			return -1;
-		if (ch == '\n') {
-			out[used] = '\0';
+		nl = memchr(out + used, '\n', (size_t)got);
+		take = nl ? nl - (out + used) + 1 : got;
+		if (recv(fd, out + used, (size_t)take, 0) != take)
+			return -1;
+		used += (size_t)take;
+		if (nl) {
+			out[used - 1] = '\0';
 			return 0;
 		}
-		out[used++] = ch;
 	}
 	return -1;
 }

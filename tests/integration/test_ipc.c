@@ -294,6 +294,23 @@ static long rss_kb(pid_t pid)
 	return kb;
 }
 
+/* Pages through the whole event log looking for needle. */
+static int log_has(struct fx *f, const char *needle)
+{
+	char req[128];
+	int since;
+
+	for (since = 0; since < 4000; since += 50) {
+		snprintf(req, sizeof(req),
+		         "{\"id\":1,\"method\":\"events\",\"params\":{"
+		         "\"since\":%d,\"limit\":50}}",
+		         since);
+		if (strstr(rpc(f, req), needle))
+			return 1;
+	}
+	return 0;
+}
+
 static void t_slow_subscriber_dropped(void **state)
 {
 	static const char *const args[] = {"--max-queue=65536", NULL};
@@ -325,9 +342,7 @@ static void t_slow_subscriber_dropped(void **state)
 	after = rss_kb(f->p.pid);
 	/* Dropped: the agent says so in status and in the event log... */
 	expect(f, "{\"id\":1,\"method\":\"status\"}", "\"subscribers\":0");
-	expect(f,
-	       "{\"id\":2,\"method\":\"events\",\"params\":{\"since\":3000}}",
-	       "subscriber_dropped");
+	assert_true(log_has(f, "\"type\":\"subscriber_dropped\""));
 	/* ...and its memory did not follow the unread events. */
 	assert_true(after - before < 20 * 1024);
 	close(sub);
