@@ -21,7 +21,7 @@ int agentproc_init(struct agentproc *p);
  * arguments; waits until the socket answers. 0 or -1.
  */
 int agentproc_start(struct agentproc *p, const char *bin,
-		    const char *const *extra);
+                    const char *const *extra);
 
 /* SIGTERM and wait: the exit status, or -1. */
 int agentproc_stop(struct agentproc *p);
