@@ -312,10 +312,15 @@ static int run(struct main_state *m)
 	uv_walk(&m->loop, close_handle, NULL);
 	uv_run(&m->loop, UV_RUN_DEFAULT);
 	ipc_server_destroy(m->a.ipc);
-	if (store_close(m->a.store) != 0)
+	/* A leaked statement or handle is a bug: say so in the exit code. */
+	if (store_close(m->a.store) != 0) {
 		log_error("database did not close cleanly");
-	if (uv_loop_close(&m->loop) != 0)
+		r = r ? r : ERR_BUSY;
+	}
+	if (uv_loop_close(&m->loop) != 0) {
 		log_error("event loop still had open handles");
+		r = r ? r : ERR_BUSY;
+	}
 	if (m->lock_fd > 0)
 		close(m->lock_fd);
 	return r == 0 ? 0 : 1;
