@@ -366,7 +366,7 @@ int sim_http_start(struct sim *s, const char *listen, int vm,
 	h->d = MHD_start_daemon(
 	        MHD_USE_THREAD_PER_CONNECTION |
 	                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-	                MHD_USE_ERROR_LOG,
+	                (s->cfg.quiet ? 0 : MHD_USE_ERROR_LOG),
 	        0, NULL, NULL, on_request, &h->l, MHD_OPTION_SOCK_ADDR, &sa,
 	        MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
 	        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
