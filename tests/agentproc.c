@@ -39,12 +39,21 @@ int agentproc_connect(const struct agentproc *p)
 	return -1;
 }
 
+static int agent_ready(void *ctx)
+{
+	int fd = agentproc_connect(ctx);
+
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
 int agentproc_start(struct agentproc *p, const char *bin,
                     const char *const *extra)
 {
-	struct timespec ts = {0, 10 * 1000000L};
 	const char *argv[32];
-	int n = 0, i, fd, status;
+	int n = 0;
 
 	argv[n++] = bin;
 	argv[n++] = "--db";
@@ -55,37 +64,14 @@ int agentproc_start(struct agentproc *p, const char *bin,
 	while (extra && *extra && n < 30)
 		argv[n++] = *extra++;
 	argv[n] = NULL;
-	if ((p->pid = fork()) < 0)
+	if ((p->pid = tu_spawn(argv)) < 0)
 		return -1;
-	if (p->pid == 0) {
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	for (i = 0; i < 500; i++) {
-		if ((fd = agentproc_connect(p)) >= 0) {
-			close(fd);
-			return 0;
-		}
-		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return -1;
-		}
-		nanosleep(&ts, NULL);
-	}
-	return -1;
+	return tu_wait_ready(&p->pid, agent_ready, p);
 }
 
 int agentproc_stop(struct agentproc *p)
 {
-	int status;
-
-	if (p->pid <= 0)
-		return -1;
-	kill(p->pid, SIGTERM);
-	if (waitpid(p->pid, &status, 0) != p->pid)
-		return -1;
-	p->pid = 0;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return tu_stop(&p->pid);
 }
 
 void agentproc_destroy(struct agentproc *p)

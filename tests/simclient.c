@@ -34,12 +34,20 @@ static int read_ready(struct simproc *p)
 	return 0;
 }
 
-static void exec_sim(struct simproc *p, const char *bin,
-                     const char *const *extra)
+static int sim_ready(void *ctx)
+{
+	return read_ready(ctx);
+}
+
+int simproc_restart(struct simproc *p, const char *bin,
+                    const char *const *extra)
 {
 	const char *argv[64];
 	int n = 0;
 
+	if (getenv("HOPX_SIM"))
+		bin = getenv("HOPX_SIM");
+	unlink(p->ready);
 	argv[n++] = bin;
 	argv[n++] = "--listen=127.0.0.1:0";
 	argv[n++] = "--agent-listen=127.0.0.1:0";
@@ -52,33 +60,9 @@ static void exec_sim(struct simproc *p, const char *bin,
 	while (extra && *extra && n < 62)
 		argv[n++] = *extra++;
 	argv[n] = NULL;
-	execv(bin, (char *const *)argv);
-	_exit(127);
-}
-
-int simproc_restart(struct simproc *p, const char *bin,
-                    const char *const *extra)
-{
-	struct timespec ts = {0, 10 * 1000000L};
-	int i, status;
-
-	if (getenv("HOPX_SIM"))
-		bin = getenv("HOPX_SIM");
-	unlink(p->ready);
-	if ((p->pid = fork()) < 0)
+	if ((p->pid = tu_spawn(argv)) < 0)
 		return -1;
-	if (p->pid == 0)
-		exec_sim(p, bin, extra);
-	for (i = 0; i < 500; i++) {
-		if (read_ready(p) == 0)
-			return 0;
-		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-			p->pid = 0;
-			return -1;
-		}
-		nanosleep(&ts, NULL);
-	}
-	return -1;
+	return tu_wait_ready(&p->pid, sim_ready, p);
 }
 
 int simproc_start(struct simproc *p, const char *bin, const char *const *extra)
@@ -93,15 +77,7 @@ int simproc_start(struct simproc *p, const char *bin, const char *const *extra)
 
 int simproc_stop(struct simproc *p)
 {
-	int status;
-
-	if (p->pid <= 0)
-		return -1;
-	kill(p->pid, SIGTERM);
-	if (waitpid(p->pid, &status, 0) != p->pid)
-		return -1;
-	p->pid = 0;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	return tu_stop(&p->pid);
 }
 
 void simproc_destroy(struct simproc *p)

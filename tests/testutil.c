@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int tu_tmpdir(char *out, size_t n)
@@ -63,4 +66,45 @@ int tu_write_file(const char *path, const void *data, size_t len)
 	w = write(fd, data, len);
 	close(fd);
 	return w == (ssize_t)len ? 0 : -1;
+}
+
+pid_t tu_spawn(const char *const *argv)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+int tu_wait_ready(pid_t *pid, int (*ready)(void *ctx), void *ctx)
+{
+	struct timespec ts = {0, 10 * 1000000L};
+	int i, status;
+
+	for (i = 0; i < 500; i++) {
+		if (ready(ctx) == 0)
+			return 0;
+		if (waitpid(*pid, &status, WNOHANG) == *pid) {
+			*pid = 0;
+			return -1;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return -1;
+}
+
+int tu_stop(pid_t *pid)
+{
+	int status;
+
+	if (*pid <= 0)
+		return -1;
+	kill(*pid, SIGTERM);
+	if (waitpid(*pid, &status, 0) != *pid)
+		return -1;
+	*pid = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

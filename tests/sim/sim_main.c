@@ -7,6 +7,7 @@
 #include "sim_http.h"
 
 #include <getopt.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,76 +162,92 @@ static int apply_int_opt(struct sim_config *c, int opt, const char *arg)
 	return r;
 }
 
+/* Options whose argument is a string copied into the config. */
+static const struct str_opt {
+	int id;
+	size_t off;
+	size_t size;
+	const char *name;
+} str_opts[] = {
+#define STR_OPT(id, field, name)                                               \
+	{                                                                      \
+		id, offsetof(struct sim_config, field),                        \
+		        sizeof(((struct sim_config *)0)->field), name          \
+	}
+        STR_OPT(O_LISTEN, listen, "--listen"),
+        STR_OPT(O_AGENT, agent_listen, "--agent-listen"),
+        STR_OPT(O_KEY, api_key, "--api-key"),
+        STR_OPT(O_READY, ready_file, "--ready-file"),
+        STR_OPT(O_STATE, state_file, "--state-file"),
+#undef STR_OPT
+};
+
+/* Switches without an argument; 0 when o is one of them. */
+static int apply_flag(struct sim_config *c, int o)
+{
+	switch (o) {
+	case O_NOSS:
+		c->start_stop = 0;
+		return 0;
+	case O_CLOCK:
+		c->clock_runs_paused = 0;
+		return 0;
+	case O_TGET:
+		c->tokens_in_get = 1;
+		return 0;
+	case O_TLIST:
+		c->tokens_in_list = 1;
+		return 0;
+	case O_T500:
+		c->unknown_template_500 = 1;
+		return 0;
+	case 'q':
+		c->quiet = 1;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* One option: 0 to go on, 1 when done (help, version), 2 on error. */
+static int apply_opt(struct sim_config *c, int o, const char **faults)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(str_opts) / sizeof(str_opts[0]); i++)
+		if (str_opts[i].id == o)
+			return copy_opt((char *)c + str_opts[i].off,
+			                str_opts[i].size, optarg,
+			                str_opts[i].name)
+			               ? 2
+			               : 0;
+	if (o == O_LIFE || o == O_LDEF || o == O_LMAX || o == O_CONFLICT ||
+	    o == O_CREATING)
+		return apply_int_opt(c, o, optarg) ? 2 : 0;
+	if (o == O_FAULTS) {
+		*faults = optarg;
+		return 0;
+	}
+	if (apply_flag(c, o) == 0)
+		return 0;
+	if (o == 'h')
+		usage(stdout);
+	else if (o == 'V')
+		printf("hopx-sim %s\n", HOPXD_VERSION);
+	else
+		fprintf(stderr, "Try 'hopx-sim --help'.\n");
+	return o == 'h' || o == 'V' ? 1 : 2;
+}
+
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, struct sim_config *c,
                       const char **faults)
 {
-	int o;
+	int o, r;
 
 	while ((o = getopt_long(argc, argv, "qhV", longopts, NULL)) != -1) {
-		int r = 0;
-
-		switch (o) {
-		case O_LISTEN:
-			r = copy_opt(c->listen, sizeof(c->listen), optarg,
-			             "--listen");
-			break;
-		case O_AGENT:
-			r = copy_opt(c->agent_listen, sizeof(c->agent_listen),
-			             optarg, "--agent-listen");
-			break;
-		case O_KEY:
-			r = copy_opt(c->api_key, sizeof(c->api_key), optarg,
-			             "--api-key");
-			break;
-		case O_READY:
-			r = copy_opt(c->ready_file, sizeof(c->ready_file),
-			             optarg, "--ready-file");
-			break;
-		case O_STATE:
-			r = copy_opt(c->state_file, sizeof(c->state_file),
-			             optarg, "--state-file");
-			break;
-		case O_LIFE:
-		case O_LDEF:
-		case O_LMAX:
-		case O_CONFLICT:
-		case O_CREATING:
-			r = apply_int_opt(c, o, optarg);
-			break;
-		case O_NOSS:
-			c->start_stop = 0;
-			break;
-		case O_CLOCK:
-			c->clock_runs_paused = 0;
-			break;
-		case O_TGET:
-			c->tokens_in_get = 1;
-			break;
-		case O_TLIST:
-			c->tokens_in_list = 1;
-			break;
-		case O_T500:
-			c->unknown_template_500 = 1;
-			break;
-		case O_FAULTS:
-			*faults = optarg;
-			break;
-		case 'q':
-			c->quiet = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("hopx-sim %s\n", HOPXD_VERSION);
-			return 0;
-		default:
-			fprintf(stderr, "Try 'hopx-sim --help'.\n");
-			return 2;
-		}
-		if (r != 0)
-			return 2;
+		if ((r = apply_opt(c, o, faults)) != 0)
+			return r == 1 ? 0 : 2;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "hopx-sim: unexpected argument '%s'\n",
