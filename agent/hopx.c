@@ -1,0 +1,596 @@
+/*
+ * HopX client: a budgeted, prioritised queue of calls in front of http.c.
+ * pump() hands out budget to ready calls (highest priority first); each
+ * attempt's answer is validated and classified; transient failures go
+ * back in the queue with a not-before time (backoff, Retry-After).
+ */
+#include "hopx.h"
+
+#include "config.h"
+#include "err.h"
+#include "http.h"
+#include "json.h"
+#include "log.h"
+#include "rfc3339.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <utlist.h>
+
+#define RETRY_AFTER_MAX_MS (300 * 1000)
+#define SPENT_RING         1024
+
+struct pending {
+	struct hopx *hx;
+	struct hopx_call call;
+	char *id;
+	char *body;
+	char *query;
+	hopx_done_fn fn;
+	void *ud;
+	int attempts;
+	int max;
+	int64_t not_before; /* monotonic ms */
+	struct http_req *req;
+	struct pending *prev, *next;
+};
+
+struct hopx {
+	uv_loop_t *loop;
+	struct http *http;
+	const struct clock *clk;
+	char *base;
+	char key_header[300];
+	int budget;
+	int burst;
+	int64_t base_ms;
+	int64_t cap_ms;
+	double tokens;
+	int64_t refilled_at;
+	struct pending *queue[HOPX_NPRIO];
+	struct pending *running;
+	int npending;
+	int64_t spent[SPENT_RING]; /* times of recent attempts */
+	unsigned nspent;
+	uv_timer_t timer;
+	unsigned rng;
+	int closing;
+};
+
+static void pump(struct hopx *hx);
+
+static int64_t now(const struct hopx *hx)
+{
+	return clock_mono_ms(hx->clk);
+}
+
+static unsigned rnd(struct hopx *hx)
+{
+	hx->rng ^= hx->rng << 13;
+	hx->rng ^= hx->rng >> 17;
+	hx->rng ^= hx->rng << 5;
+	return hx->rng;
+}
+
+/* ---- answers ---- */
+
+static int copy_str(const cJSON *o, const char *key, char *dst, size_t n)
+{
+	const char *v = NULL;
+	int r = json_get_str_opt(o, key, &v);
+
+	if (r != 0 || (v && strlen(v) >= n))
+		return ERR_BADRESP;
+	snprintf(dst, n, "%s", v ? v : "");
+	return 0;
+}
+
+/* template_id is a string in the SDKs and "string or int" in the spec. */
+static int template_id(const cJSON *o, char *dst, size_t n)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "template_id");
+	int64_t num;
+
+	if (cJSON_IsNumber(v) && json_get_i64(o, "template_id", &num) == 0) {
+		snprintf(dst, n, "%lld", (long long)num);
+		return 0;
+	}
+	return copy_str(o, "template_id", dst, n);
+}
+
+static int parse_status(const cJSON *o, enum sbx_status *st)
+{
+	const char *s;
+
+	if (json_get_str(o, "status", &s) != 0)
+		return ERR_BADRESP;
+	/* Unknown names (error, deleted...) are kept as unknown. */
+	if (sbx_status_parse(s, st) != 0 || *st == SBX_GONE)
+		*st = SBX_UNKNOWN;
+	return 0;
+}
+
+static int parse_sandbox(const cJSON *o, struct hopx_sandbox *s)
+{
+	const char *id = NULL, *tok = NULL;
+	int64_t exp = 0;
+
+	memset(s, 0, sizeof(*s));
+	s->timeout_seconds = -1;
+	if (!cJSON_IsObject(o) || json_get_str(o, "id", &id) != 0 ||
+	    sbx_id_check(id) != 0 || parse_status(o, &s->status) != 0)
+		return ERR_BADRESP;
+	snprintf(s->id, sizeof(s->id), "%s", id);
+	if (copy_str(o, "public_host", s->public_host,
+	             sizeof(s->public_host)) ||
+	    (!s->public_host[0] && copy_str(o, "direct_url", s->public_host,
+	                                    sizeof(s->public_host))) ||
+	    template_id(o, s->template_id, sizeof(s->template_id)) ||
+	    copy_str(o, "template_name", s->template_name,
+	             sizeof(s->template_name)) ||
+	    copy_str(o, "region", s->region, sizeof(s->region)) ||
+	    json_get_i64_opt(o, "timeout_seconds", &s->timeout_seconds) ||
+	    json_get_time_opt(o, "expires_at", &s->expires_at) ||
+	    json_get_time_opt(o, "created_at", &s->created_at) ||
+	    json_get_str_opt(o, "auth_token", &tok) ||
+	    json_get_time_opt(o, "token_expires_at", &exp))
+		return ERR_BADRESP;
+	/* A token counts only with its expiry (what both SDKs require). */
+	if (tok && exp > 0 && strlen(tok) < sizeof(s->token)) {
+		snprintf(s->token, sizeof(s->token), "%s", tok);
+		s->token_expires_at = exp;
+	}
+	return 0;
+}
+
+static int parse_list(const cJSON *o, struct hopx_result *r)
+{
+	const cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data"), *it;
+	int n = 0;
+
+	if (data && !cJSON_IsNull(data) && !cJSON_IsArray(data))
+		return ERR_BADRESP;
+	if (json_get_bool_opt(o, "has_more", &r->has_more) != 0 ||
+	    copy_str(o, "next_cursor", r->next_cursor,
+	             sizeof(r->next_cursor)) != 0)
+		return ERR_BADRESP;
+	r->items =
+	        calloc((size_t)cJSON_GetArraySize(data) + 1, sizeof(*r->items));
+	if (r->items == NULL)
+		return ERR_NOMEM;
+	cJSON_ArrayForEach(it, data)
+	{
+		if (cJSON_IsNull(it))
+			continue; /* the JS SDK tolerates null entries */
+		if (parse_sandbox(it, &r->items[n]) != 0)
+			return ERR_BADRESP;
+		n++;
+	}
+	r->nitems = n;
+	return 0;
+}
+
+static int parse_ok(enum hopx_op op, const cJSON *o, struct hopx_result *r)
+{
+	switch (op) {
+	case HOPX_GET:
+	case HOPX_CREATE:
+		return parse_sandbox(o, &r->sbx);
+	case HOPX_LIST:
+		return cJSON_IsObject(o) ? parse_list(o, r) : ERR_BADRESP;
+	case HOPX_REFRESH:
+		if (copy_str(o, "auth_token", r->sbx.token,
+		             sizeof(r->sbx.token)) != 0 ||
+		    !r->sbx.token[0] ||
+		    json_get_time(o, "token_expires_at",
+		                  &r->sbx.token_expires_at) != 0)
+			return ERR_BADRESP;
+		return 0;
+	case HOPX_TIMEOUT:
+		if (!cJSON_IsObject(o) ||
+		    json_get_time_opt(o, "expires_at", &r->sbx.expires_at) != 0)
+			return ERR_BADRESP;
+		return 0;
+	default:
+		/* pause, resume, start, stop, delete, health: the SDKs ignore
+		 * the body, and so do we: the status code says it all. */
+		return 0;
+	}
+}
+
+static int is_transition(enum hopx_op op)
+{
+	return op == HOPX_PAUSE || op == HOPX_RESUME || op == HOPX_START ||
+	       op == HOPX_STOP;
+}
+
+static int status_err(enum hopx_op op, long status)
+{
+	if (status == 400)
+		return ERR_INVAL;
+	if (status == 401)
+		return ERR_AUTH;
+	/* The spec lists 403 for refused transitions; elsewhere it is auth. */
+	if (status == 403)
+		return is_transition(op) ? ERR_CONFLICT : ERR_AUTH;
+	if (status == 404)
+		return ERR_NOTFOUND;
+	if (status == 409)
+		return ERR_CONFLICT;
+	if (status == 429)
+		return ERR_RATE;
+	if (status >= 500)
+		return ERR_UNAVAIL;
+	return ERR_INVAL;
+}
+
+/* Fills r from one HTTP answer; *retry_after_ms gets the server's wish. */
+static void classify(const struct pending *p, const struct http_result *res,
+                     struct hopx_result *r, int64_t *retry_after_ms)
+{
+	cJSON *j = NULL;
+	int64_t ra = -1;
+	int e;
+
+	r->status = res->status;
+	*retry_after_ms =
+	        res->retry_after_s >= 0 ? res->retry_after_s * 1000 : -1;
+	if (res->err != 0) {
+		r->err = res->err == ERR_TOOBIG ? ERR_BADRESP : res->err;
+		snprintf(r->message, sizeof(r->message), "%s", res->error);
+		return;
+	}
+	json_parse(res->body, res->body_len, &j);
+	if (res->status >= 200 && res->status < 300) {
+		e = j ? parse_ok(p->call.op, j, r) : ERR_BADRESP;
+		/* Bodyless transitions are fine; a garbled GET is not. */
+		if (j == NULL && !is_transition(p->call.op) &&
+		    p->call.op != HOPX_DELETE && p->call.op != HOPX_HEALTH)
+			snprintf(r->message, sizeof(r->message),
+			         "HTTP %ld with a body that is not JSON",
+			         res->status);
+		else if (j == NULL)
+			e = 0;
+		r->err = e;
+	} else {
+		r->err = status_err(p->call.op, res->status);
+		copy_str(j, "code", r->code, sizeof(r->code));
+		copy_str(j, "error", r->message, sizeof(r->message));
+		if (json_get_i64(j, "retry_after", &ra) == 0 && ra >= 0 &&
+		    ra * 1000 > *retry_after_ms)
+			*retry_after_ms = ra * 1000;
+	}
+	cJSON_Delete(j);
+}
+
+static int retryable(int err)
+{
+	return err == ERR_NET || err == ERR_TIMEOUT || err == ERR_UNAVAIL ||
+	       err == ERR_RATE || err == ERR_BADRESP;
+}
+
+/* Full jitter under a capped exponential, never before Retry-After. */
+static int64_t retry_delay(struct hopx *hx, int attempts, int64_t ra_ms)
+{
+	int64_t ceil = hx->base_ms, d;
+	int i;
+
+	for (i = 1; i < attempts && ceil < hx->cap_ms; i++)
+		ceil *= 2;
+	if (ceil > hx->cap_ms)
+		ceil = hx->cap_ms;
+	d = (int64_t)(rnd(hx) % (unsigned)(ceil + 1));
+	if (ra_ms > RETRY_AFTER_MAX_MS)
+		ra_ms = RETRY_AFTER_MAX_MS;
+	return ra_ms > d ? ra_ms : d;
+}
+
+static void pending_free(struct pending *p)
+{
+	free(p->id);
+	free(p->body);
+	free(p->query);
+	free(p);
+}
+
+static void on_http(void *ud, const struct http_result *res)
+{
+	struct pending *p = ud;
+	struct hopx *hx = p->hx;
+	struct hopx_result r;
+	int64_t ra_ms;
+
+	memset(&r, 0, sizeof(r));
+	p->req = NULL;
+	p->attempts++;
+	DL_DELETE(hx->running, p);
+	classify(p, res, &r, &ra_ms);
+	r.attempts = p->attempts;
+	if (r.err && retryable(r.err) && p->attempts < p->max &&
+	    p->call.op != HOPX_CREATE) {
+		p->not_before = now(hx) + retry_delay(hx, p->attempts, ra_ms);
+		log_debug("%s attempt %d failed (%s); retrying in %lld ms",
+		          p->id ? p->id : "call", p->attempts, err_str(r.err),
+		          (long long)(p->not_before - now(hx)));
+		DL_APPEND(hx->queue[p->call.prio], p);
+		free(r.items);
+		pump(hx);
+		return;
+	}
+	hx->npending--;
+	p->fn(p->ud, &r);
+	free(r.items);
+	pending_free(p);
+	pump(hx);
+}
+
+/* ---- sending ---- */
+
+static const char *op_path(enum hopx_op op)
+{
+	static const char *const paths[] = {
+	        [HOPX_PAUSE] = "pause",     [HOPX_RESUME] = "resume",
+	        [HOPX_START] = "start",     [HOPX_STOP] = "stop",
+	        [HOPX_TIMEOUT] = "timeout", [HOPX_REFRESH] = "token/refresh",
+	};
+
+	return paths[op];
+}
+
+static const char *op_method(enum hopx_op op)
+{
+	switch (op) {
+	case HOPX_GET:
+	case HOPX_LIST:
+	case HOPX_HEALTH:
+		return "GET";
+	case HOPX_DELETE:
+		return "DELETE";
+	case HOPX_TIMEOUT:
+		return "PUT";
+	default:
+		return "POST";
+	}
+}
+
+static void build_url(const struct hopx *hx, const struct pending *p, char *url,
+                      size_t n)
+{
+	switch (p->call.op) {
+	case HOPX_HEALTH:
+		snprintf(url, n, "%s/health", hx->base);
+		break;
+	case HOPX_LIST:
+		snprintf(url, n, "%s/v1/sandboxes%s%s", hx->base,
+		         p->query ? "?" : "", p->query ? p->query : "");
+		break;
+	case HOPX_CREATE:
+		snprintf(url, n, "%s/v1/sandboxes", hx->base);
+		break;
+	case HOPX_GET:
+	case HOPX_DELETE:
+		snprintf(url, n, "%s/v1/sandboxes/%s", hx->base, p->id);
+		break;
+	default:
+		snprintf(url, n, "%s/v1/sandboxes/%s/%s", hx->base, p->id,
+		         op_path(p->call.op));
+	}
+}
+
+static void send_one(struct hopx *hx, struct pending *p)
+{
+	const char *const headers[] = {
+	        hx->key_header, "Content-Type: application/json",
+	        "Accept: application/json", "User-Agent: hopxd/" HOPXD_VERSION,
+	        NULL};
+	char url[1024], body[64];
+	const char *b = p->body;
+	struct http_result fail;
+
+	build_url(hx, p, url, sizeof(url));
+	if (p->call.op == HOPX_TIMEOUT) {
+		snprintf(body, sizeof(body), "{\"timeout_seconds\":%lld}",
+		         (long long)p->call.timeout_s);
+		b = body;
+	}
+	hx->spent[hx->nspent++ % SPENT_RING] = now(hx);
+	DL_APPEND(hx->running, p);
+	if (http_request(hx->http, op_method(p->call.op), url, headers, b,
+	                 on_http, p, &p->req) != 0) {
+		memset(&fail, 0, sizeof(fail));
+		fail.err = ERR_NOMEM;
+		fail.body = "";
+		fail.retry_after_s = -1;
+		on_http(p, &fail);
+	}
+}
+
+/* ---- the budget ---- */
+
+static void refill(struct hopx *hx)
+{
+	int64_t t = now(hx);
+
+	hx->tokens += (double)(t - hx->refilled_at) * hx->budget / 60000.0;
+	if (hx->tokens > hx->burst)
+		hx->tokens = hx->burst;
+	hx->refilled_at = t;
+}
+
+/* Milliseconds until the next unit of budget. */
+static int64_t next_token_ms(const struct hopx *hx)
+{
+	double missing = 1.0 - hx->tokens;
+
+	return missing <= 0 ? 0 : (int64_t)(missing * 60000.0 / hx->budget) + 1;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	pump(t->data);
+}
+
+/* Starts every call that is due, by priority, while budget lasts. */
+static void pump(struct hopx *hx)
+{
+	int64_t t, wake = -1;
+	struct pending *p, *tmp;
+	int prio;
+
+	if (hx->closing)
+		return;
+	refill(hx);
+	t = now(hx);
+	for (prio = 0; prio < HOPX_NPRIO; prio++) {
+		DL_FOREACH_SAFE(hx->queue[prio], p, tmp)
+		{
+			int64_t w;
+
+			if (p->not_before <= t && hx->tokens >= 1.0) {
+				hx->tokens -= 1.0;
+				DL_DELETE(hx->queue[prio], p);
+				send_one(hx, p);
+				continue;
+			}
+			w = p->not_before > t ? p->not_before - t
+			                      : next_token_ms(hx);
+			if (wake < 0 || w < wake)
+				wake = w;
+		}
+	}
+	if (wake >= 0)
+		uv_timer_start(&hx->timer, on_timer, (uint64_t)wake + 1, 0);
+}
+
+/* ---- lifecycle ---- */
+
+int hopx_create(uv_loop_t *loop, const struct hopx_opts *o, struct hopx **out)
+{
+	struct http_opts ho = {0};
+	struct hopx *hx;
+	size_t n;
+
+	*out = NULL;
+	if (o == NULL || o->base_url == NULL || o->api_key == NULL ||
+	    strlen(o->api_key) + 12 >= sizeof(hx->key_header))
+		return ERR_INVAL;
+	if ((hx = calloc(1, sizeof(*hx))) == NULL ||
+	    (hx->base = strdup(o->base_url)) == NULL) {
+		free(hx);
+		return ERR_NOMEM;
+	}
+	n = strlen(hx->base);
+	while (n > 0 && hx->base[n - 1] == '/')
+		hx->base[--n] = '\0';
+	snprintf(hx->key_header, sizeof(hx->key_header), "X-API-Key: %s",
+	         o->api_key);
+	log_add_secret(o->api_key);
+	hx->loop = loop;
+	hx->clk = o->clk ? o->clk : clock_system();
+	hx->budget = o->budget_per_min > 0 ? o->budget_per_min : 100;
+	hx->burst = o->burst > 0 ? o->burst : (hx->budget + 9) / 10;
+	hx->base_ms = o->backoff_base_ms > 0 ? o->backoff_base_ms : 1000;
+	hx->cap_ms = o->backoff_cap_ms > 0 ? o->backoff_cap_ms : 60000;
+	hx->tokens = hx->burst;
+	hx->refilled_at = now(hx);
+	hx->rng = (unsigned)clock_wall_ms(clock_system()) | 1u;
+	ho.ca_file = o->ca_file;
+	ho.max_inflight = 8;
+	if (http_create(loop, &ho, &hx->http) != 0) {
+		free(hx->base);
+		free(hx);
+		return ERR_NOMEM;
+	}
+	uv_timer_init(loop, &hx->timer);
+	hx->timer.data = hx;
+	*out = hx;
+	return 0;
+}
+
+static void hopx_free(uv_handle_t *t)
+{
+	struct hopx *hx = t->data;
+
+	free(hx->base);
+	free(hx);
+}
+
+void hopx_destroy(struct hopx *hx)
+{
+	struct pending *p, *tmp;
+	int prio;
+
+	if (hx == NULL)
+		return;
+	hx->closing = 1;
+	for (prio = 0; prio < HOPX_NPRIO; prio++)
+		DL_FOREACH_SAFE(hx->queue[prio], p, tmp)
+		{
+			DL_DELETE(hx->queue[prio], p);
+			pending_free(p);
+		}
+	/* http_destroy cancels the running transfers without callbacks. */
+	http_destroy(hx->http);
+	DL_FOREACH_SAFE(hx->running, p, tmp)
+	{
+		DL_DELETE(hx->running, p);
+		pending_free(p);
+	}
+	uv_timer_stop(&hx->timer);
+	uv_close((uv_handle_t *)&hx->timer, hopx_free);
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return src && *dst == NULL ? ERR_NOMEM : 0;
+}
+
+int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
+              void *ud)
+{
+	struct pending *p;
+	int needs_id = c->op != HOPX_LIST && c->op != HOPX_CREATE &&
+	               c->op != HOPX_HEALTH;
+
+	if (hx->closing || fn == NULL || c->prio >= HOPX_NPRIO ||
+	    (needs_id && sbx_id_check(c->id) != 0) ||
+	    (c->op == HOPX_CREATE && c->body == NULL) ||
+	    (c->op == HOPX_TIMEOUT && c->timeout_s <= 0))
+		return ERR_INVAL;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return ERR_NOMEM;
+	p->hx = hx;
+	p->call = *c;
+	p->fn = fn;
+	p->ud = ud;
+	p->max = c->max_attempts > 0 ? c->max_attempts
+	                             : (c->prio == HOPX_PRIO_USER ? 3 : 8);
+	if (dup_opt(&p->id, c->id) || dup_opt(&p->body, c->body) ||
+	    dup_opt(&p->query, c->query)) {
+		pending_free(p);
+		return ERR_NOMEM;
+	}
+	DL_APPEND(hx->queue[c->prio], p);
+	hx->npending++;
+	pump(hx);
+	return 0;
+}
+
+int hopx_pending(const struct hopx *hx)
+{
+	return hx->npending;
+}
+
+int hopx_spent_last_minute(const struct hopx *hx)
+{
+	int64_t since = now(hx) - 60000;
+	unsigned i, n = hx->nspent < SPENT_RING ? hx->nspent : SPENT_RING;
+	int count = 0;
+
+	for (i = 0; i < n; i++)
+		if (hx->spent[i] > since)
+			count++;
+	return count;
+}

@@ -1,0 +1,118 @@
+#ifndef HOPXD_HOPX_H
+#define HOPXD_HOPX_H
+
+/*
+ * The HopX control-plane API (shared/hopx-api.md) as typed asynchronous
+ * calls over http.c. Every answer is validated: a missing or mistyped
+ * field is ERR_BADRESP, never a crash. Errors map to ERR_AUTH (401/403),
+ * ERR_NOTFOUND (404), ERR_CONFLICT (409, or 403 on a transition),
+ * ERR_INVAL (400), ERR_RATE (429), ERR_UNAVAIL (5xx), ERR_NET,
+ * ERR_TIMEOUT. Transient failures are retried with capped exponential
+ * backoff and full jitter, never sooner than Retry-After / retry_after.
+ * Every attempt spends one unit of a per-minute budget, handed out by
+ * priority: user commands, then renewals, resumes, periodic sync.
+ */
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "clock.h"
+#include "sbx.h"
+
+struct hopx;
+
+enum hopx_prio {
+	HOPX_PRIO_USER,
+	HOPX_PRIO_RENEW,
+	HOPX_PRIO_RESUME,
+	HOPX_PRIO_SYNC,
+	HOPX_NPRIO
+};
+
+enum hopx_op {
+	HOPX_GET,
+	HOPX_LIST,
+	HOPX_CREATE,
+	HOPX_DELETE,
+	HOPX_PAUSE,
+	HOPX_RESUME,
+	HOPX_START,
+	HOPX_STOP,
+	HOPX_TIMEOUT,
+	HOPX_REFRESH,
+	HOPX_HEALTH,
+};
+
+struct hopx_opts {
+	const char *base_url; /* "https://api.hopx.dev" */
+	const char *api_key;
+	const char *ca_file;     /* or NULL */
+	int budget_per_min;      /* default 100 */
+	int burst;               /* budget usable at once; default budget/10 */
+	int64_t backoff_base_ms; /* default 1000 */
+	int64_t backoff_cap_ms;  /* default 60000 */
+	const struct clock *clk; /* NULL: system clock */
+};
+
+/* A Sandbox object as HopX describes it (only what hopxd keeps). */
+struct hopx_sandbox {
+	char id[SBX_ID_MAX + 1];
+	enum sbx_status status;
+	char public_host[256];
+	char template_id[32];
+	char template_name[64];
+	char region[32];
+	int64_t timeout_seconds; /* -1: none */
+	int64_t expires_at;      /* ms; 0: none */
+	int64_t created_at;      /* ms; 0: unknown */
+	char token[2048];        /* "" when the answer carried none */
+	int64_t token_expires_at;
+};
+
+struct hopx_result {
+	int err;     /* 0 or ERR_* */
+	long status; /* last HTTP status (0: none) */
+	int attempts;
+	char code[48]; /* HopX error code, e.g. RESOURCE_NOT_FOUND */
+	char message[160];
+	struct hopx_sandbox sbx;    /* GET, CREATE, REFRESH (token), TIMEOUT */
+	struct hopx_sandbox *items; /* LIST: valid during the callback */
+	int nitems;
+	int has_more;
+	char next_cursor[128];
+};
+
+typedef void (*hopx_done_fn)(void *ud, const struct hopx_result *r);
+
+struct hopx_call {
+	enum hopx_op op;
+	const char *id;    /* sandbox id, for per-sandbox operations */
+	const char *body;  /* CREATE: the JSON request */
+	const char *query; /* LIST: "limit=100&cursor=..." or NULL */
+	int64_t timeout_s; /* TIMEOUT: the new timeout */
+	enum hopx_prio prio;
+	int max_attempts; /* 0: 3 for HOPX_PRIO_USER, 8 otherwise */
+};
+
+/*
+ * Creates a client on loop (needs curl_global_init). The API key is
+ * registered with the log filter. Returns 0 or ERR_INVAL/ERR_NOMEM.
+ */
+int hopx_create(uv_loop_t *loop, const struct hopx_opts *o, struct hopx **out);
+
+/* Cancels everything (no callbacks); freed once the loop ran. NULL ok. */
+void hopx_destroy(struct hopx *hx);
+
+/*
+ * Queues a call; fn runs exactly once unless the client is destroyed
+ * first. CREATE is never retried (it is not idempotent). Returns 0 or
+ * ERR_INVAL/ERR_NOMEM.
+ */
+int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
+              void *ud);
+
+/* Calls waiting for budget or a retry, and attempts made this minute. */
+int hopx_pending(const struct hopx *hx);
+int hopx_spent_last_minute(const struct hopx *hx);
+
+#endif
