@@ -205,6 +205,12 @@ static int is_transition(enum hopx_op op)
 	       op == HOPX_STOP;
 }
 
+/* The SDKs ignore these answers' bodies: the status says it all. */
+static int body_optional(enum hopx_op op)
+{
+	return is_transition(op) || op == HOPX_DELETE || op == HOPX_HEALTH;
+}
+
 static int status_err(enum hopx_op op, long status)
 {
 	if (status == 400)
@@ -231,7 +237,6 @@ static void classify(const struct pending *p, const struct http_result *res,
 {
 	cJSON *j = NULL;
 	int64_t ra = -1;
-	int e;
 
 	r->status = res->status;
 	*retry_after_ms =
@@ -243,16 +248,16 @@ static void classify(const struct pending *p, const struct http_result *res,
 	}
 	json_parse(res->body, res->body_len, &j);
 	if (res->status >= 200 && res->status < 300) {
-		e = j ? parse_ok(p->call.op, j, r) : ERR_BADRESP;
-		/* Bodyless transitions are fine; a garbled GET is not. */
-		if (j == NULL && !is_transition(p->call.op) &&
-		    p->call.op != HOPX_DELETE && p->call.op != HOPX_HEALTH)
+		if (j)
+			r->err = parse_ok(p->call.op, j, r);
+		else if (body_optional(p->call.op))
+			r->err = 0;
+		else {
+			r->err = ERR_BADRESP;
 			snprintf(r->message, sizeof(r->message),
 			         "HTTP %ld with a body that is not JSON",
 			         res->status);
-		else if (j == NULL)
-			e = 0;
-		r->err = e;
+		}
 	} else {
 		r->err = status_err(p->call.op, res->status);
 		copy_str(j, "code", r->code, sizeof(r->code));
