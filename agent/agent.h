@@ -12,7 +12,10 @@
 #include "clock.h"
 #include "store.h"
 
+struct hopx;
 struct ipc_server;
+struct reconcile;
+struct sessions;
 
 struct agent_config {
 	char db[4096];
@@ -20,6 +23,13 @@ struct agent_config {
 	int idle_timeout_s;  /* close idle clients after this */
 	int max_connections; /* refuse more than this */
 	int max_queue; /* a subscriber this many bytes behind is dropped */
+	char api_base[512];
+	char api_key[256]; /* "" when none: local records only */
+	char ca_file[4096];
+	int sync_interval_s;
+	int budget;       /* HopX requests per minute */
+	int max_inflight; /* HTTP transfers at once */
+	int shutdown_timeout_s;
 };
 
 struct agent {
@@ -28,6 +38,10 @@ struct agent {
 	const struct clock *clk;
 	struct agent_config cfg;
 	struct ipc_server *ipc;
+	struct hopx *hopx;     /* NULL without an API key */
+	struct sessions *sess; /* every tracked sandbox, in memory */
+	struct reconcile *rec;
+	int stopping;         /* shutting down: refuse new lifecycle work */
 	int64_t started_mono; /* ms, for uptime */
 };
 

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "err.h"
 #include "http.h"
+#include "timing.h"
 #include "json.h"
 #include "log.h"
 #include "rfc3339.h"
@@ -54,7 +55,7 @@ struct hopx {
 	int64_t spent[SPENT_RING]; /* times of recent attempts */
 	unsigned nspent;
 	uv_timer_t timer;
-	unsigned rng;
+	uint32_t rng;
 	int closing;
 };
 
@@ -65,12 +66,9 @@ static int64_t now(const struct hopx *hx)
 	return clock_mono_ms(hx->clk);
 }
 
-static unsigned rnd(struct hopx *hx)
+static uint32_t rnd(struct hopx *hx)
 {
-	hx->rng ^= hx->rng << 13;
-	hx->rng ^= hx->rng >> 17;
-	hx->rng ^= hx->rng << 5;
-	return hx->rng;
+	return timing_rand(&hx->rng);
 }
 
 /* ---- answers ---- */
@@ -188,8 +186,12 @@ static int parse_ok(enum hopx_op op, const cJSON *o, struct hopx_result *r)
 			return ERR_BADRESP;
 		return 0;
 	case HOPX_TIMEOUT:
+		r->sbx.timeout_seconds = -1;
 		if (!cJSON_IsObject(o) ||
-		    json_get_time_opt(o, "expires_at", &r->sbx.expires_at) != 0)
+		    json_get_time_opt(o, "expires_at", &r->sbx.expires_at) !=
+		            0 ||
+		    json_get_i64_opt(o, "timeout_seconds",
+		                     &r->sbx.timeout_seconds) != 0)
 			return ERR_BADRESP;
 		return 0;
 	default:
@@ -278,17 +280,10 @@ static int retryable(int err)
 /* Full jitter under a capped exponential, never before Retry-After. */
 static int64_t retry_delay(struct hopx *hx, int attempts, int64_t ra_ms)
 {
-	int64_t ceil = hx->base_ms, d;
-	int i;
-
-	for (i = 1; i < attempts && ceil < hx->cap_ms; i++)
-		ceil *= 2;
-	if (ceil > hx->cap_ms)
-		ceil = hx->cap_ms;
-	d = (int64_t)(rnd(hx) % (unsigned)(ceil + 1));
 	if (ra_ms > RETRY_AFTER_MAX_MS)
 		ra_ms = RETRY_AFTER_MAX_MS;
-	return ra_ms > d ? ra_ms : d;
+	return timing_backoff(attempts, hx->base_ms, hx->cap_ms, rnd(hx),
+	                      ra_ms);
 }
 
 static void pending_free(struct pending *p)
@@ -501,7 +496,7 @@ int hopx_create(uv_loop_t *loop, const struct hopx_opts *o, struct hopx **out)
 	hx->refilled_at = now(hx);
 	hx->rng = (unsigned)clock_wall_ms(clock_system()) | 1u;
 	ho.ca_file = o->ca_file;
-	ho.max_inflight = 8;
+	ho.max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
 	if (http_create(loop, &ho, &hx->http) != 0) {
 		free(hx->base);
 		free(hx);
@@ -598,4 +593,14 @@ int hopx_spent_last_minute(const struct hopx *hx)
 		if (hx->spent[i] > since)
 			count++;
 	return count;
+}
+
+int hopx_budget(const struct hopx *hx)
+{
+	return hx->budget;
+}
+
+unsigned hopx_attempts(const struct hopx *hx)
+{
+	return hx->nspent;
 }

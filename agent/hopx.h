@@ -51,6 +51,7 @@ struct hopx_opts {
 	int burst;               /* budget usable at once; default budget/10 */
 	int64_t backoff_base_ms; /* default 1000 */
 	int64_t backoff_cap_ms;  /* default 60000 */
+	int max_inflight;        /* transfers at once; default 8 */
 	const struct clock *clk; /* NULL: system clock */
 };
 
@@ -114,5 +115,9 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 /* Calls waiting for budget or a retry, and attempts made this minute. */
 int hopx_pending(const struct hopx *hx);
 int hopx_spent_last_minute(const struct hopx *hx);
+
+/* The budget (attempts per minute), and attempts made since creation. */
+int hopx_budget(const struct hopx *hx);
+unsigned hopx_attempts(const struct hopx *hx);
 
 #endif

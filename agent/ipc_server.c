@@ -26,7 +26,8 @@ struct ipc_conn {
 	uv_timer_t idle;
 	struct ipc_server *srv;
 	struct buf in;
-	int open_handles; /* freed when both handles have closed */
+	int open_handles; /* freed when both handles have closed ... */
+	int holds;        /* ... and no deferred reply still refers to it */
 	int closing;
 	int draining; /* a fatal error is being flushed; ignore input */
 	int reading;
@@ -69,15 +70,21 @@ static void set_cause(char **cause, const char *fmt, ...)
 
 /* ---- connections ---- */
 
-static void conn_free(uv_handle_t *h)
+static void conn_maybe_free(struct ipc_conn *c)
 {
-	struct ipc_conn *c = h->data;
-
-	if (--c->open_handles > 0)
+	if (c->open_handles > 0 || c->holds > 0)
 		return;
 	buf_finish(&c->in);
 	cJSON_Delete(c->sub_id);
 	free(c);
+}
+
+static void conn_free(uv_handle_t *h)
+{
+	struct ipc_conn *c = h->data;
+
+	c->open_handles--;
+	conn_maybe_free(c);
 }
 
 static void conn_close(struct ipc_conn *c)
@@ -152,6 +159,17 @@ int ipc_conn_send(struct ipc_conn *c, char *text, size_t len)
 	return 0;
 }
 
+void ipc_conn_hold(struct ipc_conn *c)
+{
+	c->holds++;
+}
+
+void ipc_conn_release(struct ipc_conn *c)
+{
+	c->holds--;
+	conn_maybe_free(c);
+}
+
 static void on_linger_end(uv_timer_t *t)
 {
 	conn_close(t->data);
@@ -198,7 +216,8 @@ static void on_idle(uv_timer_t *t)
 {
 	struct ipc_conn *c = t->data;
 
-	if (c->sub_id == NULL) {
+	/* A client waiting for a deferred reply is not idle. */
+	if (c->sub_id == NULL && c->holds == 0) {
 		log_debug("closing a connection idle for %d s",
 		          c->srv->a->cfg.idle_timeout_s);
 		conn_close(c);

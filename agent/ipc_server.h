@@ -37,6 +37,14 @@ size_t ipc_server_subscribers(const struct ipc_server *s);
 int ipc_conn_send(struct ipc_conn *c, char *text, size_t len);
 
 /*
+ * A reply that comes later (after an API call) holds the connection: it
+ * stays allocated, and is not closed as idle, until released. Sending to
+ * a connection the peer closed meanwhile fails harmlessly (ERR_STATE).
+ */
+void ipc_conn_hold(struct ipc_conn *c);
+void ipc_conn_release(struct ipc_conn *c);
+
+/*
  * Makes c a subscriber that has seen every event up to seq; id (copied)
  * is echoed in each event line.
  */

@@ -6,10 +6,16 @@
 
 #include "agent.h"
 #include "err.h"
+#include "hopx.h"
 #include "ipc_server.h"
 #include "log.h"
 #include "paths.h"
+#include "reconcile.h"
+#include "sessions.h"
 #include "store.h"
+
+#include <curl/curl.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,26 +33,40 @@ struct main_state {
 	uv_loop_t loop;
 	uv_signal_t sigint;
 	uv_signal_t sigterm;
+	uv_timer_t deadline; /* shutdown: pauses must answer by then */
 	int lock_fd;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: hopxd [OPTION]...\n"
-	           "Keep HopX sandboxes attached to this machine.\n\n"
-	           "  --db PATH             database (env HOPXD_DB; default "
-	           "$XDG_STATE_HOME/hopxd/hopxd.db)\n"
-	           "  --socket PATH         control socket (env HOPXD_SOCKET; "
-	           "default $XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
-	           "  --idle-timeout S      close clients idle for S seconds "
-	           "(default 300)\n"
-	           "  --max-connections N   refuse clients beyond N (default "
-	           "4096)\n"
-	           "  --log-level LEVEL     error, warn, info (default) or "
-	           "debug\n"
-	           "  -v, --verbose         same as --log-level debug\n"
-	           "  -h, --help            show this help and exit\n"
-	           "  -V, --version         show the version and exit\n");
+	fprintf(f,
+	        "Usage: hopxd [OPTION]...\n"
+	        "Keep HopX sandboxes attached to this machine.\n\n"
+	        "  --db PATH             database (env HOPXD_DB; default "
+	        "$XDG_STATE_HOME/hopxd/hopxd.db)\n"
+	        "  --socket PATH         control socket (env HOPXD_SOCKET; "
+	        "default $XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
+	        "  --idle-timeout S      close clients idle for S seconds "
+	        "(default 300)\n"
+	        "  --max-connections N   refuse clients beyond N (default "
+	        "4096)\n"
+	        "  --api-base URL        HopX API (env HOPX_BASE_URL; "
+	        "default https://api.hopx.dev)\n"
+	        "  --api-key-file PATH   read the API key from PATH (mode "
+	        "0600; else env HOPX_API_KEY)\n"
+	        "  --ca-file PATH        trust this CA bundle for the API\n"
+	        "  --sync-interval S     reconcile every S seconds "
+	        "(default 300)\n"
+	        "  --budget N            HopX requests per minute (default "
+	        "100)\n"
+	        "  --max-inflight N      HTTP transfers at once (default 8)\n"
+	        "  --shutdown-timeout S  wait S seconds for pauses at "
+	        "shutdown (default 10)\n"
+	        "  --log-level LEVEL     error, warn, info (default) or "
+	        "debug\n"
+	        "  -v, --verbose         same as --log-level debug\n"
+	        "  -h, --help            show this help and exit\n"
+	        "  -V, --version         show the version and exit\n");
 }
 
 static int copy_path(char *dst, size_t n, const char *src, const char *what)
@@ -73,10 +93,101 @@ static int int_opt(const char *arg, const char *what, long lo, long hi,
 	return 0;
 }
 
-enum { O_DB = 256, O_SOCKET, O_LEVEL, O_IDLE, O_MAXCONN, O_MAXQUEUE };
+enum {
+	O_DB = 256,
+	O_SOCKET,
+	O_LEVEL,
+	O_IDLE,
+	O_MAXCONN,
+	O_MAXQUEUE,
+	O_API_BASE,
+	O_KEY_FILE,
+	O_CA_FILE,
+	O_SYNC_IVL,
+	O_BUDGET,
+	O_INFLIGHT,
+	O_SHUTDOWN
+};
+
+/*
+ * The key file must be ours alone (like ssh's private keys): a key others
+ * can read is refused rather than used. The first line is the key.
+ */
+static int read_key_file(struct agent_config *cfg, const char *path)
+{
+	struct stat sb;
+	FILE *f;
+	size_t n;
+
+	if (stat(path, &sb) != 0 || (f = fopen(path, "re")) == NULL) {
+		fprintf(stderr, "hopxd: cannot read %s: %s\n", path,
+		        strerror(errno));
+		return 2;
+	}
+	if (sb.st_mode & 077) {
+		fprintf(stderr,
+		        "hopxd: refusing API key file %s: group or others "
+		        "can read it (chmod 600 %s)\n",
+		        path, path);
+		fclose(f);
+		return 2;
+	}
+	if (fgets(cfg->api_key, sizeof(cfg->api_key), f) == NULL)
+		cfg->api_key[0] = '\0';
+	fclose(f);
+	n = strcspn(cfg->api_key, " \t\r\n");
+	cfg->api_key[n] = '\0';
+	if (n == 0) {
+		fprintf(stderr, "hopxd: API key file %s is empty\n", path);
+		return 2;
+	}
+	return 0;
+}
+
+static int set_base(struct agent_config *cfg, const char *url)
+{
+	if ((strncmp(url, "https://", 8) != 0 &&
+	     strncmp(url, "http://", 7) != 0) ||
+	    strlen(url) >= sizeof(cfg->api_base)) {
+		fprintf(stderr, "hopxd: the API base must be an http(s) URL\n");
+		return 2;
+	}
+	snprintf(cfg->api_base, sizeof(cfg->api_base), "%s", url);
+	return 0;
+}
+
+static int apply_api_opt(struct agent_config *cfg, int c)
+{
+	switch (c) {
+	case O_API_BASE:
+		return set_base(cfg, optarg);
+	case O_KEY_FILE:
+		return read_key_file(cfg, optarg);
+	case O_CA_FILE:
+		return copy_path(cfg->ca_file, sizeof(cfg->ca_file), optarg,
+		                 "CA file");
+	case O_SYNC_IVL:
+		return int_opt(optarg, "--sync-interval", 5, 86400,
+		               &cfg->sync_interval_s);
+	case O_BUDGET:
+		return int_opt(optarg, "--budget", 1, 1000000, &cfg->budget);
+	case O_INFLIGHT:
+		return int_opt(optarg, "--max-inflight", 1, 256,
+		               &cfg->max_inflight);
+	case O_SHUTDOWN:
+		return int_opt(optarg, "--shutdown-timeout", 0, 600,
+		               &cfg->shutdown_timeout_s);
+	default:
+		return -1;
+	}
+}
 
 static int apply_opt(struct agent_config *cfg, enum log_level *lvl, int c)
 {
+	int r = apply_api_opt(cfg, c);
+
+	if (r >= 0)
+		return r;
 	switch (c) {
 	case O_DB:
 		return copy_path(cfg->db, sizeof(cfg->db), optarg, "database");
@@ -126,6 +237,13 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"idle-timeout", required_argument, NULL, O_IDLE},
 	        {"max-connections", required_argument, NULL, O_MAXCONN},
 	        {"max-queue", required_argument, NULL, O_MAXQUEUE},
+	        {"api-base", required_argument, NULL, O_API_BASE},
+	        {"api-key-file", required_argument, NULL, O_KEY_FILE},
+	        {"ca-file", required_argument, NULL, O_CA_FILE},
+	        {"sync-interval", required_argument, NULL, O_SYNC_IVL},
+	        {"budget", required_argument, NULL, O_BUDGET},
+	        {"max-inflight", required_argument, NULL, O_INFLIGHT},
+	        {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -144,6 +262,22 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 		return 2;
 	}
 	return -1;
+}
+
+/* Flags win over the environment, which wins over the defaults. */
+static int default_api(struct agent_config *cfg)
+{
+	const char *key = getenv("HOPX_API_KEY");
+	const char *base = getenv("HOPX_BASE_URL");
+
+	if (cfg->api_key[0] == '\0' && key && *key)
+		snprintf(cfg->api_key, sizeof(cfg->api_key), "%s", key);
+	if (cfg->api_base[0] == '\0' && base && *base)
+		return set_base(cfg, base);
+	if (cfg->api_base[0] == '\0')
+		snprintf(cfg->api_base, sizeof(cfg->api_base),
+		         "https://api.hopx.dev");
+	return 0;
 }
 
 static int default_paths(struct agent_config *cfg)
@@ -218,14 +352,51 @@ static void raise_nofile(void)
 	}
 }
 
+/* Tears down in dependency order; the loop then ends as handles close. */
+static void stop_all(struct main_state *m)
+{
+	struct agent *a = &m->a;
+
+	if (!uv_is_closing((uv_handle_t *)&m->deadline))
+		uv_close((uv_handle_t *)&m->deadline, NULL);
+	ipc_server_close(a->ipc);
+	hopx_destroy(a->hopx); /* no answer comes after this */
+	a->hopx = NULL;
+	reconcile_destroy(a->rec);
+	a->rec = NULL;
+	sessions_destroy(a->sess);
+	a->sess = NULL;
+}
+
+static void on_paused_all(void *ud)
+{
+	struct main_state *m = ud;
+
+	stop_all(m);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+	log_warn("shutdown deadline reached: cancelling what is in flight");
+	stop_all(t->data);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct main_state *m = h->data;
 
 	log_info("received signal %d, shutting down", signum);
-	ipc_server_close(m->a.ipc);
 	uv_close((uv_handle_t *)&m->sigint, NULL);
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
+	m->a.stopping = 1;
+	m->deadline.data = m;
+	uv_timer_start(&m->deadline, on_deadline,
+	               (uint64_t)m->a.cfg.shutdown_timeout_s * 1000, 0);
+	/* Pauses (policy pause-on-shutdown) first, then everything stops. */
+	if (m->a.sess)
+		sessions_shutdown(m->a.sess, on_paused_all, m);
+	else
+		stop_all(m);
 }
 
 static int watch_signals(struct main_state *m)
@@ -283,6 +454,41 @@ static int start_ipc(struct agent *a)
 	return 0;
 }
 
+/* The HopX side: client, sessions, reconcile; the first run starts now. */
+static int start_hopx(struct agent *a)
+{
+	struct hopx_opts o = {.base_url = a->cfg.api_base,
+	                      .api_key = a->cfg.api_key,
+	                      .ca_file =
+	                              a->cfg.ca_file[0] ? a->cfg.ca_file : NULL,
+	                      .budget_per_min = a->cfg.budget,
+	                      .max_inflight = a->cfg.max_inflight,
+	                      .clk = a->clk};
+	int r;
+
+	if (a->cfg.api_key[0] &&
+	    (r = hopx_create(a->loop, &o, &a->hopx)) != 0) {
+		log_error("cannot set up the HopX client: %s", err_str(r));
+		return r;
+	}
+	if (a->hopx == NULL)
+		log_warn("no HopX API key (HOPX_API_KEY or --api-key-file): "
+		         "serving local records only");
+	else
+		log_info("HopX API at %s, budget %d requests/min",
+		         a->cfg.api_base, a->cfg.budget);
+	if ((r = sessions_create(a, a->hopx, &a->sess)) != 0 ||
+	    (r = reconcile_create(a, a->sess, a->hopx,
+	                          (int64_t)a->cfg.sync_interval_s * 1000,
+	                          &a->rec)) != 0) {
+		log_error("cannot load the sessions: %s", err_str(r));
+		return r;
+	}
+	if (a->hopx)
+		reconcile_run(a->rec, "start", NULL, NULL);
+	return 0;
+}
+
 static void close_handle(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -297,18 +503,22 @@ static int run(struct main_state *m)
 	m->a.loop = &m->loop;
 	m->a.clk = clock_system();
 	m->a.started_mono = clock_mono_ms(m->a.clk);
-	if (uv_loop_init(&m->loop) != 0)
+	if (uv_loop_init(&m->loop) != 0 ||
+	    uv_timer_init(&m->loop, &m->deadline) != 0)
 		return 1;
 	r = take_lock(m);
 	if (r == 0)
 		r = open_store(&m->a);
 	if (r == 0)
 		r = watch_signals(m);
+	/* The socket first: it answers whatever the network is doing. */
 	if (r == 0)
 		r = start_ipc(&m->a);
 	if (r == 0)
+		r = start_hopx(&m->a);
+	if (r == 0)
 		uv_run(&m->loop, UV_RUN_DEFAULT);
-	ipc_server_close(m->a.ipc);
+	stop_all(m);
 	uv_walk(&m->loop, close_handle, NULL);
 	uv_run(&m->loop, UV_RUN_DEFAULT);
 	ipc_server_destroy(m->a.ipc);
@@ -335,12 +545,23 @@ int main(int argc, char **argv)
 	m.a.cfg.idle_timeout_s = 300;
 	m.a.cfg.max_connections = 4096;
 	m.a.cfg.max_queue = 4 * 1024 * 1024;
+	m.a.cfg.sync_interval_s = 300;
+	m.a.cfg.budget = 100;
+	m.a.cfg.max_inflight = 8;
+	m.a.cfg.shutdown_timeout_s = 10;
 	if ((r = parse_args(argc, argv, &m.a.cfg, &lvl)) >= 0)
 		return r;
-	if ((r = default_paths(&m.a.cfg)) != 0)
+	if ((r = default_paths(&m.a.cfg)) != 0 ||
+	    (r = default_api(&m.a.cfg)) != 0)
 		return r;
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	log_init("hopxd", lvl);
-	return run(&m);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		log_error("cannot initialise libcurl");
+		return 1;
+	}
+	r = run(&m);
+	curl_global_cleanup();
+	return r;
 }

@@ -4,14 +4,18 @@
  * checks; a handler only does the work and fills a result or an error.
  */
 #include "methods.h"
+#include "methods_int.h"
 
 #include "agent.h"
 #include "config.h"
 #include "err.h"
+#include "hopx.h"
 #include "ipc_server.h"
 #include "json.h"
 #include "proto.h"
+#include "reconcile.h"
 #include "rfc3339.h"
+#include "sessions.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,15 +24,6 @@
 
 #define EVENTS_MAX 10000
 #define LIST_MAX   10000
-
-struct call {
-	struct agent *a;
-	struct ipc_conn *conn;
-	const cJSON *id;
-	const cJSON *params;
-	cJSON *result;
-	char msg[256];
-};
 
 typedef int method_fn(struct call *c);
 
@@ -40,7 +35,7 @@ struct method {
 
 /* ---- JSON views of records and events ---- */
 
-static void add_time(cJSON *o, const char *key, int64_t ms)
+void methods_add_time(cJSON *o, const char *key, int64_t ms)
 {
 	char buf[RFC3339_MAX];
 
@@ -59,7 +54,7 @@ static void add_int(cJSON *o, const char *key, int64_t v)
 }
 
 /* A record as clients see it: never the token itself. */
-static cJSON *sandbox_json(const struct store_sandbox *r)
+cJSON *methods_sandbox_json(const struct store_sandbox *r)
 {
 	cJSON *o = cJSON_CreateObject(), *labels, *pol;
 	size_t i;
@@ -74,11 +69,11 @@ static cJSON *sandbox_json(const struct store_sandbox *r)
 	json_add_str(o, "region", r->region);
 	json_add_str(o, "public_host", r->public_host);
 	add_int(o, "timeout_seconds", r->timeout_seconds);
-	add_time(o, "expires_at", r->expires_at);
-	add_time(o, "created_at", r->created_at);
-	add_time(o, "tracked_at", r->tracked_at);
-	add_time(o, "confirmed_at", r->confirmed_at);
-	add_time(o, "token_expires_at", r->token_expires_at);
+	methods_add_time(o, "expires_at", r->expires_at);
+	methods_add_time(o, "created_at", r->created_at);
+	methods_add_time(o, "tracked_at", r->tracked_at);
+	methods_add_time(o, "confirmed_at", r->confirmed_at);
+	methods_add_time(o, "token_expires_at", r->token_expires_at);
 	labels = cJSON_AddObjectToObject(o, "labels");
 	for (i = 0; i < r->nlabels; i++)
 		json_add_str(labels, r->labels[i].key, r->labels[i].value);
@@ -94,7 +89,7 @@ static cJSON *event_json(const struct store_event *e)
 	cJSON *o = cJSON_CreateObject(), *d = NULL;
 
 	json_add_i64(o, "seq", e->seq);
-	add_time(o, "at", e->at);
+	methods_add_time(o, "at", e->at);
 	json_add_str(o, "sandbox_id", e->sandbox_id);
 	json_add_str(o, "type", e->type);
 	json_add_str(o, "cause", store_cause_str(e->cause));
@@ -107,16 +102,16 @@ static cJSON *event_json(const struct store_event *e)
 /* ---- helpers for handlers ---- */
 
 /* A string parameter (types were checked by dispatch), or NULL. */
-static const char *param_str(const struct call *c, const char *key)
+const char *methods_param_str(const struct call *c, const char *key)
 {
 	return cJSON_GetStringValue(
 	        cJSON_GetObjectItemCaseSensitive(c->params, key));
 }
 
 /* Loads the record named by params.ref (id or local name). */
-static int load_ref(struct call *c, struct store_sandbox *r)
+int methods_load_ref(struct call *c, struct store_sandbox *r)
 {
-	const char *ref = param_str(c, "ref");
+	const char *ref = methods_param_str(c, "ref");
 	int e = store_sandbox_get(c->a->store, ref, r);
 
 	if (e == ERR_NOTFOUND)
@@ -126,18 +121,18 @@ static int load_ref(struct call *c, struct store_sandbox *r)
 }
 
 /* Answers with the record's current state. */
-static int reply_record(struct call *c, const char *id)
+int methods_reply_record(struct call *c, const char *id)
 {
 	struct store_sandbox r;
 	int e = store_sandbox_get(c->a->store, id, &r);
 
 	if (e == 0)
-		c->result = sandbox_json(&r);
+		c->result = methods_sandbox_json(&r);
 	store_sandbox_finish(&r);
 	return e;
 }
 
-static int fail(struct call *c, int code, const char *msg)
+int methods_fail(struct call *c, int code, const char *msg)
 {
 	snprintf(c->msg, sizeof(c->msg), "%s", msg);
 	return code;
@@ -152,6 +147,31 @@ static int m_hello(struct call *c)
 	json_add_str(c->result, "agent", "hopxd");
 	json_add_str(c->result, "version", HOPXD_VERSION);
 	return 0;
+}
+
+/* The HopX side of status: API state, budget, renewals, reconcile. */
+static void add_api_status(struct agent *a, cJSON *o)
+{
+	cJSON *api = cJSON_AddObjectToObject(o, "api");
+	const char *msg = NULL;
+	enum sess_api st = sessions_api(a->sess, &msg);
+	int64_t next;
+
+	json_add_str(api, "state", sess_api_str(st));
+	json_add_str(api, "error", msg && *msg ? msg : NULL);
+	json_add_str(api, "base_url", a->cfg.api_base);
+	if (a->hopx) {
+		json_add_i64(api, "budget_per_min", hopx_budget(a->hopx));
+		json_add_i64(api, "used_last_min",
+		             hopx_spent_last_minute(a->hopx));
+		json_add_i64(api, "queued", hopx_pending(a->hopx));
+	}
+	next = sessions_next_renewal(a->sess);
+	methods_add_time(o, "next_renewal", next ? next : STORE_NULL);
+	cJSON_AddBoolToObject(o, "reconciling",
+	                      a->rec && reconcile_running(a->rec));
+	next = a->rec ? reconcile_next_at(a->rec) : 0;
+	methods_add_time(o, "next_reconcile", next ? next : STORE_NULL);
 }
 
 static int m_status(struct call *c)
@@ -185,30 +205,33 @@ static int m_status(struct call *c)
 	             (int64_t)ipc_server_connections(c->a->ipc));
 	json_add_i64(o, "subscribers",
 	             (int64_t)ipc_server_subscribers(c->a->ipc));
+	add_api_status(c->a, o);
 	return 0;
 }
 
 static int add_to_array(void *ud, const struct store_sandbox *r)
 {
-	return cJSON_AddItemToArray(ud, sandbox_json(r)) ? 0 : ERR_NOMEM;
+	return cJSON_AddItemToArray(ud, methods_sandbox_json(r)) ? 0
+	                                                         : ERR_NOMEM;
 }
 
 /* list's filter from params; label is "key" or "key=value". */
 static int list_filter(struct call *c, struct store_filter *f, char *key,
                        size_t keyn)
 {
-	const char *status = param_str(c, "status"), *label;
+	const char *status = methods_param_str(c, "status"), *label;
 	int64_t limit = 1000;
 
 	memset(f, 0, sizeof(*f));
 	if (status && sbx_status_parse(status, &f->status) != 0)
-		return fail(c, ERR_INVAL,
-		            "status must be one of creating, running, paused, "
-		            "stopped, gone, unknown");
+		return methods_fail(
+		        c, ERR_INVAL,
+		        "status must be one of creating, running, paused, "
+		        "stopped, gone, unknown");
 	f->has_status = status != NULL;
-	f->name = param_str(c, "name");
-	f->after_id = param_str(c, "after");
-	if ((label = param_str(c, "label")) != NULL) {
+	f->name = methods_param_str(c, "name");
+	f->after_id = methods_param_str(c, "after");
+	if ((label = methods_param_str(c, "label")) != NULL) {
 		const char *eq = strchr(label, '=');
 
 		snprintf(key, keyn, "%.*s",
@@ -219,7 +242,7 @@ static int list_filter(struct call *c, struct store_filter *f, char *key,
 	}
 	json_get_i64(c->params, "limit", &limit);
 	if (limit < 1 || limit > LIST_MAX)
-		return fail(c, ERR_INVAL, "limit must be 1..10000");
+		return methods_fail(c, ERR_INVAL, "limit must be 1..10000");
 	f->limit = (size_t)limit;
 	return 0;
 }
@@ -250,16 +273,16 @@ static int m_list(struct call *c)
 static int m_show(struct call *c)
 {
 	struct store_sandbox r;
-	int e = load_ref(c, &r);
+	int e = methods_load_ref(c, &r);
 
 	if (e == 0)
-		c->result = sandbox_json(&r);
+		c->result = methods_sandbox_json(&r);
 	store_sandbox_finish(&r);
 	return e;
 }
 
 /* Checks every label change before any is written. */
-static int check_labels(struct call *c, const cJSON *set, const cJSON *unset)
+int methods_check_labels(struct call *c, const cJSON *set, const cJSON *unset)
 {
 	const cJSON *v;
 
@@ -277,16 +300,17 @@ static int check_labels(struct call *c, const cJSON *set, const cJSON *unset)
 	cJSON_ArrayForEach(v, unset)
 	{
 		if (!cJSON_IsString(v))
-			return fail(c, ERR_INVAL,
-			            "unset must be an array of label keys");
+			return methods_fail(
+			        c, ERR_INVAL,
+			        "unset must be an array of label keys");
 	}
 	if (!set && !unset)
-		return fail(c, ERR_INVAL, "give set and/or unset");
+		return methods_fail(c, ERR_INVAL, "give set and/or unset");
 	return 0;
 }
 
-static int apply_labels(struct call *c, const char *id, const cJSON *set,
-                        const cJSON *unset)
+int methods_apply_labels(struct call *c, const char *id, const cJSON *set,
+                         const cJSON *unset)
 {
 	struct store *s = c->a->store;
 	const cJSON *v;
@@ -317,19 +341,19 @@ static int m_label(struct call *c)
 	struct store_sandbox r;
 	int e;
 
-	if ((e = check_labels(c, set, unset)) != 0 ||
-	    (e = load_ref(c, &r)) != 0)
+	if ((e = methods_check_labels(c, set, unset)) != 0 ||
+	    (e = methods_load_ref(c, &r)) != 0)
 		return e;
 	/* All changes in one transaction: all or none. */
 	if ((e = store_begin(c->a->store)) == 0) {
-		e = apply_labels(c, r.id, set, unset);
+		e = methods_apply_labels(c, r.id, set, unset);
 		if (e == 0)
 			e = store_commit(c->a->store);
 		else
 			store_rollback(c->a->store);
 	}
 	if (e == 0)
-		e = reply_record(c, r.id);
+		e = methods_reply_record(c, r.id);
 	store_sandbox_finish(&r);
 	return e;
 }
@@ -342,17 +366,18 @@ static int m_rename(struct call *c)
 	int e;
 
 	if (name && sbx_name_check(name) != 0)
-		return fail(c, ERR_INVAL,
-		            "names are 1-64 of [A-Za-z0-9._-], starting with "
-		            "a letter or digit");
-	if ((e = load_ref(c, &r)) != 0)
+		return methods_fail(
+		        c, ERR_INVAL,
+		        "names are 1-64 of [A-Za-z0-9._-], starting with "
+		        "a letter or digit");
+	if ((e = methods_load_ref(c, &r)) != 0)
 		return e;
 	e = store_sandbox_rename(c->a->store, r.id, name, STORE_CAUSE_USER);
 	if (e == ERR_EXISTS)
 		snprintf(c->msg, sizeof(c->msg),
 		         "the name '%s' belongs to another sandbox", name);
 	if (e == 0)
-		e = reply_record(c, r.id);
+		e = methods_reply_record(c, r.id);
 	store_sandbox_finish(&r);
 	return e;
 }
@@ -362,9 +387,11 @@ static int m_detach(struct call *c)
 	struct store_sandbox r;
 	int e;
 
-	if ((e = load_ref(c, &r)) != 0)
+	if ((e = methods_load_ref(c, &r)) != 0)
 		return e;
 	e = store_sandbox_forget(c->a->store, r.id, STORE_CAUSE_USER);
+	if (e == 0)
+		sessions_forget(c->a->sess, r.id);
 	if (e == 0) {
 		c->result = cJSON_CreateObject();
 		json_add_str(c->result, "id", r.id);
@@ -388,7 +415,8 @@ static int m_events(struct call *c)
 	json_get_i64(c->params, "since", &since);
 	json_get_i64(c->params, "limit", &limit);
 	if (since < 0 || limit < 1 || limit > EVENTS_MAX)
-		return fail(c, ERR_INVAL, "since >= 0 and limit 1..10000");
+		return methods_fail(c, ERR_INVAL,
+		                    "since >= 0 and limit 1..10000");
 	if ((e = store_event_last_seq(c->a->store, &last)) != 0)
 		return e;
 	c->result = cJSON_CreateObject();
@@ -436,21 +464,107 @@ static const struct proto_param p_rename[] = {
 static const struct proto_param p_subscribe[] = {{"since", PT_INT, 0},
                                                  {NULL, 0, 0}};
 
+static const struct proto_param p_attach[] = {{"id", PT_STRING, 1},
+                                              {"name", PT_STRING, 0},
+                                              {"labels", PT_OBJECT, 0},
+                                              {"resume", PT_BOOL, 0},
+                                              {NULL, 0, 0}};
+static const struct proto_param p_create[] = {{"template", PT_STRING, 1},
+                                              {"name", PT_STRING, 0},
+                                              {"labels", PT_OBJECT, 0},
+                                              {"timeout_s", PT_INT, 0},
+                                              {"region", PT_STRING, 0},
+                                              {"env", PT_OBJECT, 0},
+                                              {NULL, 0, 0}};
+static const struct proto_param p_seconds[] = {
+        {"ref", PT_STRING, 1}, {"seconds", PT_INT, 1}, {NULL, 0, 0}};
+static const struct proto_param p_token[] = {
+        {"ref", PT_STRING, 1}, {"min_ttl_s", PT_INT, 0}, {NULL, 0, 0}};
+static const struct proto_param p_reconcile[] = {{"last", PT_BOOL, 0},
+                                                 {NULL, 0, 0}};
+static const struct proto_param p_wait[] = {{"ref", PT_STRING, 1},
+                                            {"status", PT_STRING, 1},
+                                            {"timeout_s", PT_INT, 0},
+                                            {NULL, 0, 0}};
+static const struct proto_param p_policy[] = {{"ref", PT_STRING, 1},
+                                              {"auto_resume", PT_BOOL, 0},
+                                              {"pause_on_shutdown", PT_BOOL, 0},
+                                              {NULL, 0, 0}};
+
 static const struct method methods[] = {
+        {"attach", p_attach, methods_attach},
+        {"create", p_create, methods_create},
         {"detach", p_ref, m_detach},
         {"events", p_events, m_events},
         {"hello", p_none, m_hello},
+        {"keepalive", p_seconds, methods_keepalive},
+        {"kill", p_ref, methods_lifecycle},
         {"label", p_label, m_label},
         {"list", p_list, m_list},
+        {"pause", p_ref, methods_lifecycle},
+        {"policy", p_policy, methods_policy},
+        {"reconcile", p_reconcile, methods_reconcile},
         {"rename", p_rename, m_rename},
+        {"resume", p_ref, methods_lifecycle},
         {"show", p_ref, m_show},
+        {"start", p_ref, methods_lifecycle},
         {"status", p_none, m_status},
+        {"stop", p_ref, methods_lifecycle},
         {"subscribe", p_subscribe, m_subscribe},
+        {"timeout", p_seconds, methods_timeout},
+        {"token", p_token, methods_token},
+        {"wait", p_wait, methods_wait},
 };
 
 static int method_cmp(const void *key, const void *elem)
 {
 	return strcmp(key, ((const struct method *)elem)->name);
+}
+
+struct deferred {
+	struct agent *a;
+	struct ipc_conn *conn;
+	cJSON *id;
+};
+
+struct deferred *methods_defer(struct call *c)
+{
+	struct deferred *d = calloc(1, sizeof(*d));
+
+	if (d == NULL ||
+	    (c->id && (d->id = cJSON_Duplicate(c->id, 1)) == NULL)) {
+		free(d);
+		return NULL;
+	}
+	d->a = c->a;
+	d->conn = c->conn;
+	ipc_conn_hold(c->conn);
+	c->deferred = d;
+	return d;
+}
+
+struct agent *methods_agent(const struct deferred *d)
+{
+	return d->a;
+}
+
+void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
+{
+	size_t len = 0;
+	char *text;
+
+	if (e == 0) {
+		text = proto_result(d->id, result, &len);
+	} else {
+		cJSON_Delete(result);
+		text = proto_error(d->id, e, msg && *msg ? msg : err_str(e),
+		                   &len);
+	}
+	ipc_conn_send(d->conn, text, len);
+	ipc_conn_release(d->conn);
+	agent_publish(d->a);
+	cJSON_Delete(d->id);
+	free(d);
 }
 
 static void reply(struct call *c, int e)
@@ -490,9 +604,15 @@ void methods_dispatch(struct agent *a, struct ipc_conn *conn, const char *line,
 	if (e == 0)
 		e = proto_check_params(req.params, m->params, c.msg,
 		                       sizeof(c.msg));
-	if (e == 0)
+	if (e == 0) {
+		c.method = m->name;
 		e = m->fn(&c);
-	reply(&c, e);
+	}
+	/* A deferred call that failed before deferring answers now. */
+	if (c.deferred == NULL)
+		reply(&c, e);
+	else if (e != 0)
+		methods_finish(c.deferred, e, NULL, c.msg);
 	proto_req_finish(&req);
 	agent_publish(a);
 }

@@ -44,6 +44,15 @@ void cli_print_sandboxes(const struct cli *c, const cJSON *arr, int quiet);
 /* Prints one sandbox as "key: value" lines. */
 void cli_print_sandbox(const cJSON *sb);
 
+/* Prints "hopxctl: MSG ARG" on stderr and returns EXIT_USAGE. */
+int cli_usage_err(const char *msg, const char *arg);
+
+/* {"ref": ref}: the parameters of most per-sandbox methods. */
+cJSON *cli_ref_params(const char *ref);
+
+/* Calls a method whose result is one record and prints it. */
+int cli_call_record(struct cli *c, const char *method, cJSON *params);
+
 /* Prints one event as one line. */
 void cli_print_event(const struct cli *c, const cJSON *ev);
 

@@ -12,14 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage_err(const char *msg, const char *arg)
+int cli_usage_err(const char *msg, const char *arg)
 {
 	fprintf(stderr, "hopxctl: %s%s%s\n", msg, arg ? " " : "",
 	        arg ? arg : "");
 	return EXIT_USAGE;
 }
 
-static cJSON *ref_params(const char *ref)
+cJSON *cli_ref_params(const char *ref)
 {
 	cJSON *p = cJSON_CreateObject();
 
@@ -27,54 +27,83 @@ static cJSON *ref_params(const char *ref)
 	return p;
 }
 
-/* Prints a single-record result the way the user asked. */
-static int print_record(struct cli *c, cJSON *res, int r)
+int cli_call_record(struct cli *c, const char *method, cJSON *params)
 {
+	cJSON *res = NULL;
+	int r = cli_call(c, method, params, &res);
+
 	if (r == EXIT_OK)
 		c->json ? cli_print_json(c, res) : cli_print_sandbox(res);
 	cJSON_Delete(res);
 	return r;
 }
 
+static const char *jstr(const cJSON *o, const char *key)
+{
+	const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
+
+	return v ? v : "-";
+}
+
+static int jint(const cJSON *o, const char *key)
+{
+	return (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, key));
+}
+
+static void print_status(const cJSON *res)
+{
+	const cJSON *by = cJSON_GetObjectItem(res, "by_status");
+	const cJSON *api = cJSON_GetObjectItem(res, "api");
+	const char *err =
+	        cJSON_GetStringValue(cJSON_GetObjectItem(api, "error"));
+
+	printf("hopxd %s (pid %d), up %ds\n", jstr(res, "version"),
+	       jint(res, "pid"), jint(res, "uptime_s"));
+	printf("database  %s\nsocket    %s\n", jstr(res, "db"),
+	       jstr(res, "socket"));
+	printf("sandboxes %d:", jint(res, "sandboxes"));
+	for (cJSON *s = by ? by->child : NULL; s; s = s->next)
+		if (s->valuedouble > 0)
+			printf(" %s %d", s->string, (int)s->valuedouble);
+	printf("\nclients   %d connected, %d subscribed\n",
+	       jint(res, "connections"), jint(res, "subscribers"));
+	printf("api       %s at %s%s%s\n", jstr(api, "state"),
+	       jstr(api, "base_url"), err ? ": " : "", err ? err : "");
+	if (cJSON_GetObjectItem(api, "budget_per_min"))
+		printf("budget    %d of %d requests in the last minute, %d "
+		       "queued\n",
+		       jint(api, "used_last_min"), jint(api, "budget_per_min"),
+		       jint(api, "queued"));
+	printf("renewal   next at %s\n", jstr(res, "next_renewal"));
+	printf("reconcile %s\n",
+	       cJSON_IsTrue(cJSON_GetObjectItem(res, "reconciling"))
+	               ? "running now"
+	               : jstr(res, "next_reconcile"));
+}
+
+/* status exits 3 when HopX refuses the key, 6 when it cannot be reached. */
 int run_status(struct cli *c, int argc, char **argv)
 {
-	cJSON *res = NULL, *by;
+	cJSON *res = NULL;
 	int r = cli_call(c, "status", NULL, &res);
+	const char *api;
 
 	(void)argc;
 	(void)argv;
 	if (r != EXIT_OK)
 		return r;
-	if (c->json) {
+	if (c->json)
 		cli_print_json(c, res);
-	} else {
-		by = cJSON_GetObjectItem(res, "by_status");
-		printf("hopxd %s (pid %d), up %ds\n",
-		       cJSON_GetStringValue(
-		               cJSON_GetObjectItem(res, "version")),
-		       (int)cJSON_GetNumberValue(
-		               cJSON_GetObjectItem(res, "pid")),
-		       (int)cJSON_GetNumberValue(
-		               cJSON_GetObjectItem(res, "uptime_s")));
-		printf("database  %s\nsocket    %s\n",
-		       cJSON_GetStringValue(cJSON_GetObjectItem(res, "db")),
-		       cJSON_GetStringValue(
-		               cJSON_GetObjectItem(res, "socket")));
-		printf("sandboxes %d:",
-		       (int)cJSON_GetNumberValue(
-		               cJSON_GetObjectItem(res, "sandboxes")));
-		for (cJSON *s = by ? by->child : NULL; s; s = s->next)
-			if (s->valuedouble > 0)
-				printf(" %s %d", s->string,
-				       (int)s->valuedouble);
-		printf("\nclients   %d connected, %d subscribed\n",
-		       (int)cJSON_GetNumberValue(
-		               cJSON_GetObjectItem(res, "connections")),
-		       (int)cJSON_GetNumberValue(
-		               cJSON_GetObjectItem(res, "subscribers")));
-	}
+	else
+		print_status(res);
+	api = cJSON_GetStringValue(
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(res, "api"), "state"));
+	if (api && strcmp(api, "auth_error") == 0)
+		r = EXIT_AUTH;
+	else if (api && strcmp(api, "unreachable") == 0)
+		r = EXIT_NETWORK;
 	cJSON_Delete(res);
-	return EXIT_OK;
+	return r;
 }
 
 struct ls_opts {
@@ -97,7 +126,8 @@ static int ls_args(int argc, char **argv, struct ls_opts *o)
 		else if (strcmp(argv[i], "--label") == 0 && i + 1 < argc)
 			o->label = argv[++i];
 		else
-			return usage_err("ls: unexpected argument", argv[i]);
+			return cli_usage_err("ls: unexpected argument",
+			                     argv[i]);
 	}
 	return 0;
 }
@@ -153,11 +183,8 @@ int run_ls(struct cli *c, int argc, char **argv)
 
 int run_show(struct cli *c, int argc, char **argv)
 {
-	cJSON *res = NULL;
-
 	(void)argc;
-	return print_record(c, res,
-	                    cli_call(c, "show", ref_params(argv[0]), &res));
+	return cli_call_record(c, "show", cli_ref_params(argv[0]));
 }
 
 /* label REF k=v... [--rm k]... */
@@ -176,19 +203,20 @@ static int label_params(int argc, char **argv, cJSON *set, cJSON *unset)
 			json_add_str(set, argv[i], eq + 1);
 			*eq = '=';
 		} else {
-			return usage_err("label: expected KEY=VALUE or --rm "
-			                 "KEY, got",
-			                 argv[i]);
+			return cli_usage_err(
+			        "label: expected KEY=VALUE or --rm "
+			        "KEY, got",
+			        argv[i]);
 		}
 	}
 	if (cJSON_GetArraySize(set) + cJSON_GetArraySize(unset) == 0)
-		return usage_err("label: nothing to change", NULL);
+		return cli_usage_err("label: nothing to change", NULL);
 	return 0;
 }
 
 int run_label(struct cli *c, int argc, char **argv)
 {
-	cJSON *p = ref_params(argv[0]), *res = NULL;
+	cJSON *p = cli_ref_params(argv[0]);
 	cJSON *set = cJSON_AddObjectToObject(p, "set");
 	cJSON *unset = cJSON_AddArrayToObject(p, "unset");
 	int r = label_params(argc, argv, set, unset);
@@ -197,25 +225,25 @@ int run_label(struct cli *c, int argc, char **argv)
 		cJSON_Delete(p);
 		return r;
 	}
-	return print_record(c, res, cli_call(c, "label", p, &res));
+	return cli_call_record(c, "label", p);
 }
 
 int run_rename(struct cli *c, int argc, char **argv)
 {
-	cJSON *p = ref_params(argv[0]), *res = NULL;
+	cJSON *p = cli_ref_params(argv[0]);
 
 	(void)argc;
 	if (strcmp(argv[1], "--clear") == 0)
 		cJSON_AddNullToObject(p, "name");
 	else
 		json_add_str(p, "name", argv[1]);
-	return print_record(c, res, cli_call(c, "rename", p, &res));
+	return cli_call_record(c, "rename", p);
 }
 
 int run_detach(struct cli *c, int argc, char **argv)
 {
 	cJSON *res = NULL;
-	int r = cli_call(c, "detach", ref_params(argv[0]), &res);
+	int r = cli_call(c, "detach", cli_ref_params(argv[0]), &res);
 
 	(void)argc;
 	if (r == EXIT_OK && c->json)
@@ -241,12 +269,12 @@ static int events_args(int argc, char **argv, long long *since, int *follow)
 		} else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
 			*since = strtoll(argv[++i], &end, 10);
 			if (*end != '\0' || *since < 0)
-				return usage_err("events: --since takes a "
-				                 "sequence number, not",
-				                 argv[i]);
+				return cli_usage_err("events: --since takes a "
+				                     "sequence number, not",
+				                     argv[i]);
 		} else {
-			return usage_err("events: unexpected argument",
-			                 argv[i]);
+			return cli_usage_err("events: unexpected argument",
+			                     argv[i]);
 		}
 	}
 	return 0;

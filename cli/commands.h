@@ -12,4 +12,21 @@ int run_rename(struct cli *c, int argc, char **argv);
 int run_detach(struct cli *c, int argc, char **argv);
 int run_events(struct cli *c, int argc, char **argv);
 
+/* lifecycle.c: what goes through HopX. */
+int run_attach(struct cli *c, int argc, char **argv);
+int run_create(struct cli *c, int argc, char **argv);
+int run_pause(struct cli *c, int argc, char **argv);
+int run_resume(struct cli *c, int argc, char **argv);
+int run_start(struct cli *c, int argc, char **argv);
+int run_stop(struct cli *c, int argc, char **argv);
+int run_kill(struct cli *c, int argc, char **argv);
+int run_timeout(struct cli *c, int argc, char **argv);
+int run_keepalive(struct cli *c, int argc, char **argv);
+int run_policy(struct cli *c, int argc, char **argv);
+int run_token(struct cli *c, int argc, char **argv);
+int run_env(struct cli *c, int argc, char **argv);
+int run_run(struct cli *c, int argc, char **argv);
+int run_reconcile(struct cli *c, int argc, char **argv);
+int run_wait(struct cli *c, int argc, char **argv);
+
 #endif

@@ -30,23 +30,57 @@ static int run_version(struct cli *c, int argc, char **argv);
 
 /* Keep sorted by name: looked up with bsearch. */
 static const struct cmd cmd_table[] = {
+        {"attach", "ID [--name N] [--label K=V]... [--no-resume]",
+         "track a HopX sandbox (resumed unless --no-resume)", 1, 64,
+         run_attach},
+        {"create",
+         "--template T [--name N] [--label K=V]... [--timeout S] "
+         "[--region R] [--env K=V]...",
+         "create a sandbox and track it (an existing name returns it)", 2, 128,
+         run_create},
         {"detach", "REF", "forget a sandbox locally (HopX is untouched)", 1, 1,
          run_detach},
+        {"env", "REF", "print shell exports: id, URL, token, socket", 1, 1,
+         run_env},
         {"events", "[--since SEQ] [-f]", "show the event log; -f follows it", 0,
          3, run_events},
         {"help", "[COMMAND]", "show help for hopxctl or a command", 0, 1,
          run_help},
+        {"keepalive", "REF SECONDS|off",
+         "keep the sandbox alive: re-arm its timeout before it runs out", 2, 2,
+         run_keepalive},
+        {"kill", "REF", "delete the sandbox at HopX (the record stays, gone)",
+         1, 1, run_kill},
         {"label", "REF KEY=VALUE... [--rm KEY]...", "set or remove labels", 2,
          64, run_label},
         {"list", "[--status S] [--label K[=V]] [-q]", "same as ls", 0, 5,
          run_ls},
         {"ls", "[--status S] [--label K[=V]] [-q]",
          "list tracked sandboxes (-q: ids only)", 0, 5, run_ls},
+        {"pause", "REF", "pause the sandbox", 1, 1, run_pause},
+        {"policy", "REF [--auto-resume on|off] [--pause-on-shutdown on|off]",
+         "show or change the sandbox's policies", 1, 5, run_policy},
+        {"reconcile", "[--last]",
+         "check every sandbox with HopX now and print the report", 0, 1,
+         run_reconcile},
         {"rename", "REF NAME|--clear", "set or clear a local name", 2, 2,
          run_rename},
+        {"resume", "REF", "resume the sandbox and renew its token", 1, 1,
+         run_resume},
+        {"run", "REF [--min-ttl S] -- CMD [ARG]...",
+         "run CMD with the sandbox's variables (see env)", 3, 4096, run_run},
         {"show", "REF", "show one sandbox", 1, 1, run_show},
+        {"start", "REF", "start a stopped sandbox", 1, 1, run_start},
         {"status", "", "show the agent's state", 0, 0, run_status},
+        {"stop", "REF", "stop the sandbox (if HopX still offers it)", 1, 1,
+         run_stop},
+        {"timeout", "REF SECONDS", "set HopX's kill deadline to now + SECONDS",
+         2, 2, run_timeout},
+        {"token", "REF [--min-ttl S]",
+         "print a token valid for at least S seconds", 1, 3, run_token},
         {"version", "", "show the version of hopxctl", 0, 0, run_version},
+        {"wait", "REF --for STATUS [--timeout S]",
+         "wait until the sandbox has STATUS", 3, 5, run_wait},
 };
 
 #define CMD_COUNT (sizeof(cmd_table) / sizeof(cmd_table[0]))
@@ -208,11 +242,12 @@ static int parse_globals(struct cli *c, int argc, char **argv)
 	return i;
 }
 
+/* --help anywhere before "--" (after it, the words are run's command). */
 static int has_help(int argc, char **argv)
 {
 	int i;
 
-	for (i = 0; i < argc; i++)
+	for (i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
 		if (strcmp(argv[i], "--help") == 0 ||
 		    strcmp(argv[i], "-h") == 0)
 			return 1;

@@ -25,7 +25,8 @@
 	"s.public_host, s.vcpu, s.memory_mb, s.disk_mb, s.internet_access, "   \
 	"s.timeout_seconds, s.expires_at, s.created_at, s.tracked_at, "        \
 	"s.updated_at, s.confirmed_at, s.stale, s.last_error, "                \
-	"s.auto_resume, s.keepalive_s, s.pause_on_shutdown, t.token, "         \
+	"s.auto_resume, s.keepalive_s, s.pause_on_shutdown, "                  \
+	"s.paused_by_agent, t.token, "                                         \
 	"t.expires_at, t.issued_at, "                                          \
 	"(SELECT json_group_array(json_array(key, value)) FROM labels l "      \
 	"WHERE l.sandbox_id = s.id)"
@@ -72,10 +73,24 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "SELECT status, count(*) FROM sandboxes GROUP BY status",
         [ST_SBX_RENAME] =
                 "UPDATE sandboxes SET name = ?2, updated_at = ?3 WHERE id = ?1",
+        /* Any status change ends "paused by the agent". */
         [ST_SBX_STATUS] =
                 "UPDATE sandboxes SET status = ?2, confirmed_at = ?3, "
-                "updated_at = ?3, stale = 0, last_error = NULL "
+                "updated_at = ?3, stale = 0, last_error = NULL, "
+                "paused_by_agent = paused_by_agent AND status = ?2 "
                 "WHERE id = ?1",
+        [ST_SBX_META] = "UPDATE sandboxes SET "
+                        "template_id = coalesce(?2, template_id), "
+                        "template_name = coalesce(?3, template_name), "
+                        "region = coalesce(?4, region), "
+                        "public_host = coalesce(?5, public_host), "
+                        "timeout_seconds = ?6, expires_at = ?7, "
+                        "created_at = coalesce(?8, created_at), "
+                        "vcpu = coalesce(?9, vcpu), "
+                        "memory_mb = coalesce(?10, memory_mb), "
+                        "disk_mb = coalesce(?11, disk_mb) WHERE id = ?1",
+        [ST_SBX_PAUSED_BY_AGENT] =
+                "UPDATE sandboxes SET paused_by_agent = ?2 WHERE id = ?1",
         [ST_SBX_STALE] = "UPDATE sandboxes SET stale = 1, last_error = ?2, "
                          "updated_at = ?3 WHERE id = ?1",
         [ST_SBX_POLICY] =
@@ -115,6 +130,13 @@ static const char *const stmt_sql[ST_COUNT_] = {
                               "AND state = 'open'",
         [ST_INTENT_OPEN] = "SELECT id, kind, request, name, created_at FROM "
                            "intents WHERE state = 'open' ORDER BY id",
+        [ST_REPORT_ADD] = "INSERT INTO reports (trigger, started_at, "
+                          "finished_at, report) VALUES (?1, ?2, ?3, ?4)",
+        [ST_REPORT_PRUNE] =
+                "DELETE FROM reports WHERE id <= (SELECT id FROM reports "
+                "ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+        [ST_REPORT_LAST] = "SELECT id, report FROM reports ORDER BY id DESC "
+                           "LIMIT 1",
 };
 
 int store_err(int rc)

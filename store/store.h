@@ -104,6 +104,7 @@ struct store_sandbox {
 	int64_t keepalive_s;   /* policy, 0 = off */
 	int pause_on_shutdown; /* policy, default 0 */
 	/* Filled by get and list, ignored by put: */
+	int paused_by_agent; /* paused at shutdown, to resume at start */
 	char *token;
 	int64_t token_expires_at;
 	int64_t token_issued_at;
@@ -172,6 +173,37 @@ int store_sandbox_rename(struct store *s, const char *id, const char *name,
 int store_sandbox_set_status(struct store *s, const char *id,
                              enum sbx_status status, enum store_cause cause,
                              int64_t *seq);
+
+/*
+ * What HopX said about a sandbox besides its status. NULL strings and
+ * STORE_NULL integers keep the stored value, except timeout_seconds and
+ * expires_at, where STORE_NULL means "no auto-kill".
+ */
+struct store_meta {
+	const char *template_id;
+	const char *template_name;
+	const char *region;
+	const char *public_host;
+	int64_t timeout_seconds;
+	int64_t expires_at;
+	int64_t created_at;
+	int64_t vcpu;
+	int64_t memory_mb;
+	int64_t disk_mb;
+};
+
+/*
+ * As store_sandbox_set_status, also writing meta (if not NULL) and giving
+ * the status event a "why" (e.g. "resumed", NULL for none), all in one
+ * transaction. A status change clears paused_by_agent.
+ */
+int store_sandbox_observe(struct store *s, const char *id,
+                          enum sbx_status status, const struct store_meta *meta,
+                          enum store_cause cause, const char *why,
+                          int64_t *seq);
+
+/* Marks a sandbox as paused by the agent at shutdown (on) or not. */
+int store_sandbox_set_paused_by_agent(struct store *s, const char *id, int on);
 
 /*
  * Records that syncing this sandbox failed: stale = 1 and last_error, the
@@ -278,5 +310,15 @@ int store_intent_resolve(struct store *s, int64_t id, const char *sandbox_id);
 /* Calls cb for every open intent, oldest first. */
 typedef int (*store_intent_cb)(void *ud, const struct store_intent *in);
 int store_intent_list_open(struct store *s, store_intent_cb cb, void *ud);
+
+/*
+ * Stores a reconcile report (JSON text; trigger "start", "periodic" or
+ * "user"), keeping only the newest few. *id (if not NULL) gets its id.
+ */
+int store_report_add(struct store *s, const char *trigger, int64_t started_at,
+                     int64_t finished_at, const char *report, int64_t *id);
+
+/* The newest report (*report: malloc'd JSON text). ERR_NOTFOUND: none. */
+int store_report_last(struct store *s, int64_t *id, char **report);
 
 #endif

@@ -30,6 +30,7 @@ enum sbx_col {
 	C_AUTO_RESUME,
 	C_KEEPALIVE_S,
 	C_PAUSE_ON_SHUTDOWN,
+	C_PAUSED_BY_AGENT,
 	C_TOKEN,
 	C_TOKEN_EXPIRES,
 	C_TOKEN_ISSUED,
@@ -166,6 +167,7 @@ static int read_row(sqlite3_stmt *st, struct store_sandbox *r)
 	r->auto_resume = sqlite3_column_int(st, C_AUTO_RESUME);
 	r->keepalive_s = sqlite3_column_int64(st, C_KEEPALIVE_S);
 	r->pause_on_shutdown = sqlite3_column_int(st, C_PAUSE_ON_SHUTDOWN);
+	r->paused_by_agent = sqlite3_column_int(st, C_PAUSED_BY_AGENT);
 	r->token = col_str(st, C_TOKEN, &err);
 	r->token_expires_at = col_i64(st, C_TOKEN_EXPIRES);
 	r->token_issued_at = col_i64(st, C_TOKEN_ISSUED);
@@ -382,15 +384,52 @@ int store_sandbox_rename(struct store *s, const char *id, const char *name,
 	return store_wend(s, r);
 }
 
-int store_sandbox_set_status(struct store *s, const char *id,
-                             enum sbx_status status, enum store_cause cause,
-                             int64_t *seq)
+static int bind_meta(sqlite3_stmt *st, const char *id,
+                     const struct store_meta *m)
+{
+	int e = 0;
+
+	e |= store_bind_str(st, 1, id);
+	e |= store_bind_str(st, 2, m->template_id);
+	e |= store_bind_str(st, 3, m->template_name);
+	e |= store_bind_str(st, 4, m->region);
+	e |= store_bind_str(st, 5, m->public_host);
+	e |= store_bind_i64(st, 6, m->timeout_seconds);
+	e |= store_bind_i64(st, 7, m->expires_at);
+	e |= store_bind_i64(st, 8, m->created_at);
+	e |= store_bind_i64(st, 9, m->vcpu);
+	e |= store_bind_i64(st, 10, m->memory_mb);
+	e |= store_bind_i64(st, 11, m->disk_mb);
+	return e ? ERR_NOMEM : 0;
+}
+
+static int status_event(struct store *s, const char *id, enum sbx_status old,
+                        enum sbx_status status, enum store_cause cause,
+                        const char *why, int64_t *seq)
+{
+	cJSON *d = cJSON_CreateObject();
+	char *detail;
+	int r;
+
+	json_add_str(d, "from", sbx_status_str(old));
+	json_add_str(d, "to", sbx_status_str(status));
+	if (why)
+		json_add_str(d, "why", why);
+	detail = json_print(d);
+	cJSON_Delete(d);
+	r = detail ? store_event_append(s, id, "status", cause, detail, seq)
+	           : ERR_NOMEM;
+	free(detail);
+	return r;
+}
+
+int store_sandbox_observe(struct store *s, const char *id,
+                          enum sbx_status status, const struct store_meta *meta,
+                          enum store_cause cause, const char *why, int64_t *seq)
 {
 	enum sbx_status old = SBX_UNKNOWN;
 	int64_t evseq = 0;
 	sqlite3_stmt *st;
-	char *detail = NULL;
-	cJSON *d;
 	int r;
 
 	if ((r = store_wbegin(s)) != 0)
@@ -403,21 +442,41 @@ int store_sandbox_set_status(struct store *s, const char *id,
 		store_bind_i64(st, 3, store_now(s));
 		r = store_step_done(st);
 	}
-	if (r == 0 && old != status) {
-		d = cJSON_CreateObject();
-		json_add_str(d, "from", sbx_status_str(old));
-		json_add_str(d, "to", sbx_status_str(status));
-		detail = json_print(d);
-		cJSON_Delete(d);
-		r = detail ? store_event_append(s, id, "status", cause, detail,
-		                                &evseq)
-		           : ERR_NOMEM;
-		free(detail);
+	if (r == 0 && meta) {
+		st = store_stmt(s, ST_SBX_META);
+		if ((r = bind_meta(st, id, meta)) == 0)
+			r = store_step_done(st);
+		else
+			sqlite3_reset(st);
 	}
+	if (r == 0 && old != status)
+		r = status_event(s, id, old, status, cause, why, &evseq);
 	r = store_wend(s, r);
 	if (r == 0 && seq)
 		*seq = evseq;
 	return r;
+}
+
+int store_sandbox_set_status(struct store *s, const char *id,
+                             enum sbx_status status, enum store_cause cause,
+                             int64_t *seq)
+{
+	return store_sandbox_observe(s, id, status, NULL, cause, NULL, seq);
+}
+
+int store_sandbox_set_paused_by_agent(struct store *s, const char *id, int on)
+{
+	sqlite3_stmt *st = store_stmt(s, ST_SBX_PAUSED_BY_AGENT);
+	int r;
+
+	if ((r = store_wbegin(s)) != 0)
+		return r;
+	store_bind_str(st, 1, id);
+	store_bind_i64(st, 2, on ? 1 : 0);
+	r = store_step_done(st);
+	if (r == 0 && sqlite3_changes(s->db) == 0)
+		r = ERR_NOTFOUND;
+	return store_wend(s, r);
 }
 
 int store_sandbox_mark_stale(struct store *s, const char *id, const char *error)
@@ -741,4 +800,47 @@ int store_intent_list_open(struct store *s, store_intent_cb cb, void *ud)
 		ret = store_err(rc);
 	sqlite3_reset(st);
 	return ret;
+}
+
+/* Reports kept: enough to compare a few runs, bounded in size. */
+#define REPORTS_KEEP 20
+
+int store_report_add(struct store *s, const char *trigger, int64_t started_at,
+                     int64_t finished_at, const char *report, int64_t *id)
+{
+	sqlite3_stmt *st = store_stmt(s, ST_REPORT_ADD);
+	int r;
+
+	if ((r = store_wbegin(s)) != 0)
+		return r;
+	store_bind_str(st, 1, trigger);
+	store_bind_i64(st, 2, started_at);
+	store_bind_i64(st, 3, finished_at);
+	store_bind_str(st, 4, report);
+	r = store_step_done(st);
+	if (r == 0 && id)
+		*id = sqlite3_last_insert_rowid(s->db);
+	if (r == 0) {
+		st = store_stmt(s, ST_REPORT_PRUNE);
+		store_bind_i64(st, 1, REPORTS_KEEP);
+		r = store_step_done(st);
+	}
+	return store_wend(s, r);
+}
+
+int store_report_last(struct store *s, int64_t *id, char **report)
+{
+	sqlite3_stmt *st = store_stmt(s, ST_REPORT_LAST);
+	int rc, r = 0;
+
+	*report = NULL;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*id = sqlite3_column_int64(st, 0);
+		*report = col_str(st, 1, &r);
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return r;
+	return rc == SQLITE_DONE ? ERR_NOTFOUND : store_err(rc);
 }

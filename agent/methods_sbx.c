@@ -1,0 +1,610 @@
+/*
+ * The methods that talk to HopX: attach, create, the lifecycle verbs,
+ * timeout, keepalive, token, reconcile, wait and policy. Each checks its
+ * input, defers its reply, and answers from a sessions/hopx callback.
+ */
+#include "methods_int.h"
+
+#include "agent.h"
+#include "err.h"
+#include "hopx.h"
+#include "json.h"
+#include "log.h"
+#include "reconcile.h"
+#include "sessions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WAIT_DEFAULT_S 300
+#define WAIT_MAX_S     86400
+#define MIN_TTL_MAX_S  86400
+
+/* Lifecycle work needs the API and a running agent. */
+static int need_api(struct call *c)
+{
+	const char *msg = NULL;
+
+	if (c->a->stopping)
+		return methods_fail(c, ERR_STATE, "hopxd is shutting down");
+	if (c->a->hopx == NULL) {
+		sessions_api(c->a->sess, &msg);
+		return methods_fail(c, ERR_AUTH, msg);
+	}
+	return 0;
+}
+
+/* Answers a deferred call with the record's state, or the error. */
+static void finish_record(struct deferred *d, const char *id, int e,
+                          const char *msg)
+{
+	struct store_sandbox r;
+
+	if (e == 0)
+		e = store_sandbox_get(methods_agent(d)->store, id, &r);
+	else
+		store_sandbox_init(&r);
+	methods_finish(d, e, e == 0 ? methods_sandbox_json(&r) : NULL, msg);
+	store_sandbox_finish(&r);
+}
+
+/* What a sessions callback needs to answer: the call and the record. */
+struct pend {
+	struct deferred *d;
+	char id[SBX_ID_MAX + 1];
+};
+
+static struct pend *pend_new(struct call *c, const char *id)
+{
+	struct pend *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	if ((p->d = methods_defer(c)) == NULL) {
+		free(p);
+		return NULL;
+	}
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	return p;
+}
+
+static void pend_done(void *ud, const struct sess_outcome *o)
+{
+	struct pend *p = ud;
+
+	finish_record(p->d, p->id, o->err, o->msg);
+	free(p);
+}
+
+/* Runs act on the record named by ref and answers with its new state. */
+static int run_act(struct call *c, enum sess_act act, int64_t arg)
+{
+	struct store_sandbox r;
+	struct pend *p;
+	int e;
+
+	if ((e = need_api(c)) != 0 || (e = methods_load_ref(c, &r)) != 0)
+		return e;
+	p = pend_new(c, r.id);
+	if (p)
+		sessions_do(c->a->sess, r.id, act, arg, HOPX_PRIO_USER,
+		            STORE_CAUSE_USER, pend_done, p);
+	store_sandbox_finish(&r);
+	return p ? 0 : ERR_NOMEM;
+}
+
+int methods_lifecycle(struct call *c)
+{
+	static const struct {
+		const char *method;
+		enum sess_act act;
+	} verbs[] = {{"kill", SESS_KILL},
+	             {"pause", SESS_PAUSE},
+	             {"resume", SESS_RESUME},
+	             {"start", SESS_START},
+	             {"stop", SESS_STOP}};
+	size_t i;
+
+	for (i = 0; i < sizeof(verbs) / sizeof(*verbs); i++)
+		if (strcmp(c->method, verbs[i].method) == 0)
+			return run_act(c, verbs[i].act, 0);
+	return methods_fail(c, ERR_INVAL, "unknown lifecycle verb");
+}
+
+static int seconds_param(struct call *c, int64_t lo, int64_t *out)
+{
+	*out = -1;
+	json_get_i64(c->params, "seconds", out);
+	if (*out < lo || *out > 30L * 86400)
+		return methods_fail(c, ERR_INVAL,
+		                    lo ? "seconds must be 1..2592000"
+		                       : "seconds must be 0 (off) or "
+		                         "1..2592000");
+	return 0;
+}
+
+int methods_timeout(struct call *c)
+{
+	int64_t s;
+	int e = seconds_param(c, 1, &s);
+
+	return e ? e : run_act(c, SESS_TIMEOUT, s);
+}
+
+/*
+ * Keep-alive N: the policy is stored, then the deadline is set to now + N
+ * at once; the session re-arms it from then on. 0 turns it off.
+ */
+int methods_keepalive(struct call *c)
+{
+	struct store_sandbox r;
+	int64_t s;
+	int e;
+
+	if ((e = seconds_param(c, 0, &s)) != 0 ||
+	    (s > 0 && (e = need_api(c)) != 0) ||
+	    (e = methods_load_ref(c, &r)) != 0)
+		return e;
+	if (s > 0 && s < 10)
+		e = methods_fail(c, ERR_INVAL, "a keep-alive is at least 10 s");
+	if (e == 0)
+		e = store_sandbox_set_policy(c->a->store, r.id, -1, s, -1,
+		                             STORE_CAUSE_USER);
+	if (e == 0)
+		e = sessions_policy_changed(c->a->sess, r.id);
+	if (e == 0 && s > 0)
+		e = run_act(c, SESS_TIMEOUT, s);
+	else if (e == 0)
+		e = methods_reply_record(c, r.id);
+	store_sandbox_finish(&r);
+	return e;
+}
+
+int methods_policy(struct call *c)
+{
+	const cJSON *ar = cJSON_GetObjectItem(c->params, "auto_resume");
+	const cJSON *ps = cJSON_GetObjectItem(c->params, "pause_on_shutdown");
+	struct store_sandbox r;
+	int e;
+
+	if ((e = methods_load_ref(c, &r)) != 0)
+		return e;
+	if (ar || ps)
+		e = store_sandbox_set_policy(
+		        c->a->store, r.id, ar ? cJSON_IsTrue(ar) : -1, -1,
+		        ps ? cJSON_IsTrue(ps) : -1, STORE_CAUSE_USER);
+	if (e == 0)
+		e = sessions_policy_changed(c->a->sess, r.id);
+	if (e == 0)
+		e = methods_reply_record(c, r.id);
+	store_sandbox_finish(&r);
+	return e;
+}
+
+/* ---- token ---- */
+
+static void token_done(void *ud, const struct sess_outcome *o,
+                       const char *token, int64_t expires_at)
+{
+	struct pend *p = ud;
+	struct store_sandbox r;
+	cJSON *res = NULL;
+	int e = o->err;
+
+	if (e == 0 && (e = store_sandbox_get(methods_agent(p->d)->store, p->id,
+	                                     &r)) == 0) {
+		res = cJSON_CreateObject();
+		json_add_str(res, "id", p->id);
+		json_add_str(res, "token", token);
+		methods_add_time(res, "expires_at", expires_at);
+		json_add_str(res, "public_host", r.public_host);
+		store_sandbox_finish(&r);
+	}
+	methods_finish(p->d, e, res, o->msg);
+	free(p);
+}
+
+int methods_token(struct call *c)
+{
+	struct store_sandbox r;
+	int64_t ttl = 0;
+	struct pend *p;
+	int e;
+
+	json_get_i64(c->params, "min_ttl_s", &ttl);
+	if (ttl < 0 || ttl > MIN_TTL_MAX_S)
+		return methods_fail(c, ERR_INVAL, "min_ttl_s must be 0..86400");
+	if ((e = need_api(c)) != 0 || (e = methods_load_ref(c, &r)) != 0)
+		return e;
+	p = pend_new(c, r.id);
+	if (p)
+		sessions_token(c->a->sess, r.id, ttl * 1000, token_done, p);
+	store_sandbox_finish(&r);
+	return p ? 0 : ERR_NOMEM;
+}
+
+/* ---- wait ---- */
+
+int methods_wait(struct call *c)
+{
+	const char *want = methods_param_str(c, "status");
+	int64_t t = WAIT_DEFAULT_S;
+	struct store_sandbox r;
+	enum sbx_status st;
+	struct pend *p;
+	int e;
+
+	json_get_i64(c->params, "timeout_s", &t);
+	if (sbx_status_parse(want, &st) != 0)
+		return methods_fail(c, ERR_INVAL,
+		                    "status must be one of creating, running, "
+		                    "paused, stopped, gone");
+	if (t < 0 || t > WAIT_MAX_S)
+		return methods_fail(c, ERR_INVAL, "timeout_s must be 0..86400");
+	if ((e = methods_load_ref(c, &r)) != 0)
+		return e;
+	p = pend_new(c, r.id);
+	if (p)
+		sessions_wait(c->a->sess, r.id, st, t * 1000, pend_done, p);
+	store_sandbox_finish(&r);
+	return p ? 0 : ERR_NOMEM;
+}
+
+/* ---- reconcile ---- */
+
+static void reconciled(void *ud, int err, const cJSON *report)
+{
+	struct deferred *d = ud;
+	const char *msg =
+	        cJSON_GetStringValue(cJSON_GetObjectItem(report, "message"));
+
+	if (err == 0 || err == ERR_STATE || report == NULL)
+		methods_finish(d, err, cJSON_Duplicate(report, 1), msg);
+	else /* HopX could not be asked: an error, with the report's why */
+		methods_finish(d, err, NULL, msg);
+}
+
+static int last_report(struct call *c)
+{
+	char *text = NULL;
+	int64_t id = 0;
+	int e = store_report_last(c->a->store, &id, &text);
+
+	if (e == ERR_NOTFOUND)
+		return methods_fail(c, e, "no reconcile has run yet");
+	if (e == 0 && (c->result = cJSON_Parse(text)) == NULL)
+		e = ERR_CORRUPT;
+	free(text);
+	return e;
+}
+
+int methods_reconcile(struct call *c)
+{
+	const cJSON *last = cJSON_GetObjectItem(c->params, "last");
+	struct deferred *d;
+	int e;
+
+	if (cJSON_IsTrue(last))
+		return last_report(c);
+	if ((e = need_api(c)) != 0)
+		return e;
+	if ((d = methods_defer(c)) == NULL)
+		return ERR_NOMEM;
+	if (reconcile_run(c->a->rec, "user", reconciled, d) != 0)
+		methods_finish(d, ERR_NOMEM, NULL, NULL);
+	return 0;
+}
+
+/* ---- attach and create: new records from a HopX Sandbox object ---- */
+
+/* What attach and create carry from the request to the answer. */
+struct track {
+	struct deferred *d;
+	cJSON *params;  /* a copy: the request is gone by then */
+	int64_t intent; /* create: the intent to resolve; 0 for none */
+	int resume;
+};
+
+static void track_free(struct track *t)
+{
+	cJSON_Delete(t->params);
+	free(t);
+}
+
+static void record_from(struct store_sandbox *r, const struct hopx_sandbox *h)
+{
+	store_sandbox_init(r);
+	r->id = strdup(h->id);
+	r->status = h->status;
+	r->template_id = h->template_id[0] ? strdup(h->template_id) : NULL;
+	r->template_name =
+	        h->template_name[0] ? strdup(h->template_name) : NULL;
+	r->region = h->region[0] ? strdup(h->region) : NULL;
+	r->public_host = h->public_host[0] ? strdup(h->public_host) : NULL;
+	r->timeout_seconds =
+	        h->timeout_seconds >= 0 ? h->timeout_seconds : STORE_NULL;
+	r->expires_at = h->expires_at > 0 ? h->expires_at : STORE_NULL;
+	r->created_at = h->created_at > 0 ? h->created_at : STORE_NULL;
+}
+
+/* Writes the record, its labels and its token in one transaction. */
+static int put_record(struct call *c, const struct hopx_sandbox *h,
+                      const cJSON *params, int auto_resume)
+{
+	struct store *st = c->a->store;
+	const char *name =
+	        cJSON_GetStringValue(cJSON_GetObjectItem(params, "name"));
+	struct store_sandbox r;
+	int e;
+
+	record_from(&r, h);
+	r.name = name ? strdup(name) : NULL;
+	r.auto_resume = auto_resume;
+	r.confirmed_at = clock_wall_ms(c->a->clk);
+	if ((e = store_begin(st)) != 0) {
+		store_sandbox_finish(&r);
+		return e;
+	}
+	e = store_sandbox_put(st, &r, STORE_CAUSE_USER, NULL);
+	if (e == ERR_EXISTS)
+		snprintf(c->msg, sizeof(c->msg),
+		         "the name '%s' belongs to another sandbox", name);
+	if (e == 0)
+		e = methods_apply_labels(
+		        c, h->id, cJSON_GetObjectItem(params, "labels"), NULL);
+	if (e == 0 && h->token[0])
+		e = store_token_put(st, h->id, h->token, h->token_expires_at,
+		                    r.confirmed_at, NULL);
+	e = e == 0 ? store_commit(st) : (store_rollback(st), e);
+	store_sandbox_finish(&r);
+	return e == 0 ? sessions_track(c->a->sess, h->id) : e;
+}
+
+/* After the record exists: resume or get a token, then answer. */
+static void settle(struct call *c, struct track *t,
+                   const struct hopx_sandbox *h)
+{
+	struct pend *p = calloc(1, sizeof(*p));
+	enum sess_act act = SESS_SYNC;
+
+	if (h->status == SBX_PAUSED && t->resume)
+		act = SESS_RESUME;
+	else if (h->status == SBX_RUNNING && h->token[0] == '\0')
+		act = SESS_REFRESH;
+	if (p == NULL || act == SESS_SYNC) {
+		free(p);
+		finish_record(t->d, h->id, 0, NULL);
+		return;
+	}
+	p->d = t->d;
+	snprintf(p->id, sizeof(p->id), "%s", h->id);
+	sessions_do(c->a->sess, h->id, act, 0, HOPX_PRIO_USER, STORE_CAUSE_USER,
+	            pend_done, p);
+}
+
+/* A call rebuilt around the deferred reply, for the shared helpers. */
+static void call_of(struct call *c, struct track *t)
+{
+	memset(c, 0, sizeof(*c));
+	c->a = methods_agent(t->d);
+	c->params = t->params;
+}
+
+static void attached(void *ud, const struct hopx_result *r)
+{
+	struct track *t = ud;
+	struct call c;
+	int e = r->err;
+
+	call_of(&c, t);
+	sessions_note_api(c.a->sess, r->err, r->message);
+	if (e == ERR_NOTFOUND)
+		snprintf(c.msg, sizeof(c.msg),
+		         "HopX has no sandbox %.128s (or it belongs to "
+		         "another organization)",
+		         r->sbx.id[0] ? r->sbx.id : "with this id");
+	else if (e != 0)
+		snprintf(c.msg, sizeof(c.msg), "HopX: %s", r->message);
+	if (e == 0)
+		e = put_record(&c, &r->sbx, t->params, t->resume);
+	if (e == 0)
+		settle(&c, t, &r->sbx);
+	else
+		methods_finish(t->d, e, NULL, c.msg);
+	track_free(t);
+}
+
+static struct track *track_new(struct call *c)
+{
+	struct track *t = calloc(1, sizeof(*t));
+
+	if (t == NULL)
+		return NULL;
+	t->params = cJSON_Duplicate(c->params, 1);
+	if (t->params == NULL || (t->d = methods_defer(c)) == NULL) {
+		track_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* Checks name and labels before anything is asked of HopX. */
+static int check_new(struct call *c)
+{
+	const char *name = methods_param_str(c, "name");
+
+	if (name && sbx_name_check(name) != 0)
+		return methods_fail(c, ERR_INVAL,
+		                    "names are 1-64 of [A-Za-z0-9._-], "
+		                    "starting with a letter or digit");
+	if (cJSON_GetObjectItem(c->params, "labels"))
+		return methods_check_labels(
+		        c, cJSON_GetObjectItem(c->params, "labels"), NULL);
+	return 0;
+}
+
+int methods_attach(struct call *c)
+{
+	const char *id = methods_param_str(c, "id");
+	const cJSON *resume = cJSON_GetObjectItem(c->params, "resume");
+	struct hopx_call hc = {
+	        .op = HOPX_GET, .id = id, .prio = HOPX_PRIO_USER};
+	struct store_sandbox r;
+	struct track *t;
+	int e;
+
+	if (sbx_id_check(id) != 0)
+		return methods_fail(c, ERR_INVAL,
+		                    "ids are 1-128 of [A-Za-z0-9_-]");
+	/* Attaching what is tracked already changes nothing. */
+	if (store_sandbox_get(c->a->store, id, &r) == 0) {
+		c->result = methods_sandbox_json(&r);
+		store_sandbox_finish(&r);
+		return 0;
+	}
+	if ((e = check_new(c)) != 0 || (e = need_api(c)) != 0)
+		return e;
+	if ((t = track_new(c)) == NULL)
+		return ERR_NOMEM;
+	t->resume = !cJSON_IsFalse(resume);
+	if (hopx_call(c->a->hopx, &hc, attached, t) != 0) {
+		track_free(t);
+		return ERR_NOMEM; /* dispatch finishes the deferred reply */
+	}
+	return 0;
+}
+
+/* The create request HopX takes (shared/hopx-api.md 3.1). */
+static char *create_body(struct call *c)
+{
+	const char *tpl = methods_param_str(c, "template");
+	const char *region = methods_param_str(c, "region");
+	const cJSON *env = cJSON_GetObjectItem(c->params, "env");
+	cJSON *b = cJSON_CreateObject();
+	int64_t timeout = 0;
+	char *text;
+
+	/* A number is a template id, anything else its name. */
+	json_add_str(b,
+	             tpl[strspn(tpl, "0123456789")] ? "template_name"
+	                                            : "template_id",
+	             tpl);
+	if (json_get_i64(c->params, "timeout_s", &timeout) == 0)
+		json_add_i64(b, "timeout_seconds", timeout);
+	json_add_str(b, "region", region);
+	if (env)
+		cJSON_AddItemToObject(b, "env_vars", cJSON_Duplicate(env, 1));
+	text = json_print(b);
+	cJSON_Delete(b);
+	return text;
+}
+
+static int check_create(struct call *c)
+{
+	const cJSON *env = cJSON_GetObjectItem(c->params, "env"), *v;
+	const char *tpl = methods_param_str(c, "template");
+	int64_t timeout = 1;
+
+	json_get_i64(c->params, "timeout_s", &timeout);
+	if (*tpl == '\0' || strlen(tpl) > 128)
+		return methods_fail(c, ERR_INVAL,
+		                    "template must be 1-128 bytes");
+	if (timeout < 1 || timeout > 30L * 86400)
+		return methods_fail(c, ERR_INVAL,
+		                    "timeout_s must be 1..2592000");
+	cJSON_ArrayForEach(v, env)
+	{
+		if (!cJSON_IsString(v) || *v->string == '\0')
+			return methods_fail(c, ERR_INVAL,
+			                    "env must map names to strings");
+	}
+	return check_new(c);
+}
+
+static int transient(int err)
+{
+	return err == ERR_NET || err == ERR_TIMEOUT || err == ERR_UNAVAIL ||
+	       err == ERR_BADRESP;
+}
+
+static void created(void *ud, const struct hopx_result *r)
+{
+	struct track *t = ud;
+	struct call c;
+	int e = r->err;
+
+	call_of(&c, t);
+	sessions_note_api(c.a->sess, r->err, r->message);
+	if (e == 0)
+		e = put_record(&c, &r->sbx, t->params, 1);
+	/* Unknown outcome (no answer): the intent stays open for recovery. */
+	if (e == 0 || !transient(r->err))
+		store_intent_resolve(c.a->store, t->intent,
+		                     e == 0 ? r->sbx.id : NULL);
+	if (r->err != 0)
+		snprintf(c.msg, sizeof(c.msg),
+		         "HopX refused the create: %s%s%s", r->code,
+		         r->code[0] ? ": " : "", r->message);
+	if (transient(r->err))
+		snprintf(c.msg, sizeof(c.msg),
+		         "the create may or may not have happened (%s); the "
+		         "next reconcile looks for it",
+		         err_str(r->err));
+	if (e == 0)
+		settle(&c, t, &r->sbx);
+	else
+		methods_finish(t->d, e, NULL, c.msg);
+	track_free(t);
+}
+
+/* A name that exists already answers with its sandbox: create is
+ * idempotent by name. */
+static int existing_by_name(struct call *c)
+{
+	const char *name = methods_param_str(c, "name");
+	struct store_sandbox r;
+
+	if (name == NULL || store_sandbox_get(c->a->store, name, &r) != 0)
+		return 0;
+	c->result = methods_sandbox_json(&r);
+	cJSON_AddBoolToObject(c->result, "existing", 1);
+	store_sandbox_finish(&r);
+	return 1;
+}
+
+int methods_create(struct call *c)
+{
+	struct hopx_call hc = {.op = HOPX_CREATE, .prio = HOPX_PRIO_USER};
+	struct track *t = NULL;
+	int64_t intent = 0;
+	char *body;
+	int e;
+
+	if ((e = check_create(c)) != 0)
+		return e;
+	if (existing_by_name(c))
+		return 0;
+	if ((e = need_api(c)) != 0)
+		return e;
+	if ((body = create_body(c)) == NULL)
+		return ERR_NOMEM;
+	/* Written before the call: a crash cannot lose what it creates. */
+	e = store_intent_add(c->a->store, "create", body,
+	                     methods_param_str(c, "name"), &intent);
+	if (e == ERR_EXISTS)
+		methods_fail(c, e, "a create with this name is in flight");
+	if (e == 0 && (t = track_new(c)) == NULL)
+		e = ERR_NOMEM;
+	if (e == 0) {
+		t->intent = intent;
+		hc.body = body;
+		e = hopx_call(c->a->hopx, &hc, created, t);
+	}
+	if (e != 0 && intent)
+		store_intent_resolve(c->a->store, intent, NULL);
+	if (e != 0 && t)
+		track_free(t);
+	free(body);
+	return e;
+}

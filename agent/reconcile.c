@@ -1,0 +1,578 @@
+#include "reconcile.h"
+
+#include "agent.h"
+#include "err.h"
+#include "hopx.h"
+#include "json.h"
+#include "log.h"
+#include "rfc3339.h"
+#include "timing.h"
+#include "sessions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+#include <utlist.h>
+
+/* Below this many records a GET each costs no more than listing. */
+#define LIST_MIN       4
+#define PAGE_LIMIT     100
+#define REPORT_MAX     5000 /* sandbox lines kept in one report */
+#define RETRY_FIRST_MS 2000
+
+struct entry {
+	UT_hash_handle hh;
+	struct run *run;
+	char id[SBX_ID_MAX + 1];
+	enum sbx_status before, after;
+	const char *action; /* static string; NULL: nothing to do */
+	int seen;           /* the list mentioned it */
+	int err;
+	char msg[256];
+};
+
+struct rwaiter {
+	reconcile_fn fn;
+	void *ud;
+	struct rwaiter *next;
+};
+
+struct run {
+	struct reconcile *rc;
+	char trigger[16];
+	int64_t started_at;
+	unsigned attempts_before;
+	enum hopx_prio prio;
+	struct entry *entries; /* array of n */
+	struct entry *byid;    /* hash over the array */
+	size_t n, seen;
+	int pending; /* list pages and actions out */
+	int pages;
+	int listing; /* a list page is out */
+	int closing; /* the agent is stopping: free once pending is 0 */
+	int err;     /* what stopped the run from learning HopX's state */
+	char msg[256];
+	struct rwaiter *waiters;
+};
+
+struct reconcile {
+	struct agent *a;
+	struct sessions *ss;
+	struct hopx *hx;
+	int64_t interval_ms;
+	uv_timer_t timer;
+	int64_t next_at;
+	int failures; /* runs in a row that could not reach HopX */
+	uint32_t rng;
+	struct run *run;
+	int first_done;
+};
+
+static int64_t now_wall(const struct reconcile *rc)
+{
+	return clock_wall_ms(rc->a->clk);
+}
+
+static void finish(struct run *run);
+static void run_free(struct run *run, int err, const cJSON *rep);
+
+/* One step less to wait for; the last one ends the run. */
+static void step_done(struct run *run)
+{
+	if (--run->pending > 0)
+		return;
+	if (run->closing)
+		run_free(run, ERR_STATE, NULL);
+	else
+		finish(run);
+}
+
+/* ---- per-sandbox decisions ---- */
+
+static void action_done(void *ud, const struct sess_outcome *o)
+{
+	struct entry *e = ud;
+	struct run *run = e->run;
+	struct sess_view v;
+
+	if (run->closing) {
+		step_done(run);
+		return;
+	}
+	e->err = o->err;
+	snprintf(e->msg, sizeof(e->msg), "%s", o->err ? o->msg : "");
+	if (sessions_view(run->rc->ss, e->id, &v) == 0)
+		e->after = v.status;
+	step_done(run);
+}
+
+static void act(struct entry *e, enum sess_act a, const char *what)
+{
+	struct run *run = e->run;
+
+	e->action = what;
+	run->pending++;
+	sessions_do(run->rc->ss, e->id, a, 0, run->prio, STORE_CAUSE_AGENT,
+	            action_done, e);
+}
+
+/* A running record keeps its token unless it is due for renewal. */
+static int token_good(const struct sess_view *v, int64_t now)
+{
+	int64_t life = v->token_expires_at - v->token_issued_at;
+
+	return v->token_expires_at > 0 &&
+	       v->token_expires_at - now > life / 5 &&
+	       v->token_expires_at - now > 2000;
+}
+
+/* What a record needs now that its status is known. */
+static void decide(struct entry *e)
+{
+	struct sess_view v;
+
+	if (sessions_view(e->run->rc->ss, e->id, &v) != 0) {
+		e->err = ERR_NOTFOUND;
+		snprintf(e->msg, sizeof(e->msg), "detached meanwhile");
+		return;
+	}
+	e->after = v.status;
+	if (v.status == SBX_RUNNING && !token_good(&v, now_wall(e->run->rc)))
+		act(e, SESS_REFRESH, "refresh");
+	else if (v.status == SBX_PAUSED && (v.auto_resume || v.paused_by_agent))
+		act(e, SESS_RESUME, "resume");
+	else if (v.status == SBX_CREATING)
+		e->action = "poll";
+}
+
+static void synced(void *ud, const struct sess_outcome *o)
+{
+	struct entry *e = ud;
+	struct run *run = e->run;
+
+	if (run->closing) {
+		step_done(run);
+		return;
+	}
+	if (o->err != 0) {
+		e->err = o->err;
+		snprintf(e->msg, sizeof(e->msg), "%s", o->msg);
+		e->after = o->after;
+		if (o->err == ERR_NOTFOUND)
+			e->err = 0; /* gone is an answer, not a failure */
+	} else {
+		decide(e);
+	}
+	step_done(run);
+}
+
+/* GETs every record the list did not mention. */
+static void get_rest(struct run *run)
+{
+	size_t i;
+
+	run->pending++; /* held while queueing */
+	for (i = 0; i < run->n; i++) {
+		struct entry *e = &run->entries[i];
+
+		if (e->seen)
+			continue;
+		run->pending++;
+		sessions_do(run->rc->ss, e->id, SESS_SYNC, 0, run->prio,
+		            STORE_CAUSE_REMOTE, synced, e);
+	}
+	step_done(run);
+}
+
+/* ---- listing ---- */
+
+static void list_page(struct run *run, const char *cursor);
+
+static void mark_all_stale(struct run *run)
+{
+	size_t i;
+
+	for (i = 0; i < run->n; i++) {
+		struct entry *e = &run->entries[i];
+
+		e->err = run->err;
+		snprintf(e->msg, sizeof(e->msg), "%s", run->msg);
+		if (run->err != ERR_AUTH)
+			store_sandbox_mark_stale(run->rc->a->store, e->id,
+			                         run->msg);
+	}
+}
+
+static void on_item(struct run *run, const struct hopx_sandbox *h)
+{
+	struct entry *e;
+
+	HASH_FIND_STR(run->byid, h->id, e);
+	if (e == NULL || e->seen)
+		return;
+	e->seen = 1;
+	run->seen++;
+	/* Busy: the operation in flight will report the status itself. */
+	if (sessions_observe(run->rc->ss, h) == 0)
+		decide(e);
+	else
+		e->after = e->before;
+}
+
+static void on_list(void *ud, const struct hopx_result *r)
+{
+	struct run *run = ud;
+	int i, more;
+
+	sessions_note_api(run->rc->ss, r->err, r->message);
+	run->listing = 0;
+	if (r->err == ERR_AUTH ||
+	    (r->err != 0 && r->err != ERR_NOTFOUND && r->err != ERR_INVAL)) {
+		run->err = r->err;
+		snprintf(run->msg, sizeof(run->msg),
+		         "listing sandboxes: %s%s%s", err_str(r->err),
+		         r->message[0] ? ": " : "", r->message);
+		mark_all_stale(run);
+		step_done(run);
+		return;
+	}
+	for (i = 0; i < r->nitems; i++)
+		on_item(run, &r->items[i]);
+	/* Page on while a page may still save GETs; never past n pages. */
+	more = r->err == 0 && r->has_more && r->next_cursor[0] &&
+	       run->n - run->seen >= LIST_MIN && (size_t)run->pages < run->n;
+	agent_publish(run->rc->a);
+	if (more)
+		list_page(run, r->next_cursor);
+	else
+		get_rest(run);
+	step_done(run); /* this page */
+}
+
+static void list_page(struct run *run, const char *cursor)
+{
+	char query[256];
+	struct hopx_call c = {
+	        .op = HOPX_LIST, .query = query, .prio = run->prio};
+
+	snprintf(query, sizeof(query), "limit=%d%s%s", PAGE_LIMIT,
+	         cursor ? "&cursor=" : "", cursor ? cursor : "");
+	run->pages++;
+	run->pending++;
+	run->listing = 1;
+	if (hopx_call(run->rc->hx, &c, on_list, run) != 0) {
+		run->pending--;
+		run->listing = 0;
+		get_rest(run);
+	}
+}
+
+/* ---- the report ---- */
+
+static void add_time(cJSON *o, const char *key, int64_t ms)
+{
+	char buf[RFC3339_MAX];
+
+	if (rfc3339_format(ms, 1, buf, sizeof(buf)) == 0)
+		json_add_str(o, key, buf);
+}
+
+static int changed(const struct entry *e)
+{
+	return e->action || e->err || e->before != e->after;
+}
+
+static cJSON *entry_json(const struct entry *e)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	json_add_str(o, "id", e->id);
+	json_add_str(o, "before", sbx_status_str(e->before));
+	json_add_str(o, "after", sbx_status_str(e->after));
+	json_add_str(o, "action", e->action ? e->action : "none");
+	if (e->err) {
+		json_add_str(o, "error", err_name(e->err));
+		json_add_str(o, "message", e->msg);
+	}
+	return o;
+}
+
+/* Counts by outcome, for the summary. */
+static void count(const struct run *run, cJSON *sum)
+{
+	size_t i, unchanged = 0, errors = 0, by[SBX_STATUS_COUNT] = {0};
+	cJSON *after;
+
+	for (i = 0; i < run->n; i++) {
+		const struct entry *e = &run->entries[i];
+
+		unchanged += !changed(e);
+		errors += e->err != 0;
+		by[e->after]++;
+	}
+	json_add_i64(sum, "checked", (int64_t)run->n);
+	json_add_i64(sum, "unchanged", (int64_t)unchanged);
+	json_add_i64(sum, "errors", (int64_t)errors);
+	after = cJSON_AddObjectToObject(sum, "after");
+	for (i = 0; i < SBX_STATUS_COUNT; i++)
+		if (by[i])
+			json_add_i64(after, sbx_status_str((enum sbx_status)i),
+			             (int64_t)by[i]);
+}
+
+static cJSON *report_json(const struct run *run, int64_t now)
+{
+	cJSON *o = cJSON_CreateObject(), *sum, *arr;
+	size_t i, lines = 0;
+
+	json_add_str(o, "trigger", run->trigger);
+	add_time(o, "started_at", run->started_at);
+	add_time(o, "finished_at", now);
+	json_add_i64(o, "duration_ms", now - run->started_at);
+	json_add_i64(
+	        o, "requests",
+	        (int64_t)(hopx_attempts(run->rc->hx) - run->attempts_before));
+	json_add_i64(o, "list_pages", run->pages);
+	json_add_str(o, "api", sess_api_str(sessions_api(run->rc->ss, NULL)));
+	if (run->err) {
+		json_add_str(o, "error", err_name(run->err));
+		json_add_str(o, "message", run->msg);
+	}
+	sum = cJSON_AddObjectToObject(o, "summary");
+	count(run, sum);
+	arr = cJSON_AddArrayToObject(o, "sandboxes");
+	for (i = 0; i < run->n; i++) {
+		if (!changed(&run->entries[i]))
+			continue;
+		if (++lines > REPORT_MAX) {
+			cJSON_AddBoolToObject(o, "truncated", 1);
+			break;
+		}
+		cJSON_AddItemToArray(arr, entry_json(&run->entries[i]));
+	}
+	return o;
+}
+
+/* Stores the report and a "reconciled" event with its summary. */
+static void store_report(struct run *run, const cJSON *rep, int64_t now)
+{
+	struct store *st = run->rc->a->store;
+	cJSON *d = cJSON_CreateObject();
+	char *text = json_print(rep), *dt;
+	int64_t id = 0;
+
+	if (text == NULL || store_report_add(st, run->trigger, run->started_at,
+	                                     now, text, &id) != 0)
+		log_error("cannot store the reconcile report");
+	json_add_i64(d, "report", id);
+	json_add_str(d, "trigger", run->trigger);
+	cJSON_AddItemToObject(
+	        d, "summary",
+	        cJSON_Duplicate(cJSON_GetObjectItem(rep, "summary"), 1));
+	if (run->err)
+		json_add_str(d, "error", err_name(run->err));
+	dt = json_print(d);
+	store_event_append(st, NULL, "reconciled", STORE_CAUSE_AGENT, dt, NULL);
+	free(dt);
+	free(text);
+	cJSON_Delete(d);
+}
+
+/* ---- runs ---- */
+
+static void on_timer(uv_timer_t *t);
+
+static void arm(struct reconcile *rc, int64_t delay)
+{
+	rc->next_at = now_wall(rc) + delay;
+	uv_timer_start(&rc->timer, on_timer, (uint64_t)delay, 0);
+}
+
+/* After a failed run, retry sooner than the interval, backing off. */
+static int64_t next_delay(struct reconcile *rc, int err)
+{
+	int64_t d;
+
+	if (err == 0 || err == ERR_AUTH) {
+		rc->failures = 0;
+		return rc->interval_ms;
+	}
+	d = timing_backoff(++rc->failures, RETRY_FIRST_MS, rc->interval_ms,
+	                   timing_rand(&rc->rng), RETRY_FIRST_MS / 2);
+	return d < rc->interval_ms ? d : rc->interval_ms;
+}
+
+static void run_free(struct run *run, int err, const cJSON *rep)
+{
+	struct rwaiter *w, *next;
+
+	for (w = run->waiters; w; w = next) {
+		next = w->next;
+		if (w->fn)
+			w->fn(w->ud, err, rep);
+		free(w);
+	}
+	HASH_CLEAR(hh, run->byid);
+	free(run->entries);
+	free(run);
+}
+
+static void finish(struct run *run)
+{
+	struct reconcile *rc = run->rc;
+	int64_t now = now_wall(rc);
+	cJSON *rep = report_json(run, now);
+
+	store_report(run, rep, now);
+	log_info("reconcile (%s): %zu checked, %s in %lld ms", run->trigger,
+	         run->n, run->err ? run->msg : "done",
+	         (long long)(now - run->started_at));
+	rc->run = NULL;
+	arm(rc, next_delay(rc, run->err));
+	if (!rc->first_done) {
+		rc->first_done = 1;
+		sessions_background(rc->ss, 1);
+	}
+	agent_publish(rc->a);
+	run_free(run, run->err, rep);
+	cJSON_Delete(rep);
+}
+
+struct snap {
+	struct run *run;
+	size_t i;
+};
+
+static void take(void *ud, const char *id, const struct sess_view *v)
+{
+	struct snap *sn = ud;
+	struct entry *e;
+
+	if (v->status == SBX_GONE)
+		return; /* gone stays gone: nothing left to ask */
+	e = &sn->run->entries[sn->i++];
+	e->run = sn->run;
+	snprintf(e->id, sizeof(e->id), "%s", id);
+	e->before = e->after = v->status;
+	HASH_ADD_STR(sn->run->byid, id, e);
+}
+
+static struct run *run_new(struct reconcile *rc, const char *trigger)
+{
+	struct run *run = calloc(1, sizeof(*run));
+	size_t n = sessions_count(rc->ss);
+	struct snap sn = {run, 0};
+
+	if (run == NULL ||
+	    (run->entries = calloc(n ? n : 1, sizeof(struct entry))) == NULL) {
+		free(run);
+		return NULL;
+	}
+	run->rc = rc;
+	snprintf(run->trigger, sizeof(run->trigger), "%s", trigger);
+	run->started_at = now_wall(rc);
+	run->attempts_before = hopx_attempts(rc->hx);
+	run->prio =
+	        strcmp(trigger, "user") == 0 ? HOPX_PRIO_USER : HOPX_PRIO_SYNC;
+	sessions_each(rc->ss, take, &sn);
+	run->n = sn.i;
+	return run;
+}
+
+static int add_rwaiter(struct run *run, reconcile_fn fn, void *ud)
+{
+	struct rwaiter *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return ERR_NOMEM;
+	w->fn = fn;
+	w->ud = ud;
+	LL_APPEND(run->waiters, w);
+	return 0;
+}
+
+int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
+                  void *ud)
+{
+	struct run *run = rc->run;
+
+	if (rc->hx == NULL)
+		return ERR_AUTH;
+	if (run)
+		return add_rwaiter(run, fn, ud);
+	if ((run = run_new(rc, trigger)) == NULL ||
+	    add_rwaiter(run, fn, ud) != 0) {
+		if (run)
+			run_free(run, ERR_NOMEM, NULL);
+		return ERR_NOMEM;
+	}
+	rc->run = run;
+	uv_timer_stop(&rc->timer);
+	log_info("reconcile (%s): %zu records", trigger, run->n);
+	run->pending++; /* held until the first step is queued */
+	if (run->n >= LIST_MIN)
+		list_page(run, NULL);
+	else
+		get_rest(run);
+	step_done(run);
+	return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+	struct reconcile *rc = t->data;
+
+	reconcile_run(rc, "periodic", NULL, NULL);
+}
+
+int reconcile_create(struct agent *a, struct sessions *ss, struct hopx *hx,
+                     int64_t interval_ms, struct reconcile **out)
+{
+	struct reconcile *rc = calloc(1, sizeof(*rc));
+
+	if (rc == NULL)
+		return ERR_NOMEM;
+	rc->a = a;
+	rc->ss = ss;
+	rc->hx = hx;
+	rc->interval_ms = interval_ms;
+	rc->rng = (uint32_t)clock_wall_ms(a->clk) | 1u;
+	uv_timer_init(a->loop, &rc->timer);
+	rc->timer.data = rc;
+	*out = rc;
+	return 0;
+}
+
+static void rc_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void reconcile_destroy(struct reconcile *rc)
+{
+	if (rc == NULL)
+		return;
+	/*
+	 * The HopX client is gone (no list answer will come), but sessions
+	 * still owe answers to the actions: free the run after the last.
+	 */
+	if (rc->run) {
+		rc->run->closing = 1;
+		rc->run->pending -= rc->run->listing;
+		if (rc->run->pending <= 0)
+			run_free(rc->run, ERR_STATE, NULL);
+	}
+	rc->run = NULL;
+	uv_close((uv_handle_t *)&rc->timer, rc_closed);
+}
+
+int reconcile_running(const struct reconcile *rc)
+{
+	return rc->run != NULL;
+}
+
+int64_t reconcile_next_at(const struct reconcile *rc)
+{
+	return rc->run ? 0 : rc->next_at;
+}

@@ -1,0 +1,49 @@
+#ifndef HOPXD_RECONCILE_H
+#define HOPXD_RECONCILE_H
+
+/*
+ * Reconcile: makes every tracked record agree with HopX (DESIGN.md
+ * "Agent behaviour" 2). A run reads the list endpoint page by page while
+ * that is cheaper than a GET per record, GETs what the list did not
+ * mention, then acts per status: running keeps a still-valid token or
+ * refreshes; paused is resumed (policy) and refreshed; stopped is only
+ * marked; creating is polled; 404 is gone. A refused API key changes
+ * nothing; transient errors leave records stale and the run is retried
+ * with backoff. Every run stores a report (store_report_add) and appends
+ * a "reconciled" event. Runs happen at start, every interval, and on
+ * demand; asking while one runs joins it.
+ */
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+struct agent;
+struct hopx;
+struct reconcile;
+struct sessions;
+
+int reconcile_create(struct agent *a, struct sessions *ss, struct hopx *hx,
+                     int64_t interval_ms, struct reconcile **out);
+
+/* Fails waiting callers (shutting down) and frees; needs a loop run. */
+void reconcile_destroy(struct reconcile *rc);
+
+/*
+ * Called with the report once the run ends (report valid only during the
+ * call); err is 0, or ERR_AUTH / ERR_NET ... when the run could not
+ * learn HopX's state (the report then says why).
+ */
+typedef void (*reconcile_fn)(void *ud, int err, const cJSON *report);
+
+/*
+ * Starts a run ("start", "periodic" or "user") or joins the one running.
+ * fn may be NULL. Returns 0 or ERR_NOMEM / ERR_AUTH (no API client).
+ */
+int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
+                  void *ud);
+
+/* Whether a run is going on, and when the next periodic one starts. */
+int reconcile_running(const struct reconcile *rc);
+int64_t reconcile_next_at(const struct reconcile *rc);
+
+#endif

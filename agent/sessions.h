@@ -1,0 +1,160 @@
+#ifndef HOPXD_SESSIONS_H
+#define HOPXD_SESSIONS_H
+
+/*
+ * Every tracked sandbox in memory (a hash map by id), with the store as
+ * the durable log: each change is written there first, then mirrored
+ * here. Per sandbox, a state machine runs one HopX operation at a time
+ * (single-flight: asking for what is already running joins it; anything
+ * else waits its turn) and one timer drives background work: token
+ * renewal at ~80% of the token's life, keep-alive before the deadline,
+ * polling while "creating", retries after failures.
+ */
+
+#include <stdint.h>
+
+#include "hopx.h"
+#include "sbx.h"
+#include "store.h"
+
+struct agent;
+struct sessions;
+
+enum sess_act {
+	SESS_SYNC,    /* GET: learn status and metadata */
+	SESS_REFRESH, /* a new token */
+	SESS_RESUME,  /* resume, then a new token */
+	SESS_PAUSE,
+	SESS_START, /* start, then a new token */
+	SESS_STOP,
+	SESS_KILL,
+	SESS_TIMEOUT, /* PUT timeout: arg seconds from now */
+	SESS_NACTS
+};
+
+/* "resume", ...: the verb of an action. */
+const char *sess_act_str(enum sess_act act);
+
+/* The state of the HopX API as the agent last saw it. */
+enum sess_api {
+	SESS_API_OFF,     /* no API key configured: local records only */
+	SESS_API_UNKNOWN, /* nothing answered yet */
+	SESS_API_OK,
+	SESS_API_AUTH,       /* the key was refused: nothing is changed */
+	SESS_API_UNREACHABLE /* network errors, 5xx, timeouts */
+};
+
+const char *sess_api_str(enum sess_api s);
+
+/* What an operation did, for the caller that asked for it. */
+struct sess_outcome {
+	int err;       /* 0 or ERR_* */
+	char msg[256]; /* for people, when err != 0 */
+	enum sbx_status before;
+	enum sbx_status after;
+};
+
+typedef void (*sess_done_fn)(void *ud, const struct sess_outcome *o);
+
+/*
+ * Loads every record of the store and arms its timers. With hx NULL (no
+ * API key) nothing is ever scheduled and every action fails ERR_AUTH.
+ * Returns 0 or an ERR_* from the store.
+ */
+int sessions_create(struct agent *a, struct hopx *hx, struct sessions **out);
+
+/*
+ * Fails every waiting caller (ERR_STATE: shutting down) and closes the
+ * timers; frees once the loop ran their close callbacks. NULL ok.
+ */
+void sessions_destroy(struct sessions *ss);
+
+/* (Re)reads one record from the store, e.g. after attach or create. */
+int sessions_track(struct sessions *ss, const char *id);
+
+/* Drops a record the store forgot; its in-flight call finishes unseen. */
+void sessions_forget(struct sessions *ss, const char *id);
+
+/*
+ * Runs act on the sandbox with this id (arg: TIMEOUT seconds), spending
+ * budget at prio; the store's events name cause. fn (may be NULL) runs
+ * exactly once, possibly before this returns (e.g. not tracked). Returns
+ * 0, or an ERR_* after which fn has already run.
+ */
+int sessions_do(struct sessions *ss, const char *id, enum sess_act act,
+                int64_t arg, enum hopx_prio prio, enum store_cause cause,
+                sess_done_fn fn, void *ud);
+
+/*
+ * Hands out a token that lasts at least min_ttl_ms, refreshing first
+ * when the stored one would not (a token issued less than a second ago
+ * is handed out as it is: a refresh would not last longer). fn gets
+ * the token (NULL on error) and its expiry.
+ */
+typedef void (*sess_token_fn)(void *ud, const struct sess_outcome *o,
+                              const char *token, int64_t expires_at);
+int sessions_token(struct sessions *ss, const char *id, int64_t min_ttl_ms,
+                   sess_token_fn fn, void *ud);
+
+/*
+ * Calls fn once the sandbox has status want (at once if it has), with
+ * ERR_TIMEOUT after timeout_ms, or ERR_NOTFOUND if it is forgotten.
+ */
+int sessions_wait(struct sessions *ss, const char *id, enum sbx_status want,
+                  int64_t timeout_ms, sess_done_fn fn, void *ud);
+
+/*
+ * Applies what a list page said about a tracked sandbox (status and
+ * metadata; cause remote). Returns 0, ERR_NOTFOUND (not tracked) or
+ * ERR_BUSY (an operation is in flight: its own answer will tell).
+ */
+int sessions_observe(struct sessions *ss, const struct hopx_sandbox *h);
+
+/* Status, token expiry and policies of a tracked sandbox. */
+struct sess_view {
+	enum sbx_status status;
+	int64_t token_expires_at; /* 0: none */
+	int64_t token_issued_at;
+	int auto_resume;
+	int paused_by_agent;
+	int pause_on_shutdown;
+	int busy; /* an operation is in flight */
+};
+
+int sessions_view(const struct sessions *ss, const char *id,
+                  struct sess_view *out);
+
+/* Calls fn for every tracked sandbox (not in a defined order). */
+typedef void (*sess_each_fn)(void *ud, const char *id,
+                             const struct sess_view *v);
+void sessions_each(const struct sessions *ss, sess_each_fn fn, void *ud);
+
+/* Re-reads policies from the store and re-arms the timer (after policy). */
+int sessions_policy_changed(struct sessions *ss, const char *id);
+
+/*
+ * Notes the outcome of any HopX call for the agent-wide API state,
+ * appending an "api" event when it changes.
+ */
+void sessions_note_api(struct sessions *ss, int err, const char *msg);
+
+enum sess_api sessions_api(const struct sessions *ss, const char **msg);
+
+/* Tracked count, calls in flight, and the earliest renewal (0: none). */
+size_t sessions_count(const struct sessions *ss);
+int64_t sessions_next_renewal(const struct sessions *ss);
+
+/*
+ * Background work (renewals, keep-alive, polls) starts held, so that the
+ * first reconcile decides what each record needs; on releases it.
+ */
+void sessions_background(struct sessions *ss, int on);
+
+/*
+ * Shutdown: stops background work, pauses every running sandbox whose
+ * policy says so (marking it paused_by_agent) and calls fn once those
+ * pauses have answered. fn runs at once when there is nothing to pause.
+ */
+void sessions_shutdown(struct sessions *ss, void (*fn)(void *ud), void *ud);
+
+#endif

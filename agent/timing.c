@@ -1,0 +1,61 @@
+#include "timing.h"
+
+#define RENEW_MIN_FRACTION 70 /* percent of the life */
+#define RENEW_SPREAD       20 /* percent of the life, jittered */
+#define RENEW_MARGIN_MAX   (5 * 60 * 1000)
+#define POLL_FIRST_MS      1000
+#define POLL_MAX_MS        30000
+
+uint32_t timing_rand(uint32_t *state)
+{
+	uint32_t x = *state;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return *state = x;
+}
+
+int64_t timing_backoff(int attempt, int64_t base, int64_t cap, uint32_t r,
+                       int64_t not_before)
+{
+	int64_t ceil = base, d;
+	int i;
+
+	for (i = 1; i < attempt && ceil < cap; i++)
+		ceil *= 2;
+	if (ceil > cap)
+		ceil = cap;
+	d = ceil > 0 ? (int64_t)(r % (uint64_t)(ceil + 1)) : 0;
+	return not_before > d ? not_before : d;
+}
+
+int64_t timing_renew_at(int64_t issued, int64_t expires, uint32_t r)
+{
+	int64_t life = expires - issued, at, margin;
+
+	if (life <= 0)
+		return issued;
+	at = issued + life * RENEW_MIN_FRACTION / 100 +
+	     (int64_t)((double)life * RENEW_SPREAD / 100 *
+	               ((double)r / 4294967296.0));
+	margin = life / 10 < RENEW_MARGIN_MAX ? life / 10 : RENEW_MARGIN_MAX;
+	return at > expires - margin ? expires - margin : at;
+}
+
+int64_t timing_keepalive_at(int64_t expires_at, int64_t keepalive_s,
+                            int64_t now)
+{
+	if (expires_at <= 0)
+		return now;
+	return expires_at - keepalive_s * 1000 / 3;
+}
+
+int64_t timing_poll_delay(int polls)
+{
+	int64_t d = POLL_FIRST_MS;
+
+	while (polls-- > 0 && d < POLL_MAX_MS)
+		d *= 2;
+	return d < POLL_MAX_MS ? d : POLL_MAX_MS;
+}

@@ -1,0 +1,451 @@
+/*
+ * hopxctl commands that act on HopX through the agent: attach, create,
+ * the lifecycle verbs, timeout, keepalive, token, env, run, reconcile,
+ * wait and policy.
+ */
+#include "commands.h"
+
+#include "err.h"
+#include "json.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Waiting for HopX takes longer than a local query. */
+#define API_TIMEOUT_MS (5 * 60 * 1000)
+
+/* A whole number of seconds in lo..hi, or -1. */
+static long long seconds_arg(const char *s, long long lo, long long hi)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi)
+		return -1;
+	return v;
+}
+
+/* Adds KEY=VALUE to obj; returns 0 or EXIT_USAGE. */
+static int add_pair(cJSON *obj, const char *what, char *kv)
+{
+	char *eq = strchr(kv, '=');
+
+	if (eq == NULL || eq == kv)
+		return cli_usage_err(what, kv);
+	*eq = '\0';
+	json_add_str(obj, kv, eq + 1);
+	*eq = '=';
+	return 0;
+}
+
+static int call_record(struct cli *c, const char *method, cJSON *p)
+{
+	c->timeout_ms = API_TIMEOUT_MS;
+	return cli_call_record(c, method, p);
+}
+
+/* ---- attach, create ---- */
+
+/* Options shared by attach and create; 1 when argv[*i] was one. */
+static int common_opt(int argc, char **argv, int *i, cJSON *p, int *r)
+{
+	const char *a = argv[*i];
+
+	*r = 0;
+	if (strcmp(a, "--name") == 0 && *i + 1 < argc) {
+		json_add_str(p, "name", argv[++*i]);
+	} else if (strcmp(a, "--label") == 0 && *i + 1 < argc) {
+		cJSON *l = cJSON_GetObjectItem(p, "labels");
+
+		if (l == NULL)
+			l = cJSON_AddObjectToObject(p, "labels");
+		*r = add_pair(l, "--label takes KEY=VALUE, not", argv[++*i]);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+int run_attach(struct cli *c, int argc, char **argv)
+{
+	cJSON *p = cJSON_CreateObject();
+	int i, r = 0;
+
+	json_add_str(p, "id", argv[0]);
+	for (i = 1; i < argc && r == 0; i++) {
+		if (common_opt(argc, argv, &i, p, &r))
+			continue;
+		if (strcmp(argv[i], "--no-resume") == 0)
+			cJSON_AddFalseToObject(p, "resume");
+		else
+			r = cli_usage_err("attach: unexpected argument",
+			                  argv[i]);
+	}
+	if (r != 0) {
+		cJSON_Delete(p);
+		return r;
+	}
+	return call_record(c, "attach", p);
+}
+
+static int create_opt(int argc, char **argv, int *i, cJSON *p)
+{
+	const char *a = argv[*i];
+	long long s;
+	int r;
+
+	if (common_opt(argc, argv, i, p, &r))
+		return r;
+	if (*i + 1 >= argc)
+		return cli_usage_err("create: unexpected argument", a);
+	if (strcmp(a, "--template") == 0) {
+		json_add_str(p, "template", argv[++*i]);
+	} else if (strcmp(a, "--region") == 0) {
+		json_add_str(p, "region", argv[++*i]);
+	} else if (strcmp(a, "--timeout") == 0) {
+		if ((s = seconds_arg(argv[++*i], 1, 30LL * 86400)) < 0)
+			return cli_usage_err(
+			        "create: --timeout takes 1..2592000 "
+			        "seconds, not",
+			        argv[*i]);
+		json_add_i64(p, "timeout_s", s);
+	} else if (strcmp(a, "--env") == 0) {
+		cJSON *e = cJSON_GetObjectItem(p, "env");
+
+		if (e == NULL)
+			e = cJSON_AddObjectToObject(p, "env");
+		return add_pair(e, "--env takes NAME=VALUE, not", argv[++*i]);
+	} else {
+		return cli_usage_err("create: unexpected argument", a);
+	}
+	return 0;
+}
+
+int run_create(struct cli *c, int argc, char **argv)
+{
+	cJSON *p = cJSON_CreateObject();
+	int i, r = 0;
+
+	for (i = 0; i < argc && r == 0; i++)
+		r = create_opt(argc, argv, &i, p);
+	if (r == 0 && cJSON_GetObjectItem(p, "template") == NULL)
+		r = cli_usage_err("create: --template is required", NULL);
+	if (r != 0) {
+		cJSON_Delete(p);
+		return r;
+	}
+	return call_record(c, "create", p);
+}
+
+/* ---- verbs ---- */
+
+int run_pause(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return call_record(c, "pause", cli_ref_params(argv[0]));
+}
+
+int run_resume(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return call_record(c, "resume", cli_ref_params(argv[0]));
+}
+
+int run_start(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return call_record(c, "start", cli_ref_params(argv[0]));
+}
+
+int run_stop(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return call_record(c, "stop", cli_ref_params(argv[0]));
+}
+
+int run_kill(struct cli *c, int argc, char **argv)
+{
+	(void)argc;
+	return call_record(c, "kill", cli_ref_params(argv[0]));
+}
+
+int run_timeout(struct cli *c, int argc, char **argv)
+{
+	long long s = seconds_arg(argv[1], 1, 30LL * 86400);
+	cJSON *p;
+
+	(void)argc;
+	if (s < 0)
+		return cli_usage_err("timeout: seconds must be 1..2592000, not",
+		                     argv[1]);
+	p = cli_ref_params(argv[0]);
+	json_add_i64(p, "seconds", s);
+	return call_record(c, "timeout", p);
+}
+
+int run_keepalive(struct cli *c, int argc, char **argv)
+{
+	long long s = strcmp(argv[1], "off") == 0
+	                      ? 0
+	                      : seconds_arg(argv[1], 10, 30LL * 86400);
+	cJSON *p;
+
+	(void)argc;
+	if (s < 0)
+		return cli_usage_err("keepalive: give 10..2592000 seconds or "
+		                     "'off', not",
+		                     argv[1]);
+	p = cli_ref_params(argv[0]);
+	json_add_i64(p, "seconds", s);
+	return call_record(c, "keepalive", p);
+}
+
+/* on|off, or -1. */
+static int on_off(const char *s)
+{
+	if (strcmp(s, "on") == 0)
+		return 1;
+	return strcmp(s, "off") == 0 ? 0 : -1;
+}
+
+int run_policy(struct cli *c, int argc, char **argv)
+{
+	cJSON *p = cli_ref_params(argv[0]);
+	int i, v, r = 0;
+
+	for (i = 1; i < argc && r == 0; i++) {
+		const char *key = strcmp(argv[i], "--auto-resume") == 0
+		                          ? "auto_resume"
+		                  : strcmp(argv[i], "--pause-on-shutdown") == 0
+		                          ? "pause_on_shutdown"
+		                          : NULL;
+
+		if (key == NULL || i + 1 >= argc ||
+		    (v = on_off(argv[i + 1])) < 0)
+			r = cli_usage_err(
+			        "policy: expected --auto-resume "
+			        "on|off or --pause-on-shutdown on|off "
+			        "at",
+			        argv[i]);
+		else
+			cJSON_AddBoolToObject(p, key, v);
+		i++;
+	}
+	if (r != 0) {
+		cJSON_Delete(p);
+		return r;
+	}
+	return call_record(c, "policy", p);
+}
+
+/* ---- token, env, run ---- */
+
+/* Asks for a token; *res holds id, token, expires_at, public_host. */
+static int get_token(struct cli *c, const char *ref, long long min_ttl,
+                     cJSON **res)
+{
+	cJSON *p = cli_ref_params(ref);
+
+	if (min_ttl > 0)
+		json_add_i64(p, "min_ttl_s", min_ttl);
+	c->timeout_ms = API_TIMEOUT_MS;
+	return cli_call(c, "token", p, res);
+}
+
+int run_token(struct cli *c, int argc, char **argv)
+{
+	long long ttl = 0;
+	cJSON *res = NULL;
+	int r;
+
+	if (argc == 3 && strcmp(argv[1], "--min-ttl") == 0)
+		ttl = seconds_arg(argv[2], 0, 86400);
+	else if (argc != 1)
+		return cli_usage_err("token: expected REF [--min-ttl S]", NULL);
+	if (ttl < 0)
+		return cli_usage_err("token: --min-ttl takes 0..86400 seconds, "
+		                     "not",
+		                     argv[2]);
+	if ((r = get_token(c, argv[0], ttl, &res)) == EXIT_OK) {
+		if (c->json)
+			cli_print_json(c, res);
+		else
+			printf("%s\n", cJSON_GetStringValue(cJSON_GetObjectItem(
+			                       res, "token")));
+	}
+	cJSON_Delete(res);
+	return r;
+}
+
+/* The sandbox agent's URL: public_host, with https:// if it has none. */
+static void agent_url(const cJSON *res, char *out, size_t n)
+{
+	const char *h =
+	        cJSON_GetStringValue(cJSON_GetObjectItem(res, "public_host"));
+
+	if (h == NULL)
+		h = "";
+	snprintf(out, n, "%s%s",
+	         *h && strstr(h, "://") == NULL ? "https://" : "", h);
+}
+
+/* The variables env prints and run sets, in order. */
+static const char *const env_names[] = {
+        "HOPX_SANDBOX_ID", "HOPX_SANDBOX_URL", "HOPX_SANDBOX_TOKEN",
+        "HOPX_TOKEN_EXPIRES_AT", "HOPXD_SOCKET"};
+
+static void env_values(const struct cli *c, const cJSON *res, char *url,
+                       size_t n, const char *v[5])
+{
+	agent_url(res, url, n);
+	v[0] = cJSON_GetStringValue(cJSON_GetObjectItem(res, "id"));
+	v[1] = url;
+	v[2] = cJSON_GetStringValue(cJSON_GetObjectItem(res, "token"));
+	v[3] = cJSON_GetStringValue(cJSON_GetObjectItem(res, "expires_at"));
+	v[4] = c->socket;
+}
+
+/* Prints a value in single quotes, safe for any POSIX shell. */
+static void shell_quote(const char *s)
+{
+	putchar('\'');
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*s);
+	}
+	putchar('\'');
+}
+
+int run_env(struct cli *c, int argc, char **argv)
+{
+	const char *v[5];
+	char url[1024];
+	cJSON *res = NULL;
+	int r, i;
+
+	(void)argc;
+	if ((r = get_token(c, argv[0], 0, &res)) == EXIT_OK) {
+		env_values(c, res, url, sizeof(url), v);
+		for (i = 0; i < 5; i++) {
+			printf("export %s=", env_names[i]);
+			shell_quote(v[i] ? v[i] : "");
+			putchar('\n');
+		}
+	}
+	cJSON_Delete(res);
+	return r;
+}
+
+/*
+ * run REF [--min-ttl S] -- CMD...: execs CMD with the sandbox's variables,
+ * so its exit code is CMD's own (127: CMD not found, as shells say).
+ */
+int run_run(struct cli *c, int argc, char **argv)
+{
+	long long ttl = 60;
+	const char *v[5];
+	char url[1024];
+	cJSON *res = NULL;
+	int i = 1, r;
+
+	if (i + 1 < argc && strcmp(argv[i], "--min-ttl") == 0 &&
+	    (ttl = seconds_arg(argv[i + 1], 0, 86400)) >= 0)
+		i += 2;
+	if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc)
+		return cli_usage_err("run: expected REF [--min-ttl S] -- CMD "
+		                     "[ARG]...",
+		                     NULL);
+	if ((r = get_token(c, argv[0], ttl, &res)) != EXIT_OK)
+		return r;
+	env_values(c, res, url, sizeof(url), v);
+	for (r = 0; r < 5; r++)
+		setenv(env_names[r], v[r] ? v[r] : "", 1);
+	cJSON_Delete(res);
+	fflush(stdout);
+	execvp(argv[i + 1], argv + i + 1);
+	fprintf(stderr, "hopxctl: cannot run %s: %s\n", argv[i + 1],
+	        strerror(errno));
+	return errno == ENOENT ? 127 : 126;
+}
+
+/* ---- reconcile, wait ---- */
+
+static void print_report(const cJSON *rep)
+{
+	const cJSON *sum = cJSON_GetObjectItem(rep, "summary"), *e;
+
+	printf("reconcile (%s): %d checked, %d unchanged, %d errors, %d "
+	       "requests in %d ms\n",
+	       cJSON_GetStringValue(cJSON_GetObjectItem(rep, "trigger")),
+	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "checked")),
+	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "unchanged")),
+	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "errors")),
+	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(rep, "requests")),
+	       (int)cJSON_GetNumberValue(
+	               cJSON_GetObjectItem(rep, "duration_ms")));
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(rep, "sandboxes"))
+	{
+		const char *err =
+		        cJSON_GetStringValue(cJSON_GetObjectItem(e, "message"));
+
+		printf("%s\t%s -> %s\t%s%s%s\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItem(e, "id")),
+		       cJSON_GetStringValue(cJSON_GetObjectItem(e, "before")),
+		       cJSON_GetStringValue(cJSON_GetObjectItem(e, "after")),
+		       cJSON_GetStringValue(cJSON_GetObjectItem(e, "action")),
+		       err ? "\t" : "", err ? err : "");
+	}
+}
+
+int run_reconcile(struct cli *c, int argc, char **argv)
+{
+	cJSON *p = cJSON_CreateObject(), *res = NULL;
+	int r;
+
+	if (argc == 1 && strcmp(argv[0], "--last") == 0) {
+		cJSON_AddTrueToObject(p, "last");
+	} else if (argc > 0) {
+		cJSON_Delete(p);
+		return cli_usage_err("reconcile: unexpected argument", argv[0]);
+	}
+	c->timeout_ms = 30 * 60 * 1000;
+	if ((r = cli_call(c, "reconcile", p, &res)) == EXIT_OK)
+		c->json ? cli_print_json(c, res) : print_report(res);
+	cJSON_Delete(res);
+	return r;
+}
+
+int run_wait(struct cli *c, int argc, char **argv)
+{
+	cJSON *p = cli_ref_params(argv[0]);
+	long long t = 300;
+	int i, r = 0;
+
+	for (i = 1; i < argc && r == 0; i++) {
+		if (strcmp(argv[i], "--for") == 0 && i + 1 < argc)
+			json_add_str(p, "status", argv[++i]);
+		else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc &&
+		         (t = seconds_arg(argv[++i], 0, 86400)) >= 0)
+			continue;
+		else
+			r = cli_usage_err("wait: expected --for STATUS "
+			                  "[--timeout S] at",
+			                  argv[i]);
+	}
+	if (r == 0 && cJSON_GetObjectItem(p, "status") == NULL)
+		r = cli_usage_err("wait: --for STATUS is required", NULL);
+	if (r != 0) {
+		cJSON_Delete(p);
+		return r;
+	}
+	json_add_i64(p, "timeout_s", t);
+	c->timeout_ms = (int)(t + 30) * 1000;
+	return cli_call_record(c, "wait", p);
+}
