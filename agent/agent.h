@@ -30,6 +30,7 @@ struct agent_config {
 	int budget;       /* HopX requests per minute */
 	int max_inflight; /* HTTP transfers at once */
 	int shutdown_timeout_s;
+	int http_timeout_s; /* one HTTP attempt */
 };
 
 struct agent {

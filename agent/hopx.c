@@ -497,6 +497,10 @@ int hopx_create(uv_loop_t *loop, const struct hopx_opts *o, struct hopx **out)
 	hx->rng = (unsigned)clock_wall_ms(clock_system()) | 1u;
 	ho.ca_file = o->ca_file;
 	ho.max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
+	ho.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+	ho.connect_timeout_ms = ho.timeout_ms < 10000 ? ho.timeout_ms : 10000;
+	/* A stalled answer fails well before the whole-transfer limit. */
+	ho.stall_s = ho.timeout_ms / 2000 > 0 ? ho.timeout_ms / 2000 : 1;
 	if (http_create(loop, &ho, &hx->http) != 0) {
 		free(hx->base);
 		free(hx);

@@ -52,6 +52,7 @@ struct hopx_opts {
 	int64_t backoff_base_ms; /* default 1000 */
 	int64_t backoff_cap_ms;  /* default 60000 */
 	int max_inflight;        /* transfers at once; default 8 */
+	long timeout_ms; /* one attempt, whole; default 30 s (stall: half) */
 	const struct clock *clk; /* NULL: system clock */
 };
 

@@ -106,7 +106,8 @@ enum {
 	O_SYNC_IVL,
 	O_BUDGET,
 	O_INFLIGHT,
-	O_SHUTDOWN
+	O_SHUTDOWN,
+	O_HTTP_TIMEOUT
 };
 
 /*
@@ -177,6 +178,9 @@ static int apply_api_opt(struct agent_config *cfg, int c)
 	case O_SHUTDOWN:
 		return int_opt(optarg, "--shutdown-timeout", 0, 600,
 		               &cfg->shutdown_timeout_s);
+	case O_HTTP_TIMEOUT:
+		return int_opt(optarg, "--http-timeout", 1, 600,
+		               &cfg->http_timeout_s);
 	default:
 		return -1;
 	}
@@ -244,6 +248,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"budget", required_argument, NULL, O_BUDGET},
 	        {"max-inflight", required_argument, NULL, O_INFLIGHT},
 	        {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN},
+	        {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -463,6 +468,7 @@ static int start_hopx(struct agent *a)
 	                              a->cfg.ca_file[0] ? a->cfg.ca_file : NULL,
 	                      .budget_per_min = a->cfg.budget,
 	                      .max_inflight = a->cfg.max_inflight,
+	                      .timeout_ms = a->cfg.http_timeout_s * 1000L,
 	                      .clk = a->clk};
 	int r;
 
@@ -549,6 +555,7 @@ int main(int argc, char **argv)
 	m.a.cfg.budget = 100;
 	m.a.cfg.max_inflight = 8;
 	m.a.cfg.shutdown_timeout_s = 10;
+	m.a.cfg.http_timeout_s = 30;
 	if ((r = parse_args(argc, argv, &m.a.cfg, &lvl)) >= 0)
 		return r;
 	if ((r = default_paths(&m.a.cfg)) != 0 ||

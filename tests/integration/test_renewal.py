@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Renewal: tokens living 5 s, 50 sandboxes, 60 s. Clients ask for tokens
+all the time: none handed out is expired or refused by the sandbox, every
+sandbox is renewed in the background, and renewals are spread out, not
+sent in bursts."""
+import collections
+import os
+import random
+import time
+
+from hopxtest import Agent, Sim, Tap, cleanup, jwt_exp, setup
+
+DURATION = float(os.environ.get("HOPXD_RENEWAL_SECONDS", "60"))
+N = 50
+
+hopxd, hopxctl, simbin, tmp = setup()
+t = Tap()
+sim = Sim(simbin, tmp, ["--token-lifetime", "5"]).start()
+agent = Agent(hopxd, hopxctl, tmp, sim.url, args=["--budget", "5000"])
+try:
+    agent.start()
+    ids = sim.bulk(N)
+    errs = [r for r in (agent.rpc("attach", {"id": s}) for s in ids)
+            if "error" in r]
+    t.ok(not errs, f"{N} sandboxes attached", errs[:3])
+    seq = sim.last_seq()
+    start = time.time()
+    handed, expired, refused, failed = 0, [], [], []
+    while time.time() - start < DURATION:
+        sid = random.choice(ids)
+        r = agent.rpc("token", {"ref": sid})
+        now = time.time()
+        if "error" in r:
+            failed.append(r["error"])
+            continue
+        tok = r["result"]["token"]
+        handed += 1
+        if jwt_exp(tok) <= now:
+            expired.append((sid, jwt_exp(tok), now))
+        if not sim.token_ok(sid, tok):
+            refused.append(sid)
+        time.sleep(0.01)
+    t.ok(handed > 500, f"{handed} tokens handed out in {DURATION:.0f} s")
+    t.ok(not failed, "no token request failed", failed[:5])
+    t.ok(not expired, "no expired token was handed out", expired[:5])
+    t.ok(not refused, "the sandbox accepted every token", refused[:5])
+
+    log = [e for e in sim.log(seq)
+           if e["route"] == "POST /v1/sandboxes/{id}/token/refresh"]
+    per = collections.Counter(e["sandbox_id"] for e in log)
+    want = int(DURATION / 4.5) - 1
+    t.ok(len(per) == N and min(per.values()) >= want,
+         f"every sandbox renewed at least {want} times",
+         sorted(per.values())[:10])
+    # A burst would put many renewals into one short window.
+    times = sorted(e["at_ms"] for e in log)
+    worst, j = 0, 0
+    for i, at in enumerate(times):
+        while times[j] < at - 100:
+            j += 1
+        worst = max(worst, i - j + 1)
+    t.ok(worst <= N * 2 // 5,
+         f"at most {worst} of {len(times)} renewals in any 100 ms "
+         f"(limit {N * 2 // 5})")
+    st = agent.rpc("status")["result"]
+    t.ok(st["api"]["state"] == "ok" and st["next_renewal"] is not None,
+         "status shows the API ok and the next renewal", st.get("api"))
+finally:
+    cleanup(tmp, agent, sim)
+t.done()
