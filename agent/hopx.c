@@ -271,12 +271,6 @@ static void classify(const struct pending *p, const struct http_result *res,
 	cJSON_Delete(j);
 }
 
-static int retryable(int err)
-{
-	return err == ERR_NET || err == ERR_TIMEOUT || err == ERR_UNAVAIL ||
-	       err == ERR_RATE || err == ERR_BADRESP;
-}
-
 /* Full jitter under a capped exponential, never before Retry-After. */
 static int64_t retry_delay(struct hopx *hx, int attempts, int64_t ra_ms)
 {
@@ -307,7 +301,7 @@ static void on_http(void *ud, const struct http_result *res)
 	DL_DELETE(hx->running, p);
 	classify(p, res, &r, &ra_ms);
 	r.attempts = p->attempts;
-	if (r.err && retryable(r.err) && p->attempts < p->max &&
+	if (r.err && err_transient(r.err) && p->attempts < p->max &&
 	    p->call.op != HOPX_CREATE) {
 		p->not_before = now(hx) + retry_delay(hx, p->attempts, ra_ms);
 		log_debug("%s attempt %d failed (%s); retrying in %lld ms",
@@ -569,8 +563,10 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 	p->call = *c;
 	p->fn = fn;
 	p->ud = ud;
+	/* A user waits, and a sync runs again anyway: both give up sooner. */
 	p->max = c->max_attempts > 0 ? c->max_attempts
-	                             : (c->prio == HOPX_PRIO_USER ? 3 : 8);
+	         : (c->prio == HOPX_PRIO_USER || c->prio == HOPX_PRIO_SYNC) ? 3
+	                                                                    : 8;
 	if (dup_opt(&p->id, c->id) || dup_opt(&p->body, c->body) ||
 	    dup_opt(&p->query, c->query)) {
 		pending_free(p);

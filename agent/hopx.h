@@ -93,7 +93,7 @@ struct hopx_call {
 	const char *query; /* LIST: "limit=100&cursor=..." or NULL */
 	int64_t timeout_s; /* TIMEOUT: the new timeout */
 	enum hopx_prio prio;
-	int max_attempts; /* 0: 3 for HOPX_PRIO_USER, 8 otherwise */
+	int max_attempts; /* 0: 3 for USER and SYNC, 8 otherwise */
 };
 
 /*

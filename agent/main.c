@@ -373,11 +373,20 @@ static void stop_all(struct main_state *m)
 	a->sess = NULL;
 }
 
+static void on_stop_now(uv_timer_t *t)
+{
+	stop_all(t->data);
+}
+
+/*
+ * Runs inside a HopX answer: the client cannot be destroyed from its own
+ * callback, so the teardown runs on the next loop iteration.
+ */
 static void on_paused_all(void *ud)
 {
 	struct main_state *m = ud;
 
-	stop_all(m);
+	uv_timer_start(&m->deadline, on_stop_now, 0, 0);
 }
 
 static void on_deadline(uv_timer_t *t)

@@ -522,34 +522,31 @@ static int check_create(struct call *c)
 	return check_new(c);
 }
 
-static int transient(int err)
-{
-	return err == ERR_NET || err == ERR_TIMEOUT || err == ERR_UNAVAIL ||
-	       err == ERR_BADRESP;
-}
-
 static void created(void *ud, const struct hopx_result *r)
 {
 	struct track *t = ud;
 	struct call c;
 	int e = r->err;
 
+	/* No answer (or a lost one): HopX may have made it, or not. */
+	int unknown = err_transient(r->err) && r->err != ERR_RATE;
+
 	call_of(&c, t);
 	sessions_note_api(c.a->sess, r->err, r->message);
 	if (e == 0)
 		e = put_record(&c, &r->sbx, t->params, 1);
-	/* Unknown outcome (no answer): the intent stays open for recovery. */
-	if (e == 0 || !transient(r->err))
+	/* An unknown outcome leaves the intent open, as the record of it. */
+	if (!unknown)
 		store_intent_resolve(c.a->store, t->intent,
 		                     e == 0 ? r->sbx.id : NULL);
 	if (r->err != 0)
 		snprintf(c.msg, sizeof(c.msg),
 		         "HopX refused the create: %s%s%s", r->code,
 		         r->code[0] ? ": " : "", r->message);
-	if (transient(r->err))
+	if (unknown)
 		snprintf(c.msg, sizeof(c.msg),
-		         "the create may or may not have happened (%s); the "
-		         "next reconcile looks for it",
+		         "the create may or may not have happened (%s): look "
+		         "for a new sandbox at HopX and 'hopxctl attach' it",
 		         err_str(r->err));
 	if (e == 0)
 		settle(&c, t, &r->sbx);

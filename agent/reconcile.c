@@ -90,6 +90,20 @@ static void step_done(struct run *run)
 
 /* ---- per-sandbox decisions ---- */
 
+/*
+ * A refused key or an unreachable API fails the run (the first such
+ * error names it): the caller sees why, and the next run comes sooner.
+ */
+static void note_err(struct entry *e)
+{
+	struct run *run = e->run;
+
+	if (run->err == 0 && (e->err == ERR_AUTH || err_transient(e->err))) {
+		run->err = e->err;
+		snprintf(run->msg, sizeof(run->msg), "%s", e->msg);
+	}
+}
+
 static void action_done(void *ud, const struct sess_outcome *o)
 {
 	struct entry *e = ud;
@@ -102,6 +116,7 @@ static void action_done(void *ud, const struct sess_outcome *o)
 	}
 	e->err = o->err;
 	snprintf(e->msg, sizeof(e->msg), "%s", o->err ? o->msg : "");
+	note_err(e);
 	if (sessions_view(run->rc->ss, e->id, &v) == 0)
 		e->after = v.status;
 	step_done(run);
@@ -161,6 +176,7 @@ static void synced(void *ud, const struct sess_outcome *o)
 		e->after = o->after;
 		if (o->err == ERR_NOTFOUND)
 			e->err = 0; /* gone is an answer, not a failure */
+		note_err(e);
 	} else {
 		decide(e);
 	}

@@ -516,12 +516,6 @@ static void set_timeout(struct sess *s, const struct hopx_sandbox *h,
 
 /* ---- operations ---- */
 
-static int transient(int err)
-{
-	return err == ERR_NET || err == ERR_TIMEOUT || err == ERR_UNAVAIL ||
-	       err == ERR_RATE || err == ERR_BADRESP;
-}
-
 static void op_finish(struct sess *s, int err, const char *fmt, ...)
         LOG_PRINTF(3, 4);
 
@@ -540,7 +534,7 @@ static void op_finish(struct sess *s, int err, const char *fmt, ...)
 	s->cur = NULL;
 	s->fails = err == 0 ? 0 : s->fails + 1;
 	s->retry_at = 0;
-	if (transient(err))
+	if (err_transient(err))
 		s->retry_at = now + timing_backoff(s->fails, RETRY_BASE_MS,
 		                                   RETRY_CAP_MS,
 		                                   timing_rand(&s->ss->rng), 0);
@@ -729,7 +723,7 @@ static void answered_err(struct sess *s, const struct hopx_result *r)
 		          "changed",
 		          r->status);
 	} else {
-		if (transient(r->err))
+		if (err_transient(r->err))
 			store_sandbox_mark_stale(s->ss->a->store, s->id, msg);
 		op_finish(s, r->err, "%s %s failed: %s", sess_act_str(op->act),
 		          s->id, msg);

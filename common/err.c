@@ -107,3 +107,9 @@ int err_from_errno(int e)
 		return ERR_SYS;
 	}
 }
+
+int err_transient(int err)
+{
+	return err == ERR_NET || err == ERR_TIMEOUT || err == ERR_UNAVAIL ||
+	       err == ERR_RATE || err == ERR_BADRESP;
+}

@@ -44,6 +44,12 @@ const char *err_str(int code);
 /* Stable snake_case name for a code, used on the wire ("not_found"). */
 const char *err_name(int code);
 
+/*
+ * Whether a HopX call that failed with err may succeed if tried again
+ * (network, timeout, 5xx, 429, an answer we could not use).
+ */
+int err_transient(int err);
+
 /* Code for a stable name, or ERR_INVAL when the name is unknown. */
 int err_from_name(const char *name);
 
