@@ -239,14 +239,20 @@ class Agent:
 
     def wait_report(self, trigger, after_id=0, timeout=60):
         """Waits for a finished reconcile of this trigger; returns it."""
+        seen = [after_id]
+
         def done():
-            ev = self.rpc("events", {"since": after_id, "limit": 10000})
-            for e in ev["result"]["events"]:
-                if e["type"] == "reconciled" and \
-                        e["detail"]["trigger"] == trigger:
-                    return self.last_report()
-            return None
-        return wait_for(done, timeout, 0.1)
+            while True:
+                ev = self.rpc("events", {"since": seen[0], "limit": 10000})
+                events = ev["result"]["events"]
+                for e in events:
+                    seen[0] = e["seq"]
+                    if e["type"] == "reconciled" and \
+                            e["detail"]["trigger"] == trigger:
+                        return self.last_report()
+                if len(events) < 10000:
+                    return None
+        return wait_for(done, timeout, 0.02)
 
     def last_event(self):
         return self.rpc("events", {"limit": 1})["result"]["last_seq"]

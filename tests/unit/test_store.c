@@ -645,6 +645,85 @@ static void t_survives_reopen(void **state)
 	store_sandbox_finish(&g);
 }
 
+/* What HopX said: status with a why, metadata, paused_by_agent cleared. */
+static void t_observe_meta_and_paused_by_agent(void **state)
+{
+	struct fx *f = *state;
+	struct store_meta m = {.template_name = "base",
+	                       .public_host = "https://h",
+	                       .timeout_seconds = 600,
+	                       .expires_at = T0 + 600000,
+	                       .created_at = STORE_NULL,
+	                       .vcpu = STORE_NULL,
+	                       .memory_mb = STORE_NULL,
+	                       .disk_mb = STORE_NULL};
+	struct store_sandbox g;
+	struct evlist l;
+
+	assert_int_equal(track(f, "s1", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_sandbox_observe(f->s, "s1", SBX_PAUSED, &m,
+	                                       STORE_CAUSE_AGENT, "paused",
+	                                       NULL),
+	                 0);
+	assert_int_equal(store_sandbox_set_paused_by_agent(f->s, "s1", 1), 0);
+	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
+	assert_int_equal(g.status, SBX_PAUSED);
+	assert_int_equal(g.paused_by_agent, 1);
+	assert_string_equal(g.template_name, "base");
+	assert_string_equal(g.public_host, "https://h");
+	assert_int_equal(g.timeout_seconds, 600);
+	assert_int_equal(g.expires_at, T0 + 600000);
+	store_sandbox_finish(&g);
+	/* The same status keeps the mark; a change ends it. */
+	assert_int_equal(store_sandbox_observe(f->s, "s1", SBX_PAUSED, NULL,
+	                                       STORE_CAUSE_REMOTE, NULL, NULL),
+	                 0);
+	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
+	assert_int_equal(g.paused_by_agent, 1);
+	store_sandbox_finish(&g);
+	m.timeout_seconds = STORE_NULL; /* no auto-kill any more */
+	m.expires_at = STORE_NULL;
+	assert_int_equal(store_sandbox_observe(f->s, "s1", SBX_RUNNING, &m,
+	                                       STORE_CAUSE_AGENT, "resumed",
+	                                       NULL),
+	                 0);
+	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
+	assert_int_equal(g.paused_by_agent, 0);
+	assert_int_equal(g.timeout_seconds, STORE_NULL);
+	assert_int_equal(g.expires_at, STORE_NULL);
+	assert_string_equal(g.template_name, "base"); /* NULL keeps it */
+	store_sandbox_finish(&g);
+	events(f, 0, &l);
+	assert_string_equal(l.details[l.n - 1],
+	                    "{\"from\":\"paused\",\"to\":\"running\","
+	                    "\"why\":\"resumed\"}");
+	assert_int_equal(store_sandbox_set_paused_by_agent(f->s, "zz", 1),
+	                 ERR_NOTFOUND);
+}
+
+/* Reports: the newest is returned, only the last 20 are kept. */
+static void t_reports(void **state)
+{
+	struct fx *f = *state;
+	char text[64], *got = NULL;
+	int64_t id = 0, last = 0;
+	int i;
+
+	assert_int_equal(store_report_last(f->s, &id, &got), ERR_NOTFOUND);
+	for (i = 1; i <= 25; i++) {
+		snprintf(text, sizeof(text), "{\"n\":%d}", i);
+		assert_int_equal(
+		        store_report_add(f->s, "user", T0, T0 + i, text, &last),
+		        0);
+	}
+	assert_int_equal(store_report_last(f->s, &id, &got), 0);
+	assert_int_equal(id, last);
+	assert_string_equal(got, "{\"n\":25}");
+	free(got);
+	assert_int_equal(store_report_add(f->s, "bogus", T0, T0, "{}", NULL),
+	                 ERR_INVAL);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -665,6 +744,8 @@ int main(void)
 	        T(t_intents),
 	        T(t_group_commit_and_rollback),
 	        T(t_survives_reopen),
+	        T(t_observe_meta_and_paused_by_agent),
+	        T(t_reports),
 	};
 #undef T
 
