@@ -20,6 +20,9 @@
 #define PAGE_LIMIT     100
 #define REPORT_MAX     5000 /* sandbox lines kept in one report */
 #define RETRY_FIRST_MS 2000
+/* The event log keeps this much history; pruned after each run. */
+#define EVENTS_KEEP    100000
+#define EVENTS_MAX_AGE (30LL * 86400 * 1000)
 
 struct entry {
 	UT_hash_handle hh;
@@ -441,6 +444,9 @@ static void finish(struct run *run)
 	cJSON *rep = report_json(run, now);
 
 	store_report(run, rep, now);
+	if (store_event_prune(rc->a->store, EVENTS_KEEP, EVENTS_MAX_AGE,
+	                      NULL) != 0)
+		log_warn("cannot prune the event log");
 	log_info("reconcile (%s): %zu checked, %s in %lld ms", run->trigger,
 	         run->n, run->err ? run->msg : "done",
 	         (long long)(now - run->started_at));

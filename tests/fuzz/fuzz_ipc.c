@@ -16,6 +16,8 @@
 #include "log.h"
 #include "methods.h"
 #include "proto.h"
+#include "reconcile.h"
+#include "sessions.h"
 #include "store.h"
 
 extern size_t fuzz_replies;
@@ -24,6 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct agent agent;
+static uv_loop_t loop;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -39,6 +42,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	snprintf(path, sizeof(path), "%s/h.db", dir);
 	agent.clk = clock_system();
+	agent.loop = &loop;
+	if (uv_loop_init(&loop) != 0)
+		abort();
 	if (store_open(path, 0, NULL, &agent.store, NULL) != 0)
 		abort();
 	for (i = 0; i < 3; i++) {
@@ -63,6 +69,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		buf_finish(&b);
 		return 0;
 	}
+	/* No API key: what needs HopX is refused, the rest is served. */
+	if (sessions_create(&agent, NULL, &agent.sess) != 0 ||
+	    reconcile_create(&agent, agent.sess, NULL, 60000, &agent.rec) != 0)
+		abort();
 	while (proto_next_line(&b, &line, &len, &used) == 0) {
 		if (len > 0) {
 			methods_dispatch(&agent, fuzz_conn(), line, len);
@@ -70,6 +80,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		buf_consume(&b, used);
 	}
+	/* A waiting call (wait) is answered when the sessions go. */
+	reconcile_destroy(agent.rec);
+	sessions_destroy(agent.sess);
+	uv_run(&loop, UV_RUN_NOWAIT);
 	if (fuzz_replies - before != lines)
 		abort(); /* a request went unanswered */
 	buf_finish(&b);
