@@ -527,9 +527,11 @@ static void op_finish(struct sess *s, int err, const char *fmt, ...)
 	int64_t now = now_wall(s->ss);
 	va_list ap;
 
-	va_start(ap, fmt);
-	vsnprintf(o.msg, sizeof(o.msg), fmt ? fmt : "", ap);
-	va_end(ap);
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(o.msg, sizeof(o.msg), fmt, ap);
+		va_end(ap);
+	}
 	o.after = s->status;
 	s->cur = NULL;
 	s->fails = err == 0 ? 0 : s->fails + 1;

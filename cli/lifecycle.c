@@ -216,9 +216,9 @@ static int on_off(const char *s)
 int run_policy(struct cli *c, int argc, char **argv)
 {
 	cJSON *p = cli_ref_params(argv[0]);
-	int i, v, r = 0;
+	int i = 1, v, r = 0;
 
-	for (i = 1; i < argc && r == 0; i++) {
+	while (i < argc && r == 0) {
 		const char *key = strcmp(argv[i], "--auto-resume") == 0
 		                          ? "auto_resume"
 		                  : strcmp(argv[i], "--pause-on-shutdown") == 0
@@ -234,7 +234,7 @@ int run_policy(struct cli *c, int argc, char **argv)
 			        argv[i]);
 		else
 			cJSON_AddBoolToObject(p, key, v);
-		i++;
+		i += 2;
 	}
 	if (r != 0) {
 		cJSON_Delete(p);
