@@ -33,6 +33,10 @@ try:
     sim.admin("POST", "/faults/script",
               {"route": "GET /v1/sandboxes", "count": 1, "action": "status",
                "status": 429, "retry_after": 2})
+    # ... then two resets: the first run cannot list (3 attempts) and
+    # must leave every record stale, not changed.
+    sim.admin("POST", "/faults/script",
+              {"route": "GET /v1/sandboxes", "count": 2, "action": "reset"})
 
     want = {s: "running" for s in ids}
     want.update({s: "gone" for s in deleted})
