@@ -77,21 +77,30 @@ static void pend_done(void *ud, const struct sess_outcome *o)
 	free(p);
 }
 
-/* Runs act on the record named by ref and answers with its new state. */
+/* Runs act on the sandbox id and answers with its new state. */
+static int act_on(struct call *c, const char *id, enum sess_act act,
+                  int64_t arg)
+{
+	struct pend *p = pend_new(c, id);
+
+	if (p == NULL)
+		return ERR_NOMEM;
+	sessions_do(c->a->sess, id, act, arg, HOPX_PRIO_USER, STORE_CAUSE_USER,
+	            pend_done, p);
+	return 0;
+}
+
+/* Runs act on the record named by ref. */
 static int run_act(struct call *c, enum sess_act act, int64_t arg)
 {
 	struct store_sandbox r;
-	struct pend *p;
 	int e;
 
 	if ((e = need_api(c)) != 0 || (e = methods_load_ref(c, &r)) != 0)
 		return e;
-	p = pend_new(c, r.id);
-	if (p)
-		sessions_do(c->a->sess, r.id, act, arg, HOPX_PRIO_USER,
-		            STORE_CAUSE_USER, pend_done, p);
+	e = act_on(c, r.id, act, arg);
 	store_sandbox_finish(&r);
-	return p ? 0 : ERR_NOMEM;
+	return e;
 }
 
 int methods_lifecycle(struct call *c)
@@ -154,7 +163,7 @@ int methods_keepalive(struct call *c)
 	if (e == 0)
 		e = sessions_policy_changed(c->a->sess, r.id);
 	if (e == 0 && s > 0)
-		e = run_act(c, SESS_TIMEOUT, s);
+		e = act_on(c, r.id, SESS_TIMEOUT, s);
 	else if (e == 0)
 		e = methods_reply_record(c, r.id);
 	store_sandbox_finish(&r);

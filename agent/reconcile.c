@@ -135,14 +135,13 @@ static void act(struct entry *e, enum sess_act a, const char *what)
 	            action_done, e);
 }
 
-/* A running record keeps its token unless it is due for renewal. */
+/*
+ * A running record keeps its token until the renewal rule the sessions
+ * follow says it is due: one rule for both.
+ */
 static int token_good(const struct sess_view *v, int64_t now)
 {
-	int64_t life = v->token_expires_at - v->token_issued_at;
-
-	return v->token_expires_at > 0 &&
-	       v->token_expires_at - now > life / 5 &&
-	       v->token_expires_at - now > 2000;
+	return v->renew_at > now;
 }
 
 /* What a record needs now that its status is known. */

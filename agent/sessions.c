@@ -340,15 +340,21 @@ enum sess_api sessions_api(const struct sessions *ss, const char **msg)
 
 /* ---- scheduling background work ---- */
 
+/* When this sandbox's token is due for renewal (wall ms); 0: no token. */
+static int64_t renew_at(const struct sess *s)
+{
+	return s->tok_exp > 0
+	               ? timing_renew_at(s->tok_issued, s->tok_exp, s->jitter)
+	               : 0;
+}
+
 /* When the next background action is due (wall ms), and which. */
 static int64_t next_due(const struct sess *s, int64_t now, enum sess_act *act)
 {
 	int64_t due = INT64_MAX, k;
 
 	if (s->status == SBX_RUNNING) {
-		due = s->tok_exp > 0 ? timing_renew_at(s->tok_issued,
-		                                       s->tok_exp, s->jitter)
-		                     : now;
+		due = s->tok_exp > 0 ? renew_at(s) : now;
 		*act = SESS_REFRESH;
 	}
 	if (s->keepalive_s > 0 && s->expires_at > 0 &&
@@ -971,6 +977,7 @@ static void view_of(const struct sess *s, struct sess_view *v)
 	v->status = s->status;
 	v->token_expires_at = s->tok_exp;
 	v->token_issued_at = s->tok_issued;
+	v->renew_at = renew_at(s);
 	v->auto_resume = s->auto_resume;
 	v->paused_by_agent = s->paused_by_agent;
 	v->pause_on_shutdown = s->pause_on_shutdown;
@@ -1019,7 +1026,7 @@ int64_t sessions_next_renewal(const struct sessions *ss)
 	{
 		if (s->status != SBX_RUNNING || s->tok_exp == 0)
 			continue;
-		at = timing_renew_at(s->tok_issued, s->tok_exp, s->jitter);
+		at = renew_at(s);
 		if (at < s->retry_at)
 			at = s->retry_at;
 		if (best == 0 || at < best)

@@ -115,6 +115,7 @@ struct sess_view {
 	enum sbx_status status;
 	int64_t token_expires_at; /* 0: none */
 	int64_t token_issued_at;
+	int64_t renew_at; /* when the token is due for renewal; 0: none */
 	int auto_resume;
 	int paused_by_agent;
 	int pause_on_shutdown;
