@@ -5,6 +5,7 @@
  */
 #include "methods_int.h"
 
+#include "adopt.h"
 #include "agent.h"
 #include "err.h"
 #include "hopx.h"
@@ -321,52 +322,19 @@ static void track_free(struct track *t)
 	free(t);
 }
 
-static void record_from(struct store_sandbox *r, const struct hopx_sandbox *h)
-{
-	store_sandbox_init(r);
-	r->id = strdup(h->id);
-	r->status = h->status;
-	r->template_id = h->template_id[0] ? strdup(h->template_id) : NULL;
-	r->template_name =
-	        h->template_name[0] ? strdup(h->template_name) : NULL;
-	r->region = h->region[0] ? strdup(h->region) : NULL;
-	r->public_host = h->public_host[0] ? strdup(h->public_host) : NULL;
-	r->timeout_seconds =
-	        h->timeout_seconds >= 0 ? h->timeout_seconds : STORE_NULL;
-	r->expires_at = h->expires_at > 0 ? h->expires_at : STORE_NULL;
-	r->created_at = h->created_at > 0 ? h->created_at : STORE_NULL;
-}
-
 /* Writes the record, its labels and its token in one transaction. */
 static int put_record(struct call *c, const struct hopx_sandbox *h,
                       const cJSON *params, int auto_resume)
 {
-	struct store *st = c->a->store;
 	const char *name =
 	        cJSON_GetStringValue(cJSON_GetObjectItem(params, "name"));
-	struct store_sandbox r;
-	int e;
+	int e = adopt_put(c->a->store, h, name,
+	                  cJSON_GetObjectItem(params, "labels"), auto_resume,
+	                  clock_wall_ms(c->a->clk), STORE_CAUSE_USER);
 
-	record_from(&r, h);
-	r.name = name ? strdup(name) : NULL;
-	r.auto_resume = auto_resume;
-	r.confirmed_at = clock_wall_ms(c->a->clk);
-	if ((e = store_begin(st)) != 0) {
-		store_sandbox_finish(&r);
-		return e;
-	}
-	e = store_sandbox_put(st, &r, STORE_CAUSE_USER, NULL);
 	if (e == ERR_EXISTS)
 		snprintf(c->msg, sizeof(c->msg),
 		         "the name '%s' belongs to another sandbox", name);
-	if (e == 0)
-		e = methods_apply_labels(
-		        c, h->id, cJSON_GetObjectItem(params, "labels"), NULL);
-	if (e == 0 && h->token[0])
-		e = store_token_put(st, h->id, h->token, h->token_expires_at,
-		                    r.confirmed_at, NULL);
-	e = e == 0 ? store_commit(st) : (store_rollback(st), e);
-	store_sandbox_finish(&r);
 	return e == 0 ? sessions_track(c->a->sess, h->id) : e;
 }
 
@@ -485,14 +453,13 @@ int methods_attach(struct call *c)
 }
 
 /* The create request HopX takes (shared/hopx-api.md 3.1). */
-static char *create_body(struct call *c)
+static cJSON *create_body(struct call *c)
 {
 	const char *tpl = methods_param_str(c, "template");
 	const char *region = methods_param_str(c, "region");
 	const cJSON *env = cJSON_GetObjectItem(c->params, "env");
 	cJSON *b = cJSON_CreateObject();
 	int64_t timeout = 0;
-	char *text;
 
 	/* A number is a template id, anything else its name. */
 	json_add_str(b,
@@ -504,8 +471,26 @@ static char *create_body(struct call *c)
 	json_add_str(b, "region", region);
 	if (env)
 		cJSON_AddItemToObject(b, "env_vars", cJSON_Duplicate(env, 1));
-	text = json_print(b);
-	cJSON_Delete(b);
+	return b;
+}
+
+/*
+ * What the intent keeps: the body without env values (they may be
+ * secrets and adoption needs only the template) and the labels to give
+ * an adopted sandbox.
+ */
+static char *intent_text(const struct call *c, const cJSON *body)
+{
+	cJSON *o = cJSON_CreateObject(), *b = cJSON_Duplicate(body, 1);
+	const cJSON *labels = cJSON_GetObjectItem(c->params, "labels");
+	char *text;
+
+	cJSON_DeleteItemFromObjectCaseSensitive(b, "env_vars");
+	cJSON_AddItemToObject(o, "body", b);
+	if (labels)
+		cJSON_AddItemToObject(o, "labels", cJSON_Duplicate(labels, 1));
+	text = json_print(o);
+	cJSON_Delete(o);
 	return text;
 }
 
@@ -541,6 +526,7 @@ static void created(void *ud, const struct hopx_result *r)
 	int unknown = err_transient(r->err) && r->err != ERR_RATE;
 
 	call_of(&c, t);
+	reconcile_hold(c.a->rec, t->intent, 0);
 	sessions_note_api(c.a->sess, r->err, r->message);
 	if (e == 0)
 		e = put_record(&c, &r->sbx, t->params, 1);
@@ -579,12 +565,46 @@ static int existing_by_name(struct call *c)
 	return 1;
 }
 
-int methods_create(struct call *c)
+/* Sends the create once its intent is stored. */
+static int send_create(struct call *c, const cJSON *b)
 {
 	struct hopx_call hc = {.op = HOPX_CREATE, .prio = HOPX_PRIO_USER};
 	struct track *t = NULL;
 	int64_t intent = 0;
-	char *body;
+	char *itext = intent_text(c, b), *body = json_print(b);
+	int e = itext && body ? 0 : ERR_NOMEM;
+
+	/* Written before the call: a crash cannot lose what it creates. */
+	if (e == 0)
+		e = store_intent_add(c->a->store, "create", itext,
+		                     methods_param_str(c, "name"), &intent);
+	if (e == ERR_EXISTS)
+		methods_fail(c, e,
+		             "a create with this name is in flight or its "
+		             "outcome is unknown; the next reconcile settles "
+		             "it ('hopxctl reconcile')");
+	if (e == 0 && (t = track_new(c)) == NULL)
+		e = ERR_NOMEM;
+	if (e == 0) {
+		t->intent = intent;
+		hc.body = body;
+		reconcile_hold(c->a->rec, intent, 1);
+		e = hopx_call(c->a->hopx, &hc, created, t);
+	}
+	if (e != 0 && intent) {
+		reconcile_hold(c->a->rec, intent, 0);
+		store_intent_resolve(c->a->store, intent, NULL);
+	}
+	if (e != 0 && t)
+		track_free(t);
+	free(itext);
+	free(body);
+	return e;
+}
+
+int methods_create(struct call *c)
+{
+	cJSON *body;
 	int e;
 
 	if ((e = check_create(c)) != 0)
@@ -595,22 +615,7 @@ int methods_create(struct call *c)
 		return e;
 	if ((body = create_body(c)) == NULL)
 		return ERR_NOMEM;
-	/* Written before the call: a crash cannot lose what it creates. */
-	e = store_intent_add(c->a->store, "create", body,
-	                     methods_param_str(c, "name"), &intent);
-	if (e == ERR_EXISTS)
-		methods_fail(c, e, "a create with this name is in flight");
-	if (e == 0 && (t = track_new(c)) == NULL)
-		e = ERR_NOMEM;
-	if (e == 0) {
-		t->intent = intent;
-		hc.body = body;
-		e = hopx_call(c->a->hopx, &hc, created, t);
-	}
-	if (e != 0 && intent)
-		store_intent_resolve(c->a->store, intent, NULL);
-	if (e != 0 && t)
-		track_free(t);
-	free(body);
+	e = send_create(c, body);
+	cJSON_Delete(body);
 	return e;
 }

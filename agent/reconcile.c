@@ -1,5 +1,6 @@
 #include "reconcile.h"
 
+#include "adopt.h"
 #include "agent.h"
 #include "err.h"
 #include "hopx.h"
@@ -18,6 +19,7 @@
 /* Below this many records a GET each costs no more than listing. */
 #define LIST_MIN       4
 #define PAGE_LIMIT     100
+#define PAGES_MAX      1000 /* a full list (adoption) stops here */
 #define REPORT_MAX     5000 /* sandbox lines kept in one report */
 #define RETRY_FIRST_MS 2000
 /* The event log keeps this much history; pruned after each run. */
@@ -56,6 +58,8 @@ struct run {
 	int closing; /* the agent is stopping: free once pending is 0 */
 	int err;     /* what stopped the run from learning HopX's state */
 	char msg[256];
+	struct adopt_run *adopt; /* open create intents; NULL: none */
+	size_t adopted;
 	struct rwaiter *waiters;
 };
 
@@ -70,6 +74,12 @@ struct reconcile {
 	uint32_t rng;
 	struct run *run;
 	int first_done;
+	/* Auto-resume is a start-up rule (DESIGN: "auto-resume on start"):
+	 * paused records are resumed until a run has reached HopX once, so a
+	 * user's pause survives the periodic syncs that follow. */
+	int start_synced;
+	int64_t *held; /* create intents whose answer is still to come */
+	size_t nheld, capheld;
 };
 
 static int64_t now_wall(const struct reconcile *rc)
@@ -157,7 +167,9 @@ static void decide(struct entry *e)
 	e->after = v.status;
 	if (v.status == SBX_RUNNING && !token_good(&v, now_wall(e->run->rc)))
 		act(e, SESS_REFRESH, "refresh");
-	else if (v.status == SBX_PAUSED && (v.auto_resume || v.paused_by_agent))
+	else if (v.status == SBX_PAUSED &&
+	         ((v.auto_resume && !e->run->rc->start_synced) ||
+	          v.paused_by_agent))
 		act(e, SESS_RESUME, "resume");
 	else if (v.status == SBX_CREATING)
 		e->action = "poll";
@@ -224,9 +236,12 @@ static void mark_all_stale(struct run *run)
 
 static void on_item(struct run *run, const struct hopx_sandbox *h)
 {
+	struct sess_view v;
 	struct entry *e;
 
 	HASH_FIND_STR(run->byid, h->id, e);
+	if (e == NULL && run->adopt && sessions_view(run->rc->ss, h->id, &v))
+		adopt_run_offer(run->adopt, h);
 	if (e == NULL || e->seen)
 		return;
 	e->seen = 1;
@@ -236,6 +251,11 @@ static void on_item(struct run *run, const struct hopx_sandbox *h)
 		decide(e);
 	else
 		e->after = e->before;
+}
+
+static void adopted(void *ud, const char *id)
+{
+	sessions_track(ud, id);
 }
 
 static void on_list(void *ud, const struct hopx_result *r)
@@ -257,9 +277,18 @@ static void on_list(void *ud, const struct hopx_result *r)
 	}
 	for (i = 0; i < r->nitems; i++)
 		on_item(run, &r->items[i]);
-	/* Page on while a page may still save GETs; never past n pages. */
+	/*
+	 * Page on while a page may still save GETs, never past n pages;
+	 * open create intents need the whole list.
+	 */
 	more = r->err == 0 && r->has_more && r->next_cursor[0] &&
-	       run->n - run->seen >= LIST_MIN && (size_t)run->pages < run->n;
+	       (run->adopt ? run->pages < PAGES_MAX
+	                   : run->n - run->seen >= LIST_MIN &&
+	                             (size_t)run->pages < run->n);
+	if (run->adopt && r->err == 0 && !r->has_more)
+		run->adopted =
+		        adopt_run_settle(run->adopt, run->rc->a->store,
+		                         run->started_at, adopted, run->rc->ss);
 	agent_publish(run->rc->a);
 	if (more)
 		list_page(run, r->next_cursor);
@@ -352,6 +381,8 @@ static cJSON *report_json(const struct run *run, int64_t now)
 	        o, "requests",
 	        (int64_t)(hopx_attempts(run->rc->hx) - run->attempts_before));
 	json_add_i64(o, "list_pages", run->pages);
+	if (run->adopted)
+		json_add_i64(o, "adopted", (int64_t)run->adopted);
 	json_add_str(o, "api", sess_api_str(sessions_api(run->rc->ss, NULL)));
 	if (run->err) {
 		json_add_str(o, "error", err_name(run->err));
@@ -432,6 +463,7 @@ static void run_free(struct run *run, int err, const cJSON *rep)
 		free(w);
 	}
 	HASH_CLEAR(hh, run->byid);
+	adopt_run_free(run->adopt);
 	free(run->entries);
 	free(run);
 }
@@ -450,6 +482,8 @@ static void finish(struct run *run)
 	         run->n, run->err ? run->msg : "done",
 	         (long long)(now - run->started_at));
 	rc->run = NULL;
+	if (run->err == 0)
+		rc->start_synced = 1;
 	arm(rc, next_delay(rc, run->err));
 	if (!rc->first_done) {
 		rc->first_done = 1;
@@ -531,8 +565,11 @@ int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
 	rc->run = run;
 	uv_timer_stop(&rc->timer);
 	log_info("reconcile (%s): %zu records", trigger, run->n);
+	/* A create in flight could be taken for a lost one: wait for it. */
+	if (rc->nheld == 0 && adopt_run_open(rc->a->store, &run->adopt) != 0)
+		log_warn("cannot read the open create intents");
 	run->pending++; /* held until the first step is queued */
-	if (run->n >= LIST_MIN)
+	if (run->n >= LIST_MIN || run->adopt)
 		list_page(run, NULL);
 	else
 		get_rest(run);
@@ -585,7 +622,33 @@ void reconcile_destroy(struct reconcile *rc)
 			run_free(rc->run, ERR_STATE, NULL);
 	}
 	rc->run = NULL;
+	free(rc->held);
 	uv_close((uv_handle_t *)&rc->timer, rc_closed);
+}
+
+void reconcile_hold(struct reconcile *rc, int64_t intent, int on)
+{
+	size_t i;
+	void *a;
+
+	if (rc == NULL || intent <= 0)
+		return;
+	for (i = 0; i < rc->nheld; i++)
+		if (rc->held[i] == intent)
+			break;
+	if (!on && i < rc->nheld)
+		rc->held[i] = rc->held[--rc->nheld];
+	if (!on || i < rc->nheld)
+		return;
+	if (rc->nheld == rc->capheld) {
+		a = realloc(rc->held,
+		            (rc->capheld * 2 + 4) * sizeof(*rc->held));
+		if (a == NULL)
+			return; /* the answer still writes the record */
+		rc->held = a;
+		rc->capheld = rc->capheld * 2 + 4;
+	}
+	rc->held[rc->nheld++] = intent;
 }
 
 int reconcile_running(const struct reconcile *rc)

@@ -11,7 +11,9 @@
  * nothing; transient errors leave records stale and the run is retried
  * with backoff. Every run stores a report (store_report_add) and appends
  * a "reconciled" event. Runs happen at start, every interval, and on
- * demand; asking while one runs joins it.
+ * demand; asking while one runs joins it. Open create intents whose
+ * answer was lost make the run list everything and adopt what they made
+ * (adopt.h). Auto-resume applies until a run has reached HopX once.
  */
 
 #include <cjson/cJSON.h>
@@ -41,6 +43,12 @@ typedef void (*reconcile_fn)(void *ud, int err, const cJSON *report);
  */
 int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
                   void *ud);
+
+/*
+ * Marks a create intent as in flight in this process (on) or answered:
+ * runs adopt only intents whose answer will never come.
+ */
+void reconcile_hold(struct reconcile *rc, int64_t intent, int on);
 
 /* Whether a run is going on, and when the next periodic one starts. */
 int reconcile_running(const struct reconcile *rc);
