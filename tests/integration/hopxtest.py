@@ -7,6 +7,7 @@ them); HOPXD_TEST_WRAPPER (e.g. valgrind) wraps hopxd and hopxctl.
 import base64
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -266,14 +267,33 @@ def setup():
     return sys.argv[1], sys.argv[2], sys.argv[3], tmp
 
 
-def cleanup(tmp, *procs):
+def memcheck_errors(tmp):
+    """Lines valgrind wrote into the agents' log (it is --quiet: any line
+    is an error or a leak)."""
+    try:
+        with open(os.path.join(tmp, "hopxd.log"), errors="replace") as f:
+            return [ln.rstrip() for ln in f if re.match(r"==\d+== ", ln)]
+    except OSError:
+        return []
+
+
+def cleanup(tmp, *procs, t=None):
+    """Stops what still runs; under a wrapper (valgrind) t also reports
+    whether memcheck found anything in hopxd."""
     for p in procs:
         try:
             if p.proc and p.proc.poll() is None:
-                p.proc.kill()
-                p.proc.wait(10)
+                if t is not None and isinstance(p, Agent) and p.wrap:
+                    p.term(120)  # let memcheck report leaks
+                else:
+                    p.proc.kill()
+                    p.proc.wait(10)
         except Exception:
             pass
+    if t is not None and os.environ.get("HOPXD_TEST_WRAPPER"):
+        errs = memcheck_errors(tmp)
+        t.ok(not errs, "memcheck: no errors or definite leaks in hopxd",
+             "\n".join(errs[:40]))
     if os.environ.get("HOPXD_KEEP_TMP"):
         print(f"# kept {tmp}")
     else:

@@ -84,5 +84,5 @@ try:
          "the list was retried after the 2 s it was told to wait",
          first)
 finally:
-    cleanup(tmp, agent, sim)
+    cleanup(tmp, agent, sim, t=t)
 t.done()

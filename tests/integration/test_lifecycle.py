@@ -192,5 +192,5 @@ try:
     keepalive(ids[2])
     wait_env_run_kill(ids[1])
 finally:
-    cleanup(tmp, agent, sim)
+    cleanup(tmp, agent, sim, t=t)
 t.done()

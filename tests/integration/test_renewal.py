@@ -66,5 +66,5 @@ try:
     t.ok(st["api"]["state"] == "ok" and st["next_renewal"] is not None,
          "status shows the API ok and the next renewal", st.get("api"))
 finally:
-    cleanup(tmp, agent, sim)
+    cleanup(tmp, agent, sim, t=t)
 t.done()

@@ -95,5 +95,5 @@ try:
     t.ok(rc == 9 and "stopped" in err,
          "a stopped sandbox's token is refused with exit 9", (rc, err))
 finally:
-    cleanup(tmp, agent, sim)
+    cleanup(tmp, agent, sim, t=t)
 t.done()
