@@ -871,6 +871,8 @@ static void token_refreshed(void *ud, const struct sess_outcome *o)
 	struct sess_outcome out = *o;
 	struct store_sandbox r;
 
+	/* Finished below on every path, a failed refresh included. */
+	store_sandbox_init(&r);
 	if (o->err == 0 && stored_token(q->ss, q->id, 0, &r) != 0) {
 		out.err = ERR_BADRESP;
 		snprintf(out.msg, sizeof(out.msg),

@@ -99,6 +99,17 @@ def one_refresh(sid):
     t.ok(all(p.returncode == 0 for p in procs) and outs[0] == outs[1],
          "both processes got the same token")
     t.ok(len(refreshes) == 1, f"{len(refreshes)} refresh for two asks")
+    # A refresh that fails every attempt answers with the error (it once
+    # freed an unset record: found by the fault soak).
+    sim.admin("POST", "/faults/script",
+              {"route": "POST /v1/sandboxes/{id}/token/refresh",
+               "sandbox_id": sid, "count": 3, "action": "status",
+               "status": 500})
+    time.sleep(1.1)
+    rc, out, err = agent.ctl("token", sid, "--min-ttl", "3599")
+    t.ok(rc == 6 and agent.answers(),
+         "a refresh failing every attempt is an error, the agent lives",
+         (rc, err))
 
 
 def create_twice():
