@@ -386,8 +386,17 @@ static void on_due(uv_timer_t *t)
 	enum sess_act act = SESS_SYNC;
 	int64_t now = now_wall(s->ss);
 
-	if (s->cur || next_due(s, now, &act) > now)
+	if (s->cur)
+		return; /* op_finish schedules again */
+	/*
+	 * The loop's clock is monotonic and whole milliseconds, due is wall
+	 * time: a timer may fire a hair early. Re-arm, never drop it (a
+	 * dropped timer left renewals to the next reconcile).
+	 */
+	if (next_due(s, now, &act) > now) {
+		schedule(s);
 		return;
+	}
 	if (act == SESS_SYNC)
 		s->poll_at = now + timing_poll_delay(++s->polls);
 	sessions_do(s->ss, s->id, act, s->keepalive_s,

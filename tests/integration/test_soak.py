@@ -90,7 +90,11 @@ try:
     gaps = renewal_gaps(log, ids, t0_ms, end_ms)
     late = {s: g for s, g in gaps.items() if g >= LIFE * 1000}
     t.ok(not late, f"every token renewed before expiry (longest gap "
-         f"{max(gaps.values()) / 1000:.1f} s of {LIFE} s)", late)
+         f"{max(gaps.values()) / 1000:.1f} s of {LIFE} s)",
+         "\n".join(f"{s} {g} ms: " + " ".join(
+             f"{(e['at_ms'] - t0_ms) / 1000:.1f}:{e['status']}"
+             f"{e['fault'] or ''}" for e in log
+             if e["sandbox_id"] == s) for s, g in late.items()))
     recs = agent.records()
     gone = [s for s, r in recs.items() if r["status"] != "running"]
     t.ok(not gone, "no record wrongly marked gone or changed", gone)
