@@ -548,8 +548,28 @@ struct agent *methods_agent(const struct deferred *d)
 	return d->a;
 }
 
+/* The message of an error answer: a storage fault says what it means. */
+static const char *err_text(int e, const char *msg, char *buf, size_t n)
+{
+	if (msg && *msg)
+		return msg;
+	if (e == ERR_FULL || e == ERR_IO || e == ERR_READONLY ||
+	    e == ERR_CORRUPT) {
+		log_warn("a request failed: the database could not be "
+		         "written (%s)",
+		         err_str(e));
+		snprintf(buf, n,
+		         "the database could not be written (%s): nothing was "
+		         "changed; the agent's log has the cause",
+		         err_str(e));
+		return buf;
+	}
+	return err_str(e);
+}
+
 void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
 {
+	char buf[160];
 	size_t len = 0;
 	char *text;
 
@@ -557,7 +577,7 @@ void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
 		text = proto_result(d->id, result, &len);
 	} else {
 		cJSON_Delete(result);
-		text = proto_error(d->id, e, msg && *msg ? msg : err_str(e),
+		text = proto_error(d->id, e, err_text(e, msg, buf, sizeof(buf)),
 		                   &len);
 	}
 	ipc_conn_send(d->conn, text, len);
@@ -569,14 +589,15 @@ void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
 
 static void reply(struct call *c, int e)
 {
+	char buf[160];
 	size_t len = 0;
 	char *text;
 
 	if (e == 0)
 		text = proto_result(c->id, c->result, &len);
 	else
-		text = proto_error(c->id, e, c->msg[0] ? c->msg : err_str(e),
-		                   &len);
+		text = proto_error(c->id, e,
+		                   err_text(e, c->msg, buf, sizeof(buf)), &len);
 	if (e != 0)
 		cJSON_Delete(c->result);
 	c->result = NULL;

@@ -751,7 +751,7 @@ static void on_answer(void *ud, const struct hopx_result *r)
 {
 	struct sess *s = ud;
 	struct store *st = s->ss->a->store;
-	int grouped;
+	int grouped, e;
 
 	if (s->dropped) {
 		sess_unref(s);
@@ -767,8 +767,14 @@ static void on_answer(void *ud, const struct hopx_result *r)
 		answered_ok(s, r);
 	else
 		answered_err(s, r);
-	if (grouped && store_commit(st) != 0)
-		log_error("cannot write the outcome of a HopX call");
+	if (grouped && (e = store_commit(st)) != 0) {
+		log_error("%s: cannot store what HopX answered: %s", s->id,
+		          err_str(e));
+		/* Memory follows the database: a token not stored is not
+		 * counted on, so its renewal is asked for again. */
+		if (!s->dropped)
+			sessions_track(s->ss, s->id);
+	}
 	agent_publish(s->ss->a);
 	sess_unref(s);
 }

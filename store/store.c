@@ -256,6 +256,21 @@ static void abort_txn(struct store *s)
 	s->depth = 0;
 }
 
+/*
+ * After a write failed for want of space: move the WAL into the database
+ * and truncate it. That frees what the WAL held beyond the live pages, so
+ * writes can resume once a little space is back (or at once, if the WAL
+ * was what filled the disk).
+ */
+static int reclaim(struct store *s, int r)
+{
+	if (r == ERR_FULL &&
+	    sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+	                              NULL, NULL) == SQLITE_OK)
+		log_info("disk full: database log checkpointed and truncated");
+	return r;
+}
+
 int store_wend(struct store *s, int r)
 {
 	int c;
@@ -276,13 +291,13 @@ int store_wend(struct store *s, int r)
 	}
 	if (r != 0) {
 		abort_txn(s);
-		return r;
+		return reclaim(s, r);
 	}
 	c = store_step_done(store_stmt(s, ST_COMMIT));
 	if (c != 0)
 		abort_txn(s);
 	s->depth = 0;
-	return c;
+	return reclaim(s, c);
 }
 
 int store_begin(struct store *s)
@@ -436,7 +451,11 @@ static int set_pragmas(struct store *s, int readonly, char **cause)
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 	r = exec_sql(s,
 	             "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; "
-	             "PRAGMA cache_size = -16384; PRAGMA synchronous = FULL;",
+	             "PRAGMA cache_size = -16384; PRAGMA synchronous = FULL; "
+	             /* Few writes: checkpoint at 1 MiB, not 4, and cut the
+	              * WAL back after, so it never hoards a small disk. */
+	             "PRAGMA wal_autocheckpoint = 256; "
+	             "PRAGMA journal_size_limit = 1048576;",
 	             cause);
 	if (r != 0 || readonly)
 		return r;
@@ -529,6 +548,36 @@ static int open_db(struct store *s, const char *path, int readonly,
 	return 0;
 }
 
+/*
+ * SQLite reports each I/O failure once, with its cause (ENOSPC, EROFS,
+ * the file and the system call): the log then says why a write was
+ * refused. Constraint and schema notices are answers, not faults.
+ */
+static void on_sqlite_log(void *ud, int rc, const char *msg)
+{
+	(void)ud;
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+	case SQLITE_IOERR:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+		log_warn("database: %s (%s)", msg, sqlite3_errstr(rc));
+		break;
+	default:
+		break;
+	}
+}
+
+void store_global_init(void)
+{
+	static int done;
+
+	if (!done++)
+		sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, NULL);
+}
+
 int store_open(const char *path, unsigned flags, const struct clock *clk,
                struct store **out, char **cause)
 {
@@ -536,6 +585,7 @@ int store_open(const char *path, unsigned flags, const struct clock *clk,
 	struct store *s;
 	int r;
 
+	store_global_init();
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)

@@ -31,6 +31,13 @@ const char *store_cause_str(enum store_cause c);
 #define STORE_OPEN_CHECK    0x2 /* run PRAGMA quick_check after opening */
 
 /*
+ * Routes SQLite's own error log (the cause of each I/O failure) to the
+ * agent's log. Must come before any other SQLite call to take effect;
+ * store_open calls it, so only code that touches SQLite first needs to.
+ */
+void store_global_init(void);
+
+/*
  * Opens (creating it 0600, and missing parent directories 0700) and
  * migrates the database at path. clk may be NULL for the system clock; it
  * must outlive the store. On failure *cause, if cause is not NULL, gets a
