@@ -346,6 +346,20 @@ static int activation_fd(void)
 	return 3;
 }
 
+/*
+ * Tokens live in this process's memory: a crash must not write them to
+ * a core file, and nothing it creates is for other users (RELIABILITY.md
+ * 1.7). RLIMIT_CORE rather than PR_SET_DUMPABLE keeps /proc/PID readable
+ * by its own user.
+ */
+static void harden(void)
+{
+	struct rlimit none = {0, 0};
+
+	umask(077);
+	setrlimit(RLIMIT_CORE, &none);
+}
+
 /* Many idle clients are allowed: lift the soft fd limit to the hard. */
 static void raise_nofile(void)
 {
@@ -571,6 +585,7 @@ int main(int argc, char **argv)
 	    (r = default_api(&m.a.cfg)) != 0)
 		return r;
 	signal(SIGPIPE, SIG_IGN);
+	harden();
 	raise_nofile();
 	log_init("hopxd", lvl);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {

@@ -4,7 +4,6 @@ socket answers at once with HopX down and the agent converges when it comes
 back; a wrong key changes nothing and says so (exit 3); two processes
 asking for a fresh token cause one refresh; create is idempotent by name;
 stop explains a removed route; keep-alive re-arms; wait, env, run, kill."""
-import os
 import subprocess
 import time
 
@@ -180,20 +179,7 @@ def wait_env_run_kill(sid):
          sim.sandbox(sid)[0] == 404, "kill deletes it and marks it gone")
 
 
-def key_file_modes():
-    path = f"{tmp}/key"
-    with open(path, "w") as f:
-        f.write(sim.key + "\n")
-    os.chmod(path, 0o644)
-    p = subprocess.run([hopxd, "--db", f"{tmp}/k.db", "--socket",
-                        f"{tmp}/k/k.sock", "--api-key-file", path],
-                       capture_output=True, text=True, timeout=30)
-    t.ok(p.returncode == 2 and "chmod 600" in p.stderr,
-         "a key file others can read is refused", p.stderr)
-
-
 try:
-    key_file_modes()
     agent.start()
     ids = shutdown_and_outage()
     wrong_key(ids)

@@ -139,6 +139,8 @@ struct sim_counter {
 	UT_hash_handle hh;
 };
 
+#define SIM_ISSUED_MAX 20000
+
 struct sim {
 	pthread_mutex_t lock;
 	struct sim_config cfg;
@@ -157,6 +159,9 @@ struct sim {
 	int64_t next_request_id;
 	int64_t next_seq;
 	char secret[33]; /* signs tokens; kept in the state file */
+	/* Every token issued (a ring): leak tests grep logs for them. */
+	char *issued[SIM_ISSUED_MAX];
+	uint64_t nissued;
 	char agent_url[128];
 	char api_url[128];
 	int dirty; /* state changed since the last save */

@@ -108,6 +108,25 @@ static void a_sandbox(struct sim *s, const struct sim_req *rq,
 	reply(rs, NULL);
 }
 
+/* Every token issued that the ring still holds, oldest first. */
+static void a_tokens(struct sim *s, const struct sim_req *rq,
+                     struct sim_resp *rs, char **seg, cJSON *body)
+{
+	cJSON *o = cJSON_CreateObject(), *arr;
+	uint64_t i =
+	        s->nissued > SIM_ISSUED_MAX ? s->nissued - SIM_ISSUED_MAX : 0;
+
+	(void)rq;
+	(void)seg;
+	(void)body;
+	arr = cJSON_AddArrayToObject(o, "tokens");
+	for (; i < s->nissued; i++)
+		cJSON_AddItemToArray(
+		        arr, cJSON_CreateString(s->issued[i % SIM_ISSUED_MAX]));
+	cJSON_AddNumberToObject(o, "issued", (double)s->nissued);
+	reply(rs, o);
+}
+
 static void a_counters(struct sim *s, const struct sim_req *rq,
                        struct sim_resp *rs, char **seg, cJSON *body)
 {
@@ -278,6 +297,7 @@ static const struct admin_route admin_routes[] = {
         {"POST", "_sim/sandboxes/bulk", a_bulk},
         {"POST", "_sim/sandboxes/*/*", a_sandbox},
         {"GET", "_sim/counters", a_counters},
+        {"GET", "_sim/tokens", a_tokens},
         {"GET", "_sim/log", a_log},
         {"GET", "_sim/faults", a_faults},
         {"PUT", "_sim/faults", a_faults},

@@ -115,6 +115,8 @@ char *sim_jwt_issue(struct sim *s, struct sim_sandbox *sb, int64_t *exp_ms)
 	sign(s, tok, n, sig);
 	b64_encode(sig, sizeof(sig), sb64);
 	snprintf(tok + n, 1 + sizeof(sb64), ".%s", sb64);
+	free(s->issued[s->nissued % SIM_ISSUED_MAX]);
+	s->issued[s->nissued++ % SIM_ISSUED_MAX] = strdup(tok);
 	s->dirty = 1;
 	return tok;
 }

@@ -62,6 +62,8 @@ void sim_finish(struct sim *s)
 	}
 	sim_faults_clear(&s->faults);
 	free(s->log);
+	for (size_t i = 0; i < SIM_ISSUED_MAX; i++)
+		free(s->issued[i]);
 	pthread_mutex_destroy(&s->lock);
 }
 
