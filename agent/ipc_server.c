@@ -107,6 +107,23 @@ static size_t queued(const struct ipc_conn *c)
 	return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
 }
 
+/*
+ * All subscribers together may hold this much unsent: each gets an even
+ * share (never above --max-queue, never below the floor), so memory stays
+ * bounded however many subscribe and stop reading.
+ */
+#define SUBS_QUEUE_TOTAL (64u << 20)
+#define SUB_QUEUE_FLOOR  (16u << 10)
+
+static size_t sub_cap(const struct ipc_server *s)
+{
+	size_t share = SUBS_QUEUE_TOTAL / (s->nsubs ? s->nsubs : 1);
+	size_t cap = (size_t)s->a->cfg.max_queue;
+
+	cap = share < cap ? share : cap;
+	return cap > SUB_QUEUE_FLOOR ? cap : SUB_QUEUE_FLOOR;
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 
@@ -499,15 +516,16 @@ void ipc_conn_subscribe(struct ipc_conn *c, const cJSON *id, int64_t seq)
 	uv_timer_stop(&c->idle); /* subscribers may stay quiet */
 }
 
-void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn)
+void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn, void *ud)
 {
 	struct ipc_conn *c, *tmp;
+	size_t cap = sub_cap(s);
 
 	DL_FOREACH_SAFE(s->conns, c, tmp)
 	{
 		if (c->sub_id == NULL || c->closing || c->draining)
 			continue;
-		if (queued(c) > (size_t)s->a->cfg.max_queue) {
+		if (queued(c) > cap) {
 			log_warn("dropping a subscriber %zu bytes behind",
 			         queued(c));
 			store_event_append(s->a->store, NULL,
@@ -518,6 +536,6 @@ void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn)
 			conn_close(c);
 			continue;
 		}
-		c->sub_seq = fn(s->a, c, c->sub_id, c->sub_seq);
+		c->sub_seq = fn(ud, s->a, c, c->sub_id, c->sub_seq);
 	}
 }

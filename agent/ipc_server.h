@@ -50,9 +50,12 @@ void ipc_conn_release(struct ipc_conn *c);
  */
 void ipc_conn_subscribe(struct ipc_conn *c, const cJSON *id, int64_t seq);
 
-/* Calls fn for each subscriber; fn returns the last seq it sent. */
-typedef int64_t (*ipc_sub_fn)(struct agent *a, struct ipc_conn *c,
+/*
+ * Calls fn for each subscriber (dropping those too far behind first); fn
+ * returns the last seq it sent.
+ */
+typedef int64_t (*ipc_sub_fn)(void *ud, struct agent *a, struct ipc_conn *c,
                               const cJSON *sub_id, int64_t seq);
-void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn);
+void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn, void *ud);
 
 #endif

@@ -115,6 +115,21 @@ char *proto_event(const cJSON *id, cJSON *event, size_t *len)
 	return line_with(id, "event", event, len);
 }
 
+char *proto_event_text(const cJSON *id, const char *event, size_t *len)
+{
+	char *idt = id ? cJSON_PrintUnformatted(id) : NULL;
+	const char *ids = idt ? idt : "null";
+	size_t n =
+	        strlen(ids) + strlen(event) + sizeof("{\"id\":,\"event\":}\n");
+	char *out = malloc(n);
+
+	if (out)
+		*len = (size_t)snprintf(out, n, "{\"id\":%s,\"event\":%s}\n",
+		                        ids, event);
+	free(idt);
+	return out;
+}
+
 char *proto_error(const cJSON *id, int code, const char *message, size_t *len)
 {
 	cJSON *e = cJSON_CreateObject();

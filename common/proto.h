@@ -62,6 +62,12 @@ char *proto_error(const cJSON *id, int code, const char *message, size_t *len);
 char *proto_event(const cJSON *id, cJSON *event, size_t *len);
 
 /*
+ * The same line around an event already printed as JSON text: one
+ * rendering serves every subscriber. NULL when out of memory.
+ */
+char *proto_event_text(const cJSON *id, const char *event, size_t *len);
+
+/*
  * A parameter rule for the dispatch table: name, JSON type, required.
  * proto_check_params checks every rule and rejects unknown keys, writing
  * the problem into msg. Returns 0 or ERR_INVAL.

@@ -53,10 +53,12 @@ size_t ipc_server_subscribers(const struct ipc_server *s)
 	return 0;
 }
 
-void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn)
+void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn,
+                                void *ud)
 {
 	(void)s;
 	(void)fn;
+	(void)ud;
 }
 
 struct ipc_conn *fuzz_conn(void);
