@@ -104,7 +104,7 @@ def read_only(agent, sids):
     acked, refused = label_burst(agent, sids, "ro", 20)
     time.sleep(4)  # renewals meet the fault too
     t.ok(not acked and refused and
-         all(e["code"] in ("readonly", "io") and "nothing was changed" in
+         all(e["code"] in ("read_only", "io") and "nothing was changed" in
              e["message"] for e in refused),
          "read-only: every write refused with a clear error",
          (acked[:2], refused[:2]))
