@@ -162,6 +162,30 @@ def api_calls(entries):
             if e["path"].startswith("/v1/")]
 
 
+def early_retries(log, wait_ms=1000):
+    """Requests sent sooner than wait_ms after the same request (method
+    and path) drew a 429 or 503, i.e. before its Retry-After."""
+    early, last = [], {}
+    for e in log:
+        key = (e["method"], e["path"])
+        prev = last.get(key)
+        if prev and prev["status"] in (429, 503) and \
+                e["at_ms"] < prev["at_ms"] + wait_ms:
+            early.append((key, prev["at_ms"], e["at_ms"]))
+        last[key] = e
+    return early
+
+
+def worst_window(times, width_ms):
+    """The most of the sorted times that fall into any width_ms window."""
+    worst, j = 0, 0
+    for i, at in enumerate(times):
+        while times[j] <= at - width_ms:
+            j += 1
+        worst = max(worst, i - j + 1)
+    return worst
+
+
 def jwt_exp(token):
     payload = token.split(".")[1]
     payload += "=" * (-len(payload) % 4)
@@ -229,6 +253,11 @@ class Agent:
                     raise OSError("connection closed")
                 buf += chunk
         return json.loads(buf)
+
+    def attach_all(self, ids):
+        """Attaches every id; returns the error answers."""
+        return [r for r in (self.rpc("attach", {"id": s}) for s in ids)
+                if "error" in r]
 
     def records(self):
         return {r["id"]: r for r in self.rpc("list", {"limit": 10000})

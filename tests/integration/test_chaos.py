@@ -169,8 +169,7 @@ def hopx_truth():
 try:
     agent.start()
     ids = sim.bulk(WORKERS * PER_WORKER)
-    errs = [r for r in (agent.rpc("attach", {"id": s}) for s in ids)
-            if "error" in r]
+    errs = agent.attach_all(ids)
     t.ok(not errs, f"{len(ids)} sandboxes attached", errs[:3])
     threads = [threading.Thread(target=worker, args=(
         w, ids[w * PER_WORKER:(w + 1) * PER_WORKER]), daemon=True)

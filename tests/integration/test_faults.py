@@ -5,7 +5,7 @@ is ever wrongly marked gone, and no request is retried before the
 Retry-After its answer named."""
 import time
 
-from hopxtest import Agent, Sim, Tap, cleanup, setup
+from hopxtest import Agent, Sim, Tap, cleanup, early_retries, setup
 
 FAULTS = {"rate_5xx": 0.3, "rate_429": 0.1, "retry_after": 1,
           "rate_reset": 0.03, "rate_stall": 0.02, "rate_malformed": 0.03}
@@ -18,8 +18,7 @@ agent = Agent(hopxd, hopxctl, tmp, sim.url,
 try:
     agent.start()
     ids = sim.bulk(20)
-    errs = [r for r in (agent.rpc("attach", {"id": s}) for s in ids)
-            if "error" in r]
+    errs = agent.attach_all(ids)
     t.ok(not errs, "20 sandboxes attached", errs[:3])
     seq = sim.last_seq()
     ev0 = agent.last_event()
@@ -68,15 +67,7 @@ try:
     t.ok(faulted >= 3 and limited >= 1,
          f"{faulted} of {len(log)} requests were faulted, {limited} with "
          "a Retry-After")
-    early = []
-    last = {}
-    for e in log:
-        key = (e["method"], e["path"])
-        prev = last.get(key)
-        if prev and prev["status"] in (429, 503) and \
-                e["at_ms"] < prev["at_ms"] + 1000:
-            early.append((key, prev["at_ms"], e["at_ms"]))
-        last[key] = e
+    early = early_retries(log)
     t.ok(not early, "no request came before its Retry-After", early[:5])
     first = [e for e in log if e["route"] == "GET /v1/sandboxes"][:2]
     t.ok(len(first) == 2 and first[0]["status"] == 429 and

@@ -8,7 +8,8 @@ import os
 import random
 import time
 
-from hopxtest import Agent, Sim, Tap, cleanup, jwt_exp, setup
+from hopxtest import (Agent, Sim, Tap, cleanup, jwt_exp, setup,
+                      worst_window)
 
 DURATION = float(os.environ.get("HOPXD_RENEWAL_SECONDS", "60"))
 N = 50
@@ -20,8 +21,7 @@ agent = Agent(hopxd, hopxctl, tmp, sim.url, args=["--budget", "5000"])
 try:
     agent.start()
     ids = sim.bulk(N)
-    errs = [r for r in (agent.rpc("attach", {"id": s}) for s in ids)
-            if "error" in r]
+    errs = agent.attach_all(ids)
     t.ok(not errs, f"{N} sandboxes attached", errs[:3])
     seq = sim.last_seq()
     start = time.time()
@@ -54,11 +54,7 @@ try:
          sorted(per.values())[:10])
     # A burst would put many renewals into one short window.
     times = sorted(e["at_ms"] for e in log)
-    worst, j = 0, 0
-    for i, at in enumerate(times):
-        while times[j] < at - 100:
-            j += 1
-        worst = max(worst, i - j + 1)
+    worst = worst_window(times, 100)
     t.ok(worst <= N * 2 // 5,
          f"at most {worst} of {len(times)} renewals in any 100 ms "
          f"(limit {N * 2 // 5})")

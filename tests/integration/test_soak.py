@@ -10,7 +10,8 @@ import os
 import random
 import time
 
-from hopxtest import Agent, Sim, Tap, api_calls, cleanup, jwt_exp, setup
+from hopxtest import (Agent, Sim, Tap, cleanup, early_retries, jwt_exp,
+                      setup, worst_window)
 
 DURATION = float(os.environ.get("HOPXD_SOAK_SECONDS", "60"))
 N, LIFE, BUDGET, LIMIT = 10, 30, 90, 100
@@ -45,20 +46,10 @@ def renewal_gaps(log, ids, t0_ms, end_ms):
             for s, v in got.items()}
 
 
-def worst_window(times, width_ms):
-    worst, j = 0, 0
-    for i, at in enumerate(times):
-        while times[j] <= at - width_ms:
-            j += 1
-        worst = max(worst, i - j + 1)
-    return worst
-
-
 try:
     agent.start()
     ids = sim.bulk(N)
-    errs = [r for r in (agent.rpc("attach", {"id": s}) for s in ids)
-            if "error" in r]
+    errs = agent.attach_all(ids)
     t.ok(not errs, f"{N} sandboxes attached", errs[:3])
     seq = sim.last_seq()
     t0_ms = sim.log(seq - 1)[-1]["at_ms"] if seq else 0
@@ -98,18 +89,9 @@ try:
     recs = agent.records()
     gone = [s for s, r in recs.items() if r["status"] != "running"]
     t.ok(not gone, "no record wrongly marked gone or changed", gone)
-    early, last = [], {}
-    for e in log:
-        key = (e["method"], e["path"])
-        prev = last.get(key)
-        if prev and prev["status"] in (429, 503) and \
-                e["at_ms"] < prev["at_ms"] + 1000:
-            early.append((key, prev["at_ms"], e["at_ms"]))
-        last[key] = e
+    early = early_retries(log)
     t.ok(not early, "no request came before its Retry-After", early[:5])
     worst = worst_window([e["at_ms"] for e in log], 60000)
-    limited = sum(1 for e in log if e["status"] == 429 and
-                  e["fault"] in (None, "", "rate_limit"))
     t.ok(worst <= BUDGET, f"at most {worst} requests in any minute "
          f"(budget {BUDGET}, HopX limit {LIMIT})")
     half = len(samples) // 2
