@@ -301,6 +301,7 @@ static void on_http(void *ud, const struct http_result *res)
 	DL_DELETE(hx->running, p);
 	classify(p, res, &r, &ra_ms);
 	r.attempts = p->attempts;
+	r.retry_after_ms = ra_ms;
 	if (r.err && err_transient(r.err) && p->attempts < p->max &&
 	    p->call.op != HOPX_CREATE) {
 		p->not_before = now(hx) + retry_delay(hx, p->attempts, ra_ms);
@@ -563,10 +564,13 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 	p->call = *c;
 	p->fn = fn;
 	p->ud = ud;
-	/* A user waits, and a sync runs again anyway: both give up sooner. */
-	p->max = c->max_attempts > 0 ? c->max_attempts
-	         : (c->prio == HOPX_PRIO_USER || c->prio == HOPX_PRIO_SYNC) ? 3
-	                                                                    : 8;
+	/*
+	 * Three tries at most (RELIABILITY.md 2.4): a user waits, a sync runs
+	 * again anyway, and background work is retried by its session, which
+	 * paces retries by what is left of the token (long backoffs here once
+	 * let tokens expire while a call was still retrying).
+	 */
+	p->max = c->max_attempts > 0 ? c->max_attempts : 3;
 	if (dup_opt(&p->id, c->id) || dup_opt(&p->body, c->body) ||
 	    dup_opt(&p->query, c->query)) {
 		pending_free(p);

@@ -75,7 +75,8 @@ struct hopx_result {
 	int err;     /* 0 or ERR_* */
 	long status; /* last HTTP status (0: none) */
 	int attempts;
-	char code[48]; /* HopX error code, e.g. RESOURCE_NOT_FOUND */
+	int64_t retry_after_ms; /* what the last answer asked (-1: nothing) */
+	char code[48];          /* HopX error code, e.g. RESOURCE_NOT_FOUND */
 	char message[160];
 	struct hopx_sandbox sbx;    /* GET, CREATE, REFRESH (token), TIMEOUT */
 	struct hopx_sandbox *items; /* LIST: valid during the callback */
@@ -93,7 +94,7 @@ struct hopx_call {
 	const char *query; /* LIST: "limit=100&cursor=..." or NULL */
 	int64_t timeout_s; /* TIMEOUT: the new timeout */
 	enum hopx_prio prio;
-	int max_attempts; /* 0: 3 for USER and SYNC, 8 otherwise */
+	int max_attempts; /* 0: 3 */
 };
 
 /*

@@ -74,10 +74,6 @@ struct reconcile {
 	uint32_t rng;
 	struct run *run;
 	int first_done;
-	/* Auto-resume is a start-up rule (DESIGN: "auto-resume on start"):
-	 * paused records are resumed until a run has reached HopX once, so a
-	 * user's pause survives the periodic syncs that follow. */
-	int start_synced;
 	int64_t *held; /* create intents whose answer is still to come */
 	size_t nheld, capheld;
 };
@@ -167,9 +163,7 @@ static void decide(struct entry *e)
 	e->after = v.status;
 	if (v.status == SBX_RUNNING && !token_good(&v, now_wall(e->run->rc)))
 		act(e, SESS_REFRESH, "refresh");
-	else if (v.status == SBX_PAUSED &&
-	         ((v.auto_resume && !e->run->rc->start_synced) ||
-	          v.paused_by_agent))
+	else if (v.status == SBX_PAUSED && (v.auto_resume || v.paused_by_agent))
 		act(e, SESS_RESUME, "resume");
 	else if (v.status == SBX_CREATING)
 		e->action = "poll";
@@ -482,8 +476,6 @@ static void finish(struct run *run)
 	         run->n, run->err ? run->msg : "done",
 	         (long long)(now - run->started_at));
 	rc->run = NULL;
-	if (run->err == 0)
-		rc->start_synced = 1;
 	arm(rc, next_delay(rc, run->err));
 	if (!rc->first_done) {
 		rc->first_done = 1;

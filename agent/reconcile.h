@@ -13,7 +13,7 @@
  * a "reconciled" event. Runs happen at start, every interval, and on
  * demand; asking while one runs joins it. Open create intents whose
  * answer was lost make the run list everything and adopt what they made
- * (adopt.h). Auto-resume applies until a run has reached HopX once.
+ * (adopt.h).
  */
 
 #include <cjson/cJSON.h>

@@ -25,7 +25,9 @@
 #define TOKEN_MIN_TTL_MS 1000
 #define RETRY_BASE_MS    1000
 #define RETRY_CAP_MS     60000
-#define AUTH_RETRY_MS    60000
+/* A renewal retries within a third of what is left of its token. */
+#define RETRY_MIN_MS  500
+#define AUTH_RETRY_MS 60000
 
 struct waiter {
 	sess_done_fn fn;
@@ -67,6 +69,7 @@ struct sess {
 	int auto_resume, pause_on_shutdown, paused_by_agent;
 	uint32_t jitter; /* where in the renewal window this one renews */
 	int fails;       /* consecutive failed operations */
+	int64_t wait_ms; /* Retry-After of the last failed answer, or -1 */
 	int polls;       /* polls while creating */
 	int64_t retry_at;
 	int64_t poll_at;
@@ -374,6 +377,25 @@ static int64_t next_due(const struct sess *s, int64_t now, enum sess_act *act)
 	return due;
 }
 
+/*
+ * After a transient failure: backoff, but a token close to expiry cannot
+ * wait out a long one, so a running sandbox retries within a third of
+ * what is left of its token; never before the answer's Retry-After.
+ */
+static int64_t retry_delay(struct sess *s, int64_t now)
+{
+	int64_t d = timing_backoff(s->fails, RETRY_BASE_MS, RETRY_CAP_MS,
+	                           timing_rand(&s->ss->rng), 0);
+	int64_t left = (s->tok_exp - now) / 3;
+
+	if (s->status == SBX_RUNNING && s->tok_exp > 0 && d > left)
+		d = left > RETRY_MIN_MS ? left : RETRY_MIN_MS;
+	if (d < s->wait_ms)
+		d = s->wait_ms;
+	s->wait_ms = -1;
+	return d;
+}
+
 static void on_bg_done(void *ud, const struct sess_outcome *o)
 {
 	(void)ud;
@@ -552,9 +574,7 @@ static void op_finish(struct sess *s, int err, const char *fmt, ...)
 	s->fails = err == 0 ? 0 : s->fails + 1;
 	s->retry_at = 0;
 	if (err_transient(err))
-		s->retry_at = now + timing_backoff(s->fails, RETRY_BASE_MS,
-		                                   RETRY_CAP_MS,
-		                                   timing_rand(&s->ss->rng), 0);
+		s->retry_at = now + retry_delay(s, now);
 	else if (err == ERR_AUTH)
 		s->retry_at = now + AUTH_RETRY_MS;
 	s->refs++; /* a waiter may forget the sandbox */
@@ -723,6 +743,7 @@ static void answered_err(struct sess *s, const struct hopx_result *r)
 
 	snprintf(msg, sizeof(msg), "%s: %s%s%s", err_str(r->err), r->code,
 	         r->code[0] ? " " : "", r->message);
+	s->wait_ms = r->retry_after_ms;
 	if (r->err == ERR_NOTFOUND &&
 	    (call == HOPX_START || call == HOPX_STOP) && !op->probed) {
 		probe(s, ERR_NOTFOUND);

@@ -157,13 +157,6 @@ def wait_env_run_kill(sid):
     agent.ctl("pause", sid)
     w.communicate(timeout=30)
     t.ok(w.returncode == 0, "wait --for paused returned once paused")
-    # Auto-resume is for start-up: a later sync keeps the user's pause.
-    seq = sim.last_seq()
-    agent.ctl("reconcile")
-    resumes = [c for c in api_calls(sim.log(seq)) if c[1].endswith("resume")]
-    t.ok(status_of(sid) == "paused" and not resumes and
-         sim.sandbox(sid)[1]["status"] == "paused",
-         "a reconcile after start keeps a user's pause", resumes)
     rc, out, err = agent.ctl("wait", sid, "--for", "stopped", "--timeout",
                              "1")
     t.ok(rc == 5, "wait times out with exit 5", (rc, err))

@@ -14,7 +14,7 @@ from hopxtest import (Agent, Sim, Tap, cleanup, early_retries, jwt_exp,
                       setup, worst_window)
 
 DURATION = float(os.environ.get("HOPXD_SOAK_SECONDS", "60"))
-N, LIFE, BUDGET, LIMIT = 10, 30, 90, 100
+N, LIFE, BUDGET, LIMIT = 10, 60, 90, 100
 FAULTS = {"rate_5xx": 0.3, "rate_429": 0.1, "retry_after": 1,
           "rate_reset": 0.03, "rate_stall": 0.02, "rate_malformed": 0.03,
           "rate_truncated": 0.03, "rate_limit_rpm": LIMIT,
