@@ -53,8 +53,7 @@ size_t ipc_server_subscribers(const struct ipc_server *s)
 	return 0;
 }
 
-void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn,
-                                void *ud)
+void ipc_server_each_subscriber(struct ipc_server *s, ipc_sub_fn fn, void *ud)
 {
 	(void)s;
 	(void)fn;

@@ -176,6 +176,17 @@ def early_retries(log, wait_ms=1000):
     return early
 
 
+def rss_unmeasurable():
+    """Why RSS says nothing about leaks here, or None: ASan keeps freed
+    memory in quarantine and pads every block (LeakSanitizer checks
+    leaks instead); valgrind replaces the allocator."""
+    if "ASAN_OPTIONS" in os.environ:
+        return "under ASan (quarantine)"
+    if os.environ.get("HOPXD_TEST_WRAPPER"):
+        return "under valgrind"
+    return None
+
+
 def worst_window(times, width_ms):
     """The most of the sorted times that fall into any width_ms window."""
     worst, j = 0, 0

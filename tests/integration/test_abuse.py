@@ -11,7 +11,8 @@ import socket
 import threading
 import time
 
-from hopxtest import Agent, Sim, Tap, cleanup, setup, wait_for
+from hopxtest import (Agent, Sim, Tap, cleanup, rss_unmeasurable, setup,
+                      wait_for)
 
 CONNS = int(os.environ.get("HOPXD_ABUSE_CONNS", "5000"))
 QUEUE_MAX = 256 << 10  # --max-queue: a subscriber is dropped above it
@@ -126,15 +127,17 @@ try:
          f"{st['last_event']} events)")
     # Subscribers share 64 MiB of queue (each at most QUEUE_MAX), plus
     # the connections' read buffers and allocator overhead.
-    t.ok(peak - rss0 < 160 * 1024,
-         f"memory bounded: RSS {rss0} -> peak {peak} KiB")
+    why = rss_unmeasurable()
+    t.ok(why or peak - rss0 < 160 * 1024,
+         f"memory bounded: RSS {rss0} -> peak {peak} KiB" +
+         (f" (not judged {why})" if why else ""))
     for s in socks:
         s.close()
     t.ok(wait_for(lambda: conn_count() <= 2, 30),
          "once the abusers left, their connections were closed",
          conn_count())
     after = rss_kib()
-    t.ok(agent.answers() and after < peak + 1024,
+    t.ok(agent.answers() and (why or after < peak + 1024),
          f"the agent lives; RSS after {after} KiB (peak {peak} KiB)")
 finally:
     cleanup(tmp, agent, sim, t=t)

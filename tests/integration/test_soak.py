@@ -11,7 +11,7 @@ import random
 import time
 
 from hopxtest import (Agent, Sim, Tap, cleanup, early_retries, jwt_exp,
-                      setup, worst_window)
+                      rss_unmeasurable, setup, worst_window)
 
 DURATION = float(os.environ.get("HOPXD_SOAK_SECONDS", "60"))
 N, LIFE, BUDGET, LIMIT = 10, 60, 90, 100
@@ -99,9 +99,11 @@ try:
     rss1 = max(s[1] for s in samples[half:])
     fd0 = max(s[2] for s in samples[:half])
     fd1 = max(s[2] for s in samples[half:])
-    t.ok(rss1 <= rss0 * 1.2 + 1024 and fd1 <= fd0 + 4,
+    why = rss_unmeasurable()
+    t.ok(fd1 <= fd0 + 4 and (why or rss1 <= rss0 * 1.2 + 1024),
          f"memory and fds flat: peak RSS {rss0} -> {rss1} KiB, fds "
-         f"{fd0} -> {fd1} ({len(samples)} samples)")
+         f"{fd0} -> {fd1} ({len(samples)} samples)" +
+         (f"; RSS not judged {why}" if why else ""))
     ok = all(sim.token_ok(s, agent.rpc("token", {"ref": s})["result"]
                           ["token"]) for s in ids)
     t.ok(ok, "once HopX behaves, every sandbox has a token it accepts")
