@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
 #include <utlist.h>
 
 #define RETRY_AFTER_MAX_MS (300 * 1000)
@@ -37,8 +38,20 @@ struct pending {
 	struct pending *prev, *next;
 };
 
+/*
+ * A Retry-After holds every later call about the same sandbox (or about
+ * no sandbox: list, create), not only the retries of the call that drew
+ * it: a new call would otherwise come before the server's wish.
+ */
+struct hold {
+	UT_hash_handle hh;
+	int64_t until; /* monotonic ms */
+	char id[];     /* sandbox id, "" for calls without one */
+};
+
 struct hopx {
 	uv_loop_t *loop;
+	struct hold *holds;
 	struct http *http;
 	const struct clock *clk;
 	char *base;
@@ -64,6 +77,38 @@ static void pump(struct hopx *hx);
 static int64_t now(const struct hopx *hx)
 {
 	return clock_mono_ms(hx->clk);
+}
+
+static void hold_set(struct hopx *hx, const char *id, int64_t until)
+{
+	struct hold *h;
+	size_t n = strlen(id ? id : "") + 1;
+
+	HASH_FIND_STR(hx->holds, id ? id : "", h);
+	if (h == NULL && (h = calloc(1, sizeof(*h) + n)) != NULL) {
+		memcpy(h->id, id ? id : "", n);
+		HASH_ADD_STR(hx->holds, id, h);
+	}
+	if (h && until > h->until)
+		h->until = until;
+}
+
+/* When a new call about id may go; drops a hold that has passed. */
+static int64_t hold_get(struct hopx *hx, const char *id)
+{
+	struct hold *h;
+	int64_t until;
+
+	HASH_FIND_STR(hx->holds, id ? id : "", h);
+	if (h == NULL)
+		return 0;
+	until = h->until;
+	if (until <= now(hx)) {
+		HASH_DEL(hx->holds, h);
+		free(h);
+		return 0;
+	}
+	return until;
 }
 
 static uint32_t rnd(struct hopx *hx)
@@ -302,6 +347,11 @@ static void on_http(void *ud, const struct http_result *res)
 	classify(p, res, &r, &ra_ms);
 	r.attempts = p->attempts;
 	r.retry_after_ms = ra_ms;
+	if (ra_ms > 0)
+		hold_set(hx, p->id,
+		         now(hx) + (ra_ms < RETRY_AFTER_MAX_MS
+		                            ? ra_ms
+		                            : RETRY_AFTER_MAX_MS));
 	if (r.err && err_transient(r.err) && p->attempts < p->max &&
 	    p->call.op != HOPX_CREATE) {
 		p->not_before = now(hx) + retry_delay(hx, p->attempts, ra_ms);
@@ -510,7 +560,13 @@ int hopx_create(uv_loop_t *loop, const struct hopx_opts *o, struct hopx **out)
 static void hopx_free(uv_handle_t *t)
 {
 	struct hopx *hx = t->data;
+	struct hold *h, *tmp;
 
+	HASH_ITER(hh, hx->holds, h, tmp)
+	{
+		HASH_DEL(hx->holds, h);
+		free(h);
+	}
 	free(hx->base);
 	free(hx);
 }
@@ -576,6 +632,7 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 		pending_free(p);
 		return ERR_NOMEM;
 	}
+	p->not_before = hold_get(hx, p->id);
 	DL_APPEND(hx->queue[c->prio], p);
 	hx->npending++;
 	pump(hx);

@@ -103,12 +103,21 @@ def one_refresh(sid):
     sim.admin("POST", "/faults/script",
               {"route": "POST /v1/sandboxes/{id}/token/refresh",
                "sandbox_id": sid, "count": 3, "action": "status",
-               "status": 500})
+               "status": 503, "retry_after": 2})
     time.sleep(1.1)
+    seq = sim.last_seq()
     rc, out, err = agent.ctl("token", sid, "--min-ttl", "3599")
     t.ok(rc == 6 and agent.answers(),
          "a refresh failing every attempt is an error, the agent lives",
          (rc, err))
+    # A new call waits out the Retry-After the last answer asked for.
+    agent.ctl("token", sid, "--min-ttl", "3599")
+    calls = [e for e in sim.log(seq)
+             if e["route"] == "POST /v1/sandboxes/{id}/token/refresh"]
+    t.ok(len(calls) == 4 and
+         calls[3]["at_ms"] - calls[2]["at_ms"] >= 2000,
+         "the next call came after the Retry-After", [
+             (e["at_ms"], e["status"]) for e in calls])
 
 
 def create_twice():
