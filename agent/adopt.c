@@ -247,6 +247,11 @@ size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
 			         (long long)ar->in[i].id, err_str(e));
 			continue;
 		}
+		/* A POST sent just before a crash may still be on its way
+		 * to HopX: only an older intent can be said to have made
+		 * nothing. A later run settles this one. */
+		if (h == NULL && ar->in[i].created_at > until - ADOPT_SKEW_MS)
+			continue;
 		store_intent_resolve(st, ar->in[i].id, h ? h->id : NULL);
 		if (h == NULL) {
 			log_info("create #%lld made no sandbox at HopX",

@@ -70,7 +70,8 @@ void adopt_run_offer(struct adopt_run *ar, const struct hopx_sandbox *h);
 
 /*
  * After a complete list: adopts the matches (named and labelled as their
- * create asked, cause "agent"), closes intents nothing matched as failed.
+ * create asked, cause "agent"), closes intents nothing matched as failed
+ * once they are older than the skew (a younger one is left open).
  * until: when the run started. tracked(ud, id) is called per adopted
  * record. Returns how many were adopted.
  */
