@@ -144,6 +144,8 @@ struct adopt_run {
 	cJSON **labels;
 	size_t n, cap;
 	int64_t oldest;
+	int64_t *unsent; /* intents whose POST never left: made nothing */
+	size_t nunsent;
 	struct hopx_sandbox *cand;
 	size_t ncand;
 };
@@ -170,9 +172,18 @@ static int load_one(void *ud, const struct store_intent *si)
 {
 	struct adopt_run *ar = ud;
 	cJSON *j;
+	int64_t *u;
 
 	if (strcmp(si->kind, "create") != 0)
 		return 0;
+	if (si->sent_at == 0) {
+		u = realloc(ar->unsent, (ar->nunsent + 1) * sizeof(*u));
+		if (u == NULL)
+			return ERR_NOMEM;
+		ar->unsent = u;
+		ar->unsent[ar->nunsent++] = si->id;
+		return 0;
+	}
 	if (ar->n == ar->cap && grow(ar) != 0)
 		return ERR_NOMEM;
 	if (adopt_intent_parse(si->request, &ar->in[ar->n]) != 0)
@@ -200,7 +211,7 @@ int adopt_run_open(struct store *st, struct adopt_run **out)
 	if (ar == NULL)
 		return ERR_NOMEM;
 	e = store_intent_list_open(st, load_one, ar);
-	if (e != 0 || ar->n == 0) {
+	if (e != 0 || ar->n + ar->nunsent == 0) {
 		adopt_run_free(ar);
 		return e;
 	}
@@ -225,11 +236,16 @@ void adopt_run_offer(struct adopt_run *ar, const struct hopx_sandbox *h)
 size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
                         void (*tracked)(void *ud, const char *id), void *ud)
 {
-	long *pick = calloc(ar->n, sizeof(*pick));
+	long *pick = calloc(ar->n ? ar->n : 1, sizeof(*pick));
 	size_t i, done = 0;
 
 	if (pick == NULL)
 		return 0;
+	for (i = 0; i < ar->nunsent; i++) {
+		store_intent_resolve(st, ar->unsent[i], NULL);
+		log_info("create #%lld never left: it made nothing",
+		         (long long)ar->unsent[i]);
+	}
 	adopt_match(ar->in, ar->n, ar->cand, ar->ncand, until, pick);
 	for (i = 0; i < ar->n; i++) {
 		const struct hopx_sandbox *h =
@@ -280,5 +296,6 @@ void adopt_run_free(struct adopt_run *ar)
 	free(ar->name);
 	free(ar->labels);
 	free(ar->cand);
+	free(ar->unsent);
 	free(ar);
 }

@@ -440,6 +440,8 @@ static void send_one(struct hopx *hx, struct pending *p)
 		b = body;
 	}
 	hx->spent[hx->nspent++ % SPENT_RING] = now(hx);
+	if (p->call.on_send)
+		p->call.on_send(p->ud);
 	DL_APPEND(hx->running, p);
 	if (http_request(hx->http, op_method(p->call.op), url, headers, b,
 	                 on_http, p, &p->req) != 0) {

@@ -95,6 +95,8 @@ struct hopx_call {
 	int64_t timeout_s; /* TIMEOUT: the new timeout */
 	enum hopx_prio prio;
 	int max_attempts; /* 0: 3 */
+	/* Called (with the call's ud) just before each attempt leaves. */
+	void (*on_send)(void *ud);
 };
 
 /*

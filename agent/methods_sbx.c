@@ -565,10 +565,22 @@ static int existing_by_name(struct call *c)
 	return 1;
 }
 
+/* The POST is leaving: from now on HopX may make the sandbox. */
+static void create_sent(void *ud)
+{
+	struct track *t = ud;
+
+	if (store_intent_sent(methods_agent(t->d)->store, t->intent) != 0)
+		log_warn("cannot note create #%lld as sent",
+		         (long long)t->intent);
+}
+
 /* Sends the create once its intent is stored. */
 static int send_create(struct call *c, const cJSON *b)
 {
-	struct hopx_call hc = {.op = HOPX_CREATE, .prio = HOPX_PRIO_USER};
+	struct hopx_call hc = {.op = HOPX_CREATE,
+	                       .prio = HOPX_PRIO_USER,
+	                       .on_send = create_sent};
 	struct track *t = NULL;
 	int64_t intent = 0;
 	char *itext = intent_text(c, b), *body = json_print(b);

@@ -128,8 +128,11 @@ static const char *const stmt_sql[ST_COUNT_] = {
         [ST_INTENT_RESOLVE] = "UPDATE intents SET state = ?2, sandbox_id = ?3, "
                               "resolved_at = ?4 WHERE id = ?1 "
                               "AND state = 'open'",
-        [ST_INTENT_OPEN] = "SELECT id, kind, request, name, created_at FROM "
-                           "intents WHERE state = 'open' ORDER BY id",
+        [ST_INTENT_OPEN] = "SELECT id, kind, request, name, created_at, "
+                           "sent_at FROM intents WHERE state = 'open' "
+                           "ORDER BY id",
+        [ST_INTENT_SENT] = "UPDATE intents SET sent_at = ?2 WHERE id = ?1 "
+                           "AND state = 'open'",
         [ST_REPORT_ADD] = "INSERT INTO reports (trigger, started_at, "
                           "finished_at, report) VALUES (?1, ?2, ?3, ?4)",
         [ST_REPORT_PRUNE] =

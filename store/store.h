@@ -299,6 +299,7 @@ struct store_intent {
 	const char *request; /* JSON text of the request */
 	const char *name;    /* local name asked for, or NULL */
 	int64_t created_at;
+	int64_t sent_at; /* 0: its request never left the agent */
 };
 
 /*
@@ -307,6 +308,9 @@ struct store_intent {
  */
 int store_intent_add(struct store *s, const char *kind, const char *request,
                      const char *name, int64_t *id);
+
+/* Notes that the intent's request is being handed to the network now. */
+int store_intent_sent(struct store *s, int64_t id);
 
 /*
  * Closes an intent: done with the sandbox it produced, or failed

@@ -763,6 +763,19 @@ int store_intent_add(struct store *s, const char *kind, const char *request,
 	return store_wend(s, r);
 }
 
+int store_intent_sent(struct store *s, int64_t id)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = store_wbegin(s)) != 0)
+		return r;
+	st = store_stmt(s, ST_INTENT_SENT);
+	store_bind_i64(st, 1, id);
+	store_bind_i64(st, 2, store_now(s));
+	return store_wend(s, store_step_done(st));
+}
+
 int store_intent_resolve(struct store *s, int64_t id, const char *sandbox_id)
 {
 	sqlite3_stmt *st;
@@ -793,6 +806,7 @@ int store_intent_list_open(struct store *s, store_intent_cb cb, void *ud)
 		in.request = (const char *)sqlite3_column_text(st, 2);
 		in.name = (const char *)sqlite3_column_text(st, 3);
 		in.created_at = sqlite3_column_int64(st, 4);
+		in.sent_at = sqlite3_column_int64(st, 5); /* NULL: 0 */
 		if ((ret = cb(ud, &in)) != 0)
 			break;
 	}
