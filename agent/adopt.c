@@ -17,19 +17,24 @@ static void copy(char *dst, size_t n, const cJSON *o, const char *key)
 		snprintf(dst, n, "%s", v->valuestring);
 }
 
-int adopt_intent_parse(const char *request, struct adopt_intent *out)
+/* The template an intent asked for, from its parsed request. */
+static int intent_read(const cJSON *j, struct adopt_intent *out)
 {
-	cJSON *j = cJSON_Parse(request);
 	const cJSON *body = cJSON_GetObjectItemCaseSensitive(j, "body");
-	int e = 0;
 
 	if (!cJSON_IsObject(body))
 		body = j;
 	copy(out->template_id, sizeof(out->template_id), body, "template_id");
 	copy(out->template_name, sizeof(out->template_name), body,
 	     "template_name");
-	if (out->template_id[0] == '\0' && out->template_name[0] == '\0')
-		e = ERR_INVAL;
+	return out->template_id[0] || out->template_name[0] ? 0 : ERR_INVAL;
+}
+
+int adopt_intent_parse(const char *request, struct adopt_intent *out)
+{
+	cJSON *j = cJSON_Parse(request);
+	int e = intent_read(j, out);
+
 	cJSON_Delete(j);
 	return e;
 }
@@ -186,13 +191,15 @@ static int load_one(void *ud, const struct store_intent *si)
 	}
 	if (ar->n == ar->cap && grow(ar) != 0)
 		return ERR_NOMEM;
-	if (adopt_intent_parse(si->request, &ar->in[ar->n]) != 0)
+	j = cJSON_Parse(si->request);
+	if (intent_read(j, &ar->in[ar->n]) != 0) {
+		cJSON_Delete(j);
 		return 0;
+	}
 	ar->in[ar->n].id = si->id;
 	ar->in[ar->n].created_at = si->created_at;
 	snprintf(ar->name[ar->n], sizeof(ar->name[0]), "%s",
 	         si->name ? si->name : "");
-	j = cJSON_Parse(si->request);
 	ar->labels[ar->n] =
 	        cJSON_DetachItemFromObjectCaseSensitive(j, "labels");
 	cJSON_Delete(j);
