@@ -116,7 +116,7 @@ static int put_labels(struct store *st, const char *id, const cJSON *labels,
 
 int adopt_put(struct store *st, const struct hopx_sandbox *h, const char *name,
               const cJSON *labels, int auto_resume, int64_t now,
-              enum store_cause cause)
+              enum store_cause cause, int64_t intent)
 {
 	struct store_sandbox r;
 	int e;
@@ -133,6 +133,8 @@ int adopt_put(struct store *st, const struct hopx_sandbox *h, const char *name,
 	if (e == 0 && h->token[0])
 		e = store_token_put(st, h->id, h->token, h->token_expires_at,
 		                    now, NULL);
+	if (e == 0 && intent > 0)
+		e = store_intent_resolve(st, intent, h->id);
 	e = e == 0 ? store_commit(st) : (store_rollback(st), e);
 out:
 	store_sandbox_finish(&r);
@@ -259,12 +261,12 @@ size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
 		        pick[i] >= 0 ? &ar->cand[pick[i]] : NULL;
 		const char *name = ar->name[i][0] ? ar->name[i] : NULL;
 		int e = h ? adopt_put(st, h, name, ar->labels[i], 1, until,
-		                      STORE_CAUSE_AGENT)
+		                      STORE_CAUSE_AGENT, ar->in[i].id)
 		          : 0;
 
 		if (e == ERR_EXISTS) /* the name went to another meanwhile */
 			e = adopt_put(st, h, NULL, ar->labels[i], 1, until,
-			              STORE_CAUSE_AGENT);
+			              STORE_CAUSE_AGENT, ar->in[i].id);
 		if (e != 0) {
 			log_warn("cannot adopt %s for create #%lld: %s", h->id,
 			         (long long)ar->in[i].id, err_str(e));
@@ -275,8 +277,8 @@ size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
 		 * nothing. A later run settles this one. */
 		if (h == NULL && ar->in[i].created_at > until - ADOPT_SKEW_MS)
 			continue;
-		store_intent_resolve(st, ar->in[i].id, h ? h->id : NULL);
 		if (h == NULL) {
+			store_intent_resolve(st, ar->in[i].id, NULL);
 			log_info("create #%lld made no sandbox at HopX",
 			         (long long)ar->in[i].id);
 			continue;

@@ -49,12 +49,14 @@ size_t adopt_match(const struct adopt_intent *in, size_t nin,
 
 /*
  * Writes a new record for h with its name (or NULL), labels (an object of
- * strings, or NULL) and token, in one transaction. ERR_EXISTS: the name
- * belongs to another sandbox (nothing written).
+ * strings, or NULL) and token, and closes the create intent that made it
+ * (0: none), in one transaction: a crash never leaves a tracked sandbox
+ * with its intent open. ERR_EXISTS: the name belongs to another sandbox
+ * (nothing written).
  */
 int adopt_put(struct store *st, const struct hopx_sandbox *h, const char *name,
               const cJSON *labels, int auto_resume, int64_t now,
-              enum store_cause cause);
+              enum store_cause cause, int64_t intent);
 
 /*
  * One reconcile's adoption: the open intents, the untracked sandboxes a

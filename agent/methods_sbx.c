@@ -322,15 +322,18 @@ static void track_free(struct track *t)
 	free(t);
 }
 
-/* Writes the record, its labels and its token in one transaction. */
+/*
+ * Writes the record, its labels and its token, and closes the create
+ * intent (0: none), in one transaction.
+ */
 static int put_record(struct call *c, const struct hopx_sandbox *h,
-                      const cJSON *params, int auto_resume)
+                      const cJSON *params, int auto_resume, int64_t intent)
 {
 	const char *name =
 	        cJSON_GetStringValue(cJSON_GetObjectItem(params, "name"));
 	int e = adopt_put(c->a->store, h, name,
 	                  cJSON_GetObjectItem(params, "labels"), auto_resume,
-	                  clock_wall_ms(c->a->clk), STORE_CAUSE_USER);
+	                  clock_wall_ms(c->a->clk), STORE_CAUSE_USER, intent);
 
 	if (e == ERR_EXISTS)
 		snprintf(c->msg, sizeof(c->msg),
@@ -384,7 +387,7 @@ static void attached(void *ud, const struct hopx_result *r)
 	else if (e != 0)
 		snprintf(c.msg, sizeof(c.msg), "HopX: %s", r->message);
 	if (e == 0)
-		e = put_record(&c, &r->sbx, t->params, t->resume);
+		e = put_record(&c, &r->sbx, t->params, t->resume, 0);
 	if (e == 0)
 		settle(&c, t, &r->sbx);
 	else
@@ -528,12 +531,12 @@ static void created(void *ud, const struct hopx_result *r)
 	call_of(&c, t);
 	reconcile_hold(c.a->rec, t->intent, 0);
 	sessions_note_api(c.a->sess, r->err, r->message);
+	/* Stored with the record, the intent closes in its transaction. */
 	if (e == 0)
-		e = put_record(&c, &r->sbx, t->params, 1);
+		e = put_record(&c, &r->sbx, t->params, 1, t->intent);
 	/* An unknown outcome leaves the intent open, as the record of it. */
-	if (!unknown)
-		store_intent_resolve(c.a->store, t->intent,
-		                     e == 0 ? r->sbx.id : NULL);
+	else if (!unknown)
+		store_intent_resolve(c.a->store, t->intent, NULL);
 	if (r->err != 0)
 		snprintf(c.msg, sizeof(c.msg),
 		         "HopX refused the create: %s%s%s", r->code,

@@ -10,6 +10,7 @@
 
 #include "adopt.h"
 #include "err.h"
+#include "testutil.h"
 
 static struct hopx_sandbox cand(const char *id, const char *tpl,
                                 int64_t created)
@@ -75,11 +76,50 @@ static void t_match(void **state)
 	assert_int_equal(adopt_match(in, 1, c, 0, t0, pick), 0);
 }
 
+static int count_open(void *ud, const struct store_intent *in)
+{
+	(void)in;
+	++*(int *)ud;
+	return 0;
+}
+
+/* The record and the end of its intent are one transaction: a crash
+ * between them once left a tracked sandbox with its intent open, which
+ * adoption then gave another create's sandbox. */
+static void t_put_closes_intent(void **state)
+{
+	char dir[256], path[300];
+	struct hopx_sandbox a = cand("sbx-a", "base", 1000), b;
+	struct store *st;
+	int64_t in1, in2;
+	int open = 0;
+
+	(void)state;
+	assert_int_equal(tu_tmpdir(dir, sizeof(dir)), 0);
+	tu_path(path, sizeof(path), dir, "a.db");
+	assert_int_equal(store_open(path, 0, NULL, &st, NULL), 0);
+	assert_int_equal(store_intent_add(st, "create", "{}", "web", &in1), 0);
+	assert_int_equal(store_intent_add(st, "create", "{}", "db", &in2), 0);
+	assert_int_equal(
+	        adopt_put(st, &a, "web", NULL, 1, 1000, STORE_CAUSE_USER, in1),
+	        0);
+	/* A taken name writes nothing and leaves the intent open. */
+	b = cand("sbx-b", "base", 1000);
+	assert_int_equal(
+	        adopt_put(st, &b, "web", NULL, 1, 1000, STORE_CAUSE_USER, in2),
+	        ERR_EXISTS);
+	assert_int_equal(store_intent_list_open(st, count_open, &open), 0);
+	assert_int_equal(open, 1);
+	store_close(st);
+	tu_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(t_parse),
 	        cmocka_unit_test(t_match),
+	        cmocka_unit_test(t_put_closes_intent),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
