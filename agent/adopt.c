@@ -242,14 +242,30 @@ void adopt_run_offer(struct adopt_run *ar, const struct hopx_sandbox *h)
 	ar->cand[ar->ncand++] = *h;
 }
 
+/*
+ * A create that started after the list was asked for and was answered
+ * before settling made a sandbox the list may show untracked: it is its
+ * own create's, never a lost one's.
+ */
+static void drop_known(struct adopt_run *ar, const struct adopt_hooks *hk)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < ar->ncand; i++)
+		if (!hk->known(hk->ud, ar->cand[i].id))
+			ar->cand[k++] = ar->cand[i];
+	ar->ncand = k;
+}
+
 size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
-                        void (*tracked)(void *ud, const char *id), void *ud)
+                        const struct adopt_hooks *hk)
 {
 	long *pick = calloc(ar->n ? ar->n : 1, sizeof(*pick));
 	size_t i, done = 0;
 
 	if (pick == NULL)
 		return 0;
+	drop_known(ar, hk);
 	for (i = 0; i < ar->nunsent; i++) {
 		store_intent_resolve(st, ar->unsent[i], NULL);
 		log_info("create #%lld never left: it made nothing",
@@ -286,7 +302,7 @@ size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
 		log_info("adopted %s, made by create #%lld whose answer was "
 		         "lost",
 		         h->id, (long long)ar->in[i].id);
-		tracked(ud, h->id);
+		hk->tracked(hk->ud, h->id);
 		done++;
 	}
 	free(pick);

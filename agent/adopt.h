@@ -70,15 +70,24 @@ int adopt_run_open(struct store *st, struct adopt_run **out);
 /* An untracked sandbox from the list; kept if some intent's window fits. */
 void adopt_run_offer(struct adopt_run *ar, const struct hopx_sandbox *h);
 
+/* What settling asks of the agent's memory. */
+struct adopt_hooks {
+	/* 1 when id is tracked now (a create answered during the run). */
+	int (*known)(void *ud, const char *id);
+	/* Called per adopted record. */
+	void (*tracked)(void *ud, const char *id);
+	void *ud;
+};
+
 /*
- * After a complete list: adopts the matches (named and labelled as their
- * create asked, cause "agent"), closes intents nothing matched as failed
- * once they are older than the skew (a younger one is left open).
- * until: when the run started. tracked(ud, id) is called per adopted
- * record. Returns how many were adopted.
+ * After a complete list, with no create in flight: drops candidates
+ * tracked since they were offered, adopts the matches (named and
+ * labelled as their create asked, cause "agent"), closes intents nothing
+ * matched as failed once they are older than the skew (a younger one is
+ * left open). until: when the run started. Returns how many were adopted.
  */
 size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
-                        void (*tracked)(void *ud, const char *id), void *ud);
+                        const struct adopt_hooks *hk);
 
 void adopt_run_free(struct adopt_run *ar);
 

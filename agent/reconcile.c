@@ -252,6 +252,31 @@ static void adopted(void *ud, const char *id)
 	sessions_track(ud, id);
 }
 
+static int known(void *ud, const char *id)
+{
+	struct sess_view v;
+
+	return sessions_view(ud, id, &v) == 0;
+}
+
+/*
+ * Adopts after the last page. A create started since the run began may
+ * still be in flight, its sandbox in the list and untracked: then this
+ * run leaves the intents to the next.
+ */
+static void settle_adoption(struct run *run)
+{
+	const struct adopt_hooks hk = {known, adopted, run->rc->ss};
+
+	if (run->rc->nheld > 0) {
+		log_info("a create is in flight: adoption waits for the next "
+		         "reconcile");
+		return;
+	}
+	run->adopted = adopt_run_settle(run->adopt, run->rc->a->store,
+	                                run->started_at, &hk);
+}
+
 static void on_list(void *ud, const struct hopx_result *r)
 {
 	struct run *run = ud;
@@ -280,9 +305,7 @@ static void on_list(void *ud, const struct hopx_result *r)
 	                   : run->n - run->seen >= LIST_MIN &&
 	                             (size_t)run->pages < run->n);
 	if (run->adopt && r->err == 0 && !r->has_more)
-		run->adopted =
-		        adopt_run_settle(run->adopt, run->rc->a->store,
-		                         run->started_at, adopted, run->rc->ss);
+		settle_adoption(run);
 	agent_publish(run->rc->a);
 	if (more)
 		list_page(run, r->next_cursor);
