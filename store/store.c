@@ -69,8 +69,7 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "l.sandbox_id = s.id AND l.key = ?3 AND "
                 "(?4 IS NULL OR l.value = ?4))) "
                 "AND s.id > ?5 ORDER BY s.id LIMIT ?6",
-        [ST_SBX_COUNT] =
-                "SELECT status, count(*) FROM sandboxes GROUP BY status",
+        [ST_SBX_COUNT] = "SELECT status, n FROM status_counts",
         [ST_SBX_RENAME] =
                 "UPDATE sandboxes SET name = ?2, updated_at = ?3 WHERE id = ?1",
         /* Any status change ends "paused by the agent". */
@@ -632,6 +631,11 @@ int store_check(struct store *s, int full, char **cause)
 	}
 	sqlite3_finalize(st);
 	return r;
+}
+
+void store_release_memory(struct store *s)
+{
+	sqlite3_db_release_memory(s->db);
 }
 
 int store_close(struct store *s)

@@ -57,6 +57,12 @@ int store_close(struct store *s);
 /* Schema version of the open database (PRAGMA user_version). */
 int store_schema_version(const struct store *s);
 
+/*
+ * Gives back the page cache's memory (a full read at start fills it; the
+ * agent serves from memory afterwards).
+ */
+void store_release_memory(struct store *s);
+
 /* Newest schema version this build knows. */
 int store_schema_latest(void);
 

@@ -279,6 +279,30 @@ static void t_list_filters_and_paging(void **state)
 	assert_int_equal(counts[SBX_GONE], 0);
 }
 
+/* The per-status counts are kept by triggers: every kind of write moves
+ * them, and they always equal a count of the rows. */
+static void t_counts_follow_writes(void **state)
+{
+	struct fx *f = *state;
+	size_t counts[SBX_STATUS_COUNT];
+
+	assert_int_equal(track(f, "c1", NULL, SBX_RUNNING), 0);
+	assert_int_equal(track(f, "c2", NULL, SBX_RUNNING), 0);
+	assert_int_equal(track(f, "c3", NULL, SBX_PAUSED), 0);
+	assert_int_equal(track(f, "c2", NULL, SBX_RUNNING),
+	                 0); /* an upsert, same status */
+	assert_int_equal(store_sandbox_set_status(f->s, "c1", SBX_PAUSED,
+	                                          STORE_CAUSE_AGENT, NULL),
+	                 0);
+	assert_int_equal(track(f, "c3", NULL, SBX_STOPPED),
+	                 0); /* an upsert changing status */
+	assert_int_equal(store_sandbox_forget(f->s, "c2", STORE_CAUSE_USER), 0);
+	assert_int_equal(store_sandbox_count(f->s, counts), 0);
+	assert_int_equal(counts[SBX_RUNNING], 0);
+	assert_int_equal(counts[SBX_PAUSED], 1);
+	assert_int_equal(counts[SBX_STOPPED], 1);
+}
+
 static int stop_cb(void *ud, const struct store_sandbox *r)
 {
 	(void)r;
@@ -733,6 +757,7 @@ int main(void)
 	        T(t_put_rejects),
 	        T(t_get_prefers_id_over_name),
 	        T(t_list_filters_and_paging),
+	        T(t_counts_follow_writes),
 	        T(t_list_callback_stops),
 	        T(t_rename),
 	        T(t_status_with_event),
