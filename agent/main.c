@@ -34,6 +34,10 @@ struct main_state {
 	uv_signal_t sigint;
 	uv_signal_t sigterm;
 	uv_timer_t deadline; /* shutdown: pauses must answer by then */
+	uv_work_t check;     /* quick_check, off the loop */
+	int check_err;
+	char *check_cause;
+	int failed; /* exit 1 once stopped */
 	int lock_fd;
 };
 
@@ -427,6 +431,46 @@ static void on_signal(uv_signal_t *h, int signum)
 		stop_all(m);
 }
 
+/* ---- the database check, on libuv's thread pool ---- */
+
+static void check_work(uv_work_t *w)
+{
+	struct main_state *m = w->data;
+	struct store *s = NULL;
+
+	/* Its own read-only connection: the loop's is not shared. */
+	m->check_err =
+	        store_open(m->a.cfg.db, STORE_OPEN_READONLY | STORE_OPEN_CHECK,
+	                   NULL, &s, &m->check_cause);
+	if (s)
+		store_close(s);
+}
+
+static void check_done(uv_work_t *w, int status)
+{
+	struct main_state *m = w->data;
+
+	if (status == 0 && m->check_err == 0) {
+		log_debug("database check: ok");
+		return;
+	}
+	log_error("database check failed: %s; stopping",
+	          m->check_cause ? m->check_cause : err_str(m->check_err));
+	free(m->check_cause);
+	m->check_cause = NULL;
+	m->failed = 1;
+	if (!m->a.stopping)
+		uv_kill(getpid(), SIGTERM);
+}
+
+static int check_start(struct main_state *m)
+{
+	m->check.data = m;
+	return uv_queue_work(&m->loop, &m->check, check_work, check_done) == 0
+	               ? 0
+	               : ERR_SYS;
+}
+
 static int watch_signals(struct main_state *m)
 {
 	int r;
@@ -445,22 +489,19 @@ static int watch_signals(struct main_state *m)
 
 static int open_store(struct agent *a)
 {
-	size_t counts[SBX_STATUS_COUNT], total = 0;
 	char *cause = NULL;
-	int r, i;
+	int r;
 
-	r = store_open(a->cfg.db, STORE_OPEN_CHECK, a->clk, &a->store, &cause);
+	/* Checked in the background (check_start): the check reads the
+	 * whole file, which should not delay the socket. */
+	r = store_open(a->cfg.db, 0, a->clk, &a->store, &cause);
 	if (r != 0) {
 		log_error("%s", cause ? cause : err_str(r));
 		free(cause);
 		return r;
 	}
-	if ((r = store_sandbox_count(a->store, counts)) != 0)
-		return r;
-	for (i = 0; i < SBX_STATUS_COUNT; i++)
-		total += counts[i];
-	log_info("database %s: schema %d, %zu sandboxes tracked", a->cfg.db,
-	         store_schema_version(a->store), total);
+	log_info("database %s: schema %d", a->cfg.db,
+	         store_schema_version(a->store));
 	return 0;
 }
 
@@ -482,7 +523,17 @@ static int start_ipc(struct agent *a)
 	return 0;
 }
 
-/* The HopX side: client, sessions, reconcile; the first run starts now. */
+/* Every record is in memory: the first reconcile can see them all. */
+static void on_loaded(void *ud)
+{
+	struct agent *a = ud;
+
+	if (a->hopx && !a->stopping)
+		reconcile_run(a->rec, "start", NULL, NULL);
+}
+
+/* The HopX side: client, sessions, reconcile; the first run starts once
+ * the records are loaded. */
 static int start_hopx(struct agent *a)
 {
 	struct hopx_opts o = {.base_url = a->cfg.api_base,
@@ -506,15 +557,13 @@ static int start_hopx(struct agent *a)
 	else
 		log_info("HopX API at %s, budget %d requests/min",
 		         a->cfg.api_base, a->cfg.budget);
-	if ((r = sessions_create(a, a->hopx, &a->sess)) != 0 ||
+	if ((r = sessions_create(a, a->hopx, on_loaded, a, &a->sess)) != 0 ||
 	    (r = reconcile_create(a, a->sess, a->hopx,
 	                          (int64_t)a->cfg.sync_interval_s * 1000,
 	                          &a->rec)) != 0) {
 		log_error("cannot load the sessions: %s", err_str(r));
 		return r;
 	}
-	if (a->hopx)
-		reconcile_run(a->rec, "start", NULL, NULL);
 	return 0;
 }
 
@@ -544,6 +593,8 @@ static int run(struct main_state *m)
 	if (r == 0)
 		r = start_ipc(&m->a);
 	if (r == 0)
+		r = check_start(m);
+	if (r == 0)
 		r = start_hopx(&m->a);
 	if (r == 0)
 		uv_run(&m->loop, UV_RUN_DEFAULT);
@@ -562,7 +613,7 @@ static int run(struct main_state *m)
 	}
 	if (m->lock_fd > 0)
 		close(m->lock_fd);
-	return r == 0 ? 0 : 1;
+	return r == 0 && !m->failed ? 0 : 1;
 }
 
 int main(int argc, char **argv)

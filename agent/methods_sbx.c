@@ -194,6 +194,18 @@ int methods_policy(struct call *c)
 
 /* ---- token ---- */
 
+static cJSON *token_json(const char *id, const char *token, int64_t expires_at,
+                         const char *public_host)
+{
+	cJSON *res = cJSON_CreateObject();
+
+	json_add_str(res, "id", id);
+	json_add_str(res, "token", token);
+	methods_add_time(res, "expires_at", expires_at);
+	json_add_str(res, "public_host", public_host);
+	return res;
+}
+
 static void token_done(void *ud, const struct sess_outcome *o,
                        const char *token, int64_t expires_at)
 {
@@ -204,11 +216,7 @@ static void token_done(void *ud, const struct sess_outcome *o,
 
 	if (e == 0 && (e = store_sandbox_get(methods_agent(p->d)->store, p->id,
 	                                     &r)) == 0) {
-		res = cJSON_CreateObject();
-		json_add_str(res, "id", p->id);
-		json_add_str(res, "token", token);
-		methods_add_time(res, "expires_at", expires_at);
-		json_add_str(res, "public_host", r.public_host);
+		res = token_json(p->id, token, expires_at, r.public_host);
 		store_sandbox_finish(&r);
 	}
 	methods_finish(p->d, e, res, o->msg);
@@ -218,6 +226,7 @@ static void token_done(void *ud, const struct sess_outcome *o,
 int methods_token(struct call *c)
 {
 	struct store_sandbox r;
+	struct sess_token tk;
 	int64_t ttl = 0;
 	struct pend *p;
 	int e;
@@ -225,7 +234,15 @@ int methods_token(struct call *c)
 	json_get_i64(c->params, "min_ttl_s", &ttl);
 	if (ttl < 0 || ttl > MIN_TTL_MAX_S)
 		return methods_fail(c, ERR_INVAL, "min_ttl_s must be 0..86400");
-	if ((e = need_api(c)) != 0 || (e = methods_load_ref(c, &r)) != 0)
+	if ((e = need_api(c)) != 0)
+		return e;
+	if (sessions_token_cached(c->a->sess, methods_param_str(c, "ref"),
+	                          ttl * 1000, &tk) == 0) {
+		c->result = token_json(tk.id, tk.token, tk.expires_at,
+		                       tk.public_host);
+		return c->result ? 0 : ERR_NOMEM;
+	}
+	if ((e = methods_load_ref(c, &r)) != 0)
 		return e;
 	p = pend_new(c, r.id);
 	if (p)

@@ -565,8 +565,11 @@ static int add_rwaiter(struct run *run, reconcile_fn fn, void *ud)
 int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
                   void *ud)
 {
-	struct run *run = rc->run;
+	struct run *run;
 
+	/* A record not yet loaded would look untracked (and adoptable). */
+	sessions_load_all(rc->ss);
+	run = rc->run;
 	if (rc->hx == NULL)
 		return ERR_AUTH;
 	if (run)

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "timing.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@
 /* A renewal retries within a third of what is left of its token. */
 #define RETRY_MIN_MS  500
 #define AUTH_RETRY_MS 60000
+/* Records loaded per loop iteration at start (~5 ms of work). */
+#define LOAD_CHUNK 1000
 
 struct waiter {
 	sess_done_fn fn;
@@ -61,7 +64,6 @@ struct swait {
 struct sess {
 	UT_hash_handle hh;
 	struct sessions *ss;
-	char id[SBX_ID_MAX + 1];
 	enum sbx_status status;
 	int64_t tok_issued, tok_exp; /* wall ms; 0: no token */
 	int64_t expires_at;          /* HopX's kill deadline; 0: none */
@@ -79,10 +81,28 @@ struct sess {
 	struct swait *waits;
 	int refs; /* the timer handle, a call in flight, a running finish */
 	int dropped;
+	/* The stored token and host, once a client asked (NULL: ask the
+	 * store): the token broker's answer without SQL. Emptied by every
+	 * change, so it is never newer or older than the store. */
+	char *tok_text, *host;
+	char id[]; /* sized to fit: 100k records are 100k of these */
+};
+
+/* The records not yet in memory: a keyset cursor over the store. */
+struct loader {
+	uv_idle_t idle;
+	struct sessions *ss;
+	char after[SBX_ID_MAX + 1];
+	size_t got; /* rows in the current chunk */
+	int64_t t0;
+	void (*fn)(void *ud);
+	void *ud;
 };
 
 struct sessions {
 	struct agent *a;
+	struct loader *loader; /* NULL once every record is loaded */
+	int64_t next_renewal, next_renewal_mono; /* and when it was found */
 	struct hopx *hx;
 	struct sess *map;
 	uint32_t rng;
@@ -124,10 +144,19 @@ static void op_start(struct sess *s);
 
 /* ---- lifetime ---- */
 
+static void cache_clear(struct sess *s)
+{
+	free(s->tok_text);
+	free(s->host);
+	s->tok_text = s->host = NULL;
+}
+
 static void sess_unref(struct sess *s)
 {
-	if (--s->refs == 0)
-		free(s);
+	if (--s->refs != 0)
+		return;
+	cache_clear(s);
+	free(s);
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -191,6 +220,7 @@ static void sess_drop(struct sess *s, int err, const char *msg)
 
 static void sess_load(struct sess *s, const struct store_sandbox *r)
 {
+	cache_clear(s);
 	s->status = r->status;
 	s->tok_exp = r->token ? r->token_expires_at : 0;
 	s->tok_issued = r->token ? r->token_issued_at : 0;
@@ -203,12 +233,13 @@ static void sess_load(struct sess *s, const struct store_sandbox *r)
 
 static int sess_add(struct sessions *ss, const struct store_sandbox *r)
 {
-	struct sess *s = calloc(1, sizeof(*s));
+	size_t n = strlen(r->id) + 1;
+	struct sess *s = calloc(1, sizeof(*s) + n);
 
 	if (s == NULL)
 		return ERR_NOMEM;
 	s->ss = ss;
-	snprintf(s->id, sizeof(s->id), "%s", r->id);
+	memcpy(s->id, r->id, n);
 	s->jitter = timing_rand(&ss->rng);
 	s->refs = 1;
 	uv_timer_init(ss->a->loop, &s->timer);
@@ -217,11 +248,6 @@ static int sess_add(struct sessions *ss, const struct store_sandbox *r)
 	HASH_ADD_STR(ss->map, id, s);
 	schedule(s);
 	return 0;
-}
-
-static int load_one(void *ud, const struct store_sandbox *r)
-{
-	return sess_add(ud, r);
 }
 
 static struct sess *find(const struct sessions *ss, const char *id)
@@ -233,13 +259,94 @@ static struct sess *find(const struct sessions *ss, const char *id)
 	return s;
 }
 
-int sessions_create(struct agent *a, struct hopx *hx, struct sessions **out)
+/* find(), loading the record first if its chunk has not come yet. */
+static struct sess *lookup(struct sessions *ss, const char *id)
 {
-	struct sessions *ss = calloc(1, sizeof(*ss));
+	struct sess *s = find(ss, id);
+	struct store_sandbox r;
+
+	if (s || ss->loader == NULL || id == NULL ||
+	    store_sandbox_get(ss->a->store, id, &r) != 0)
+		return s;
+	if (strcmp(r.id, id) == 0 && sess_add(ss, &r) == 0)
+		s = find(ss, id);
+	store_sandbox_finish(&r);
+	return s;
+}
+
+static int load_row(void *ud, const struct store_sandbox *r)
+{
+	struct sessions *ss = ud;
+	struct loader *l = ss->loader;
+
+	snprintf(l->after, sizeof(l->after), "%s", r->id);
+	l->got++;
+	return find(ss, r->id) ? 0 : sess_add(ss, r);
+}
+
+static void loader_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void load_end(struct sessions *ss, int err)
+{
+	struct loader *l = ss->loader;
+
+	ss->loader = NULL;
+	uv_close((uv_handle_t *)&l->idle, loader_closed);
+	/* The load read every row through the page cache and freed every
+	 * row it built: hand that memory back to the system. */
+	store_release_memory(ss->a->store);
+	malloc_trim(0);
+	if (err != 0)
+		log_error("cannot load the records: %s; %zu loaded",
+		          err_str(err), (size_t)HASH_COUNT(ss->map));
+	else
+		log_info("%zu records loaded in %lld ms",
+		         (size_t)HASH_COUNT(ss->map),
+		         (long long)(clock_mono_ms(ss->a->clk) - l->t0));
+	if (l->fn)
+		l->fn(l->ud);
+}
+
+/* One chunk; the last (short) one ends the loading. */
+static int load_chunk(struct sessions *ss)
+{
+	struct loader *l = ss->loader;
+	struct store_filter f = {.after_id = l->after[0] ? l->after : NULL,
+	                         .limit = LOAD_CHUNK};
 	int e;
 
-	if (ss == NULL)
+	l->got = 0;
+	e = store_sandbox_list(ss->a->store, &f, load_row, ss);
+	if (e != 0 || l->got < LOAD_CHUNK)
+		load_end(ss, e);
+	return e;
+}
+
+static void on_load_idle(uv_idle_t *h)
+{
+	load_chunk(((struct loader *)h->data)->ss);
+}
+
+void sessions_load_all(struct sessions *ss)
+{
+	while (ss->loader && load_chunk(ss) == 0)
+		;
+}
+
+int sessions_create(struct agent *a, struct hopx *hx, void (*loaded)(void *ud),
+                    void *ud, struct sessions **out)
+{
+	struct sessions *ss = calloc(1, sizeof(*ss));
+	struct loader *l = calloc(1, sizeof(*l));
+
+	if (ss == NULL || l == NULL) {
+		free(ss);
+		free(l);
 		return ERR_NOMEM;
+	}
 	ss->a = a;
 	ss->hx = hx;
 	ss->rng = (uint32_t)clock_wall_ms(a->clk) | 1u;
@@ -249,13 +356,19 @@ int sessions_create(struct agent *a, struct hopx *hx, struct sessions **out)
 		snprintf(ss->api_msg, sizeof(ss->api_msg),
 		         "no HopX API key: set HOPX_API_KEY or "
 		         "--api-key-file");
-	e = store_sandbox_list(a->store, NULL, load_one, ss);
-	if (e != 0) {
-		sessions_destroy(ss);
-		return e;
-	}
+	*l = (struct loader){
+	        .ss = ss, .t0 = clock_mono_ms(a->clk), .fn = loaded, .ud = ud};
+	uv_idle_init(a->loop, &l->idle);
+	l->idle.data = l;
+	uv_idle_start(&l->idle, on_load_idle);
+	ss->loader = l;
 	*out = ss;
 	return 0;
+}
+
+int sessions_loading(const struct sessions *ss)
+{
+	return ss->loader != NULL;
 }
 
 void sessions_destroy(struct sessions *ss)
@@ -264,6 +377,8 @@ void sessions_destroy(struct sessions *ss)
 
 	if (ss == NULL)
 		return;
+	if (ss->loader)
+		uv_close((uv_handle_t *)&ss->loader->idle, loader_closed);
 	HASH_ITER(hh, ss->map, s, tmp)
 	{
 		/* The HopX client was destroyed first: no answer will come. */
@@ -473,6 +588,7 @@ static void set_status(struct sess *s, enum sbx_status st,
                        const struct store_meta *meta, enum store_cause cause,
                        const char *why)
 {
+	cache_clear(s);
 	int e = store_sandbox_observe(s->ss->a->store, s->id, st, meta, cause,
 	                              why, NULL);
 
@@ -508,6 +624,7 @@ static void put_token(struct sess *s, const struct hopx_sandbox *h,
 	                    h->token_expires_at, now, &replaced);
 	if (e != 0 || !replaced)
 		return;
+	cache_clear(s);
 	s->tok_exp = h->token_expires_at;
 	s->tok_issued = now;
 	s->jitter = timing_rand(&s->ss->rng);
@@ -522,6 +639,7 @@ static void put_token(struct sess *s, const struct hopx_sandbox *h,
 static void observe_full(struct sess *s, const struct hopx_sandbox *h,
                          enum store_cause cause)
 {
+	cache_clear(s);
 	struct store_meta m;
 
 	meta_from(&m, h);
@@ -846,7 +964,7 @@ int sessions_do(struct sessions *ss, const char *id, enum sess_act act,
                 int64_t arg, enum hopx_prio prio, enum store_cause cause,
                 sess_done_fn fn, void *ud)
 {
-	struct sess *s = find(ss, id);
+	struct sess *s = lookup(ss, id);
 	struct op *op;
 
 	if (s == NULL)
@@ -901,6 +1019,44 @@ static int stored_token(struct sessions *ss, const char *id, int64_t min_ttl,
 	return ERR_NOTFOUND;
 }
 
+/* Keeps what the store answered if it is the token the session counts on. */
+static void cache_fill(struct sess *s, const struct store_sandbox *r)
+{
+	if (s->tok_text || r->token_expires_at != s->tok_exp)
+		return;
+	s->tok_text = strdup(r->token);
+	s->host = r->public_host ? strdup(r->public_host) : NULL;
+	if (s->tok_text == NULL || (r->public_host && s->host == NULL))
+		cache_clear(s);
+}
+
+/* The rule of stored_token, on the session's own copy. */
+static int token_fresh(const struct sessions *ss, const struct sess *s,
+                       int64_t min_ttl)
+{
+	int64_t now = now_wall(ss);
+
+	if (s->tok_exp - now < TOKEN_MIN_TTL_MS)
+		return 0;
+	return s->tok_exp - now >= min_ttl ||
+	       now - s->tok_issued < REFRESH_MIN_AGE_MS;
+}
+
+int sessions_token_cached(const struct sessions *ss, const char *id,
+                          int64_t min_ttl_ms, struct sess_token *out)
+{
+	const struct sess *s = find(ss, id);
+
+	if (s == NULL || s->status != SBX_RUNNING || s->tok_text == NULL ||
+	    !token_fresh(ss, s, min_ttl_ms))
+		return ERR_NOTFOUND;
+	out->id = s->id;
+	out->token = s->tok_text;
+	out->expires_at = s->tok_exp;
+	out->public_host = s->host;
+	return 0;
+}
+
 static void token_refreshed(void *ud, const struct sess_outcome *o)
 {
 	struct tokreq *q = ud;
@@ -925,7 +1081,7 @@ static void token_refreshed(void *ud, const struct sess_outcome *o)
 int sessions_token(struct sessions *ss, const char *id, int64_t min_ttl_ms,
                    sess_token_fn fn, void *ud)
 {
-	struct sess *s = find(ss, id);
+	struct sess *s = lookup(ss, id);
 	struct sess_outcome o = {0};
 	struct store_sandbox r;
 	struct tokreq *q;
@@ -940,6 +1096,7 @@ int sessions_token(struct sessions *ss, const char *id, int64_t min_ttl_ms,
 		return o.err;
 	}
 	if (stored_token(ss, id, min_ttl_ms, &r) == 0) {
+		cache_fill(s, &r);
 		o.after = s->status;
 		fn(ud, &o, r.token, r.token_expires_at);
 		store_sandbox_finish(&r);
@@ -971,7 +1128,7 @@ static void on_wait_timeout(uv_timer_t *t)
 int sessions_wait(struct sessions *ss, const char *id, enum sbx_status want,
                   int64_t timeout_ms, sess_done_fn fn, void *ud)
 {
-	struct sess *s = find(ss, id);
+	struct sess *s = lookup(ss, id);
 	struct swait *w;
 
 	if (s == NULL)
@@ -999,7 +1156,7 @@ int sessions_wait(struct sessions *ss, const char *id, enum sbx_status want,
 
 int sessions_observe(struct sessions *ss, const struct hopx_sandbox *h)
 {
-	struct sess *s = find(ss, h->id);
+	struct sess *s = lookup(ss, h->id);
 
 	if (s == NULL)
 		return ERR_NOTFOUND;
@@ -1047,7 +1204,7 @@ void sessions_each(const struct sessions *ss, sess_each_fn fn, void *ud)
 
 int sessions_policy_changed(struct sessions *ss, const char *id)
 {
-	return find(ss, id) ? sessions_track(ss, id) : ERR_NOTFOUND;
+	return lookup(ss, id) ? sessions_track(ss, id) : ERR_NOTFOUND;
 }
 
 size_t sessions_count(const struct sessions *ss)
@@ -1055,11 +1212,16 @@ size_t sessions_count(const struct sessions *ss)
 	return HASH_COUNT(ss->map);
 }
 
-int64_t sessions_next_renewal(const struct sessions *ss)
+#define NEXT_RENEWAL_REUSE_MS 1000
+
+int64_t sessions_next_renewal(struct sessions *ss)
 {
 	const struct sess *s, *tmp;
-	int64_t best = 0, at;
+	int64_t best = 0, at, now = clock_mono_ms(ss->a->clk);
 
+	if (ss->next_renewal_mono &&
+	    now - ss->next_renewal_mono < NEXT_RENEWAL_REUSE_MS)
+		return ss->next_renewal;
 	HASH_ITER(hh, ss->map, s, tmp)
 	{
 		if (s->status != SBX_RUNNING || s->tok_exp == 0)
@@ -1070,6 +1232,8 @@ int64_t sessions_next_renewal(const struct sessions *ss)
 		if (best == 0 || at < best)
 			best = at;
 	}
+	ss->next_renewal = best;
+	ss->next_renewal_mono = now;
 	return best;
 }
 
@@ -1124,6 +1288,7 @@ void sessions_shutdown(struct sessions *ss, void (*fn)(void *ud), void *ud)
 {
 	struct sess *s, *tmp;
 
+	sessions_load_all(ss);
 	ss->stopping = 1;
 	ss->pauses_left = 1; /* held until every pause is queued */
 	ss->shut_fn = fn;

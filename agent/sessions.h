@@ -57,11 +57,24 @@ struct sess_outcome {
 typedef void (*sess_done_fn)(void *ud, const struct sess_outcome *o);
 
 /*
- * Loads every record of the store and arms its timers. With hx NULL (no
+ * Starts loading the store's records and arming their timers, a chunk per
+ * loop iteration so that the socket answers at once whatever the number
+ * of records; a record asked for before its chunk is loaded on the spot.
+ * loaded(ud) (may be NULL) runs once all are in memory. With hx NULL (no
  * API key) nothing is ever scheduled and every action fails ERR_AUTH.
- * Returns 0 or an ERR_* from the store.
+ * Returns 0 or ERR_NOMEM.
  */
-int sessions_create(struct agent *a, struct hopx *hx, struct sessions **out);
+int sessions_create(struct agent *a, struct hopx *hx, void (*loaded)(void *ud),
+                    void *ud, struct sessions **out);
+
+/*
+ * Loads what is left now (loaded() runs): what needs every record, the
+ * reconcile and the shutdown's pauses, calls it first.
+ */
+void sessions_load_all(struct sessions *ss);
+
+/* 1 while records are still being loaded. */
+int sessions_loading(const struct sessions *ss);
 
 /*
  * Fails every waiting caller (ERR_STATE: shutting down) and closes the
@@ -84,6 +97,23 @@ void sessions_forget(struct sessions *ss, const char *id);
 int sessions_do(struct sessions *ss, const char *id, enum sess_act act,
                 int64_t arg, enum hopx_prio prio, enum store_cause cause,
                 sess_done_fn fn, void *ud);
+
+/* A token the agent holds in memory, valid until the next loop turn. */
+struct sess_token {
+	const char *id;
+	const char *token;
+	int64_t expires_at;
+	const char *public_host; /* NULL: unknown */
+};
+
+/*
+ * The token broker's fast path: the token a running sandbox's session
+ * holds in memory (kept after a first sessions_token served it from the
+ * store) if it lasts min_ttl_ms, by the rules of sessions_token. id must
+ * be an id, not a name. ERR_NOTFOUND: take the full path.
+ */
+int sessions_token_cached(const struct sessions *ss, const char *id,
+                          int64_t min_ttl_ms, struct sess_token *out);
 
 /*
  * Hands out a token that lasts at least min_ttl_ms, refreshing first
@@ -122,6 +152,7 @@ struct sess_view {
 	int busy; /* an operation is in flight */
 };
 
+/* Records in memory only: call once loaded (reconcile waits for it). */
 int sessions_view(const struct sessions *ss, const char *id,
                   struct sess_view *out);
 
@@ -141,9 +172,14 @@ void sessions_note_api(struct sessions *ss, int err, const char *msg);
 
 enum sess_api sessions_api(const struct sessions *ss, const char **msg);
 
-/* Tracked count, calls in flight, and the earliest renewal (0: none). */
+/* Tracked count. */
 size_t sessions_count(const struct sessions *ss);
-int64_t sessions_next_renewal(const struct sessions *ss);
+
+/*
+ * The earliest renewal (0: none). A walk of every record (~5 ms at 100k):
+ * the answer is reused for a second.
+ */
+int64_t sessions_next_renewal(struct sessions *ss);
 
 /*
  * Background work (renewals, keep-alive, polls) starts held, so that the

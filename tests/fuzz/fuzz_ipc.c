@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	/* No API key: what needs HopX is refused, the rest is served. */
 	if (agent.sess == NULL &&
-	    (sessions_create(&agent, NULL, &agent.sess) != 0 ||
+	    (sessions_create(&agent, NULL, NULL, NULL, &agent.sess) != 0 ||
 	     reconcile_create(&agent, agent.sess, NULL, 60000, &agent.rec) !=
 	             0))
 		abort();
