@@ -132,8 +132,12 @@ static int ls_args(int argc, char **argv, struct ls_opts *o)
 	return 0;
 }
 
-/* Fetches every page into all (an array). */
-static int ls_fetch(struct cli *c, const struct ls_opts *o, cJSON *all)
+/* What ls does with each record as its page arrives (takes it). */
+typedef void (*ls_item_fn)(cJSON *item, void *ud);
+
+/* Fetches every page, handing each record to fn. */
+static int ls_fetch(struct cli *c, const struct ls_opts *o, ls_item_fn fn,
+                    void *ud)
 {
 	char after[256] = "";
 	cJSON *res, *arr, *p, *sb;
@@ -153,7 +157,7 @@ static int ls_fetch(struct cli *c, const struct ls_opts *o, cJSON *all)
 			return r;
 		arr = cJSON_GetObjectItem(res, "sandboxes");
 		while ((sb = cJSON_DetachItemFromArray(arr, 0)) != NULL)
-			cJSON_AddItemToArray(all, sb);
+			fn(sb, ud);
 		next = cJSON_GetStringValue(
 		        cJSON_GetObjectItem(res, "next_after"));
 		snprintf(after, sizeof(after), "%s", next ? next : "");
@@ -162,16 +166,48 @@ static int ls_fetch(struct cli *c, const struct ls_opts *o, cJSON *all)
 	return EXIT_OK;
 }
 
+static void ls_collect(cJSON *item, void *ud)
+{
+	cJSON_AddItemToArray(ud, item);
+}
+
+/*
+ * --json into a pipe: each record printed as its page arrives, so that
+ * 10k records never sit in memory as one tree (parsing and printing them
+ * at once made ls 5x slower than sqlite3 -json on the same table).
+ */
+static void ls_stream(cJSON *item, void *ud)
+{
+	char *text = cJSON_PrintUnformatted(item);
+	int *n = ud;
+
+	if (text) {
+		fputs((*n)++ ? "," : "[", stdout);
+		fputs(text, stdout);
+		free(text);
+	}
+	cJSON_Delete(item);
+}
+
 int run_ls(struct cli *c, int argc, char **argv)
 {
 	struct ls_opts o;
 	cJSON *all;
-	int r;
+	int r, n = 0;
 
 	if ((r = ls_args(argc, argv, &o)) != 0)
 		return r;
+	if (c->json && !o.quiet && !c->tty) {
+		r = ls_fetch(c, &o, ls_stream, &n);
+		if (r == EXIT_OK)
+			puts(n ? "]" : "[]");
+		else if (n)
+			puts("]"); /* what came stays valid JSON; the exit code
+			            * says the list is cut short */
+		return r;
+	}
 	all = cJSON_CreateArray();
-	if ((r = ls_fetch(c, &o, all)) == EXIT_OK) {
+	if ((r = ls_fetch(c, &o, ls_collect, all)) == EXIT_OK) {
 		if (c->json && !o.quiet)
 			cli_print_json(c, all);
 		else
