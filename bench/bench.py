@@ -129,6 +129,17 @@ def restart(build, quick):
 
 # ---- 3. steady state ----
 
+def sim_and_agent(build, life, args):
+    """A simulator issuing tokens of life seconds and an agent (not yet
+    started) in a new directory."""
+    tmp = tmpdir()
+    sim = Sim(f"{build}/tests/sim/hopx-sim", tmp,
+              args=["--token-lifetime", str(life)]).start()
+    agent = Agent(f"{build}/agent/hopxd", f"{build}/cli/hopxctl", tmp,
+                  sim.url, args=[*args, "--log-level", "warn"])
+    return tmp, sim, agent
+
+
 class TokenChecker(threading.Thread):
     """Asks tokens of random sandboxes all along; counts the ones handed
     out already expired (or about to: under 1 s left)."""
@@ -164,12 +175,8 @@ def steady(build, quick):
     section(f"steady state: {n} running sandboxes, {life} s tokens standing "
             f"for 1 h ones (reconcile every {sync} s), {lives} token lives "
             "measured")
-    tmp = tmpdir()
-    sim = Sim(f"{build}/tests/sim/hopx-sim", tmp,
-              args=["--token-lifetime", str(life)]).start()
-    agent = Agent(f"{build}/agent/hopxd", f"{build}/cli/hopxctl", tmp,
-                  sim.url, args=["--budget", "100000", "--sync-interval",
-                                 str(sync), "--log-level", "warn"])
+    tmp, sim, agent = sim_and_agent(build, life, [
+        "--budget", "100000", "--sync-interval", str(sync)])
     try:
         agent.start()
         ids = sim.bulk(n)
@@ -306,13 +313,9 @@ def smoothness(build, quick):
     n, life = (1000, 10) if quick else (10000, 60)
     section(f"renewal smoothness: {n} tokens issued at once ({life} s "
             "tokens), the next wave of renewals per second")
-    tmp = tmpdir()
-    sim = Sim(f"{build}/tests/sim/hopx-sim", tmp,
-              args=["--token-lifetime", str(life)]).start()
-    agent = Agent(f"{build}/agent/hopxd", f"{build}/cli/hopxctl", tmp,
-                  sim.url, args=["--budget", "1000000", "--max-inflight",
-                                 "16", "--sync-interval", "86400",
-                                 "--log-level", "warn"])
+    tmp, sim, agent = sim_and_agent(build, life, [
+        "--budget", "1000000", "--max-inflight", "16", "--sync-interval",
+        "86400"])
     route = "POST /v1/sandboxes/{id}/token/refresh"
     try:
         ids = sim.bulk(n)
