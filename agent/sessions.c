@@ -31,6 +31,8 @@
 #define AUTH_RETRY_MS 60000
 /* Records loaded per loop iteration at start (~5 ms of work). */
 #define LOAD_CHUNK 1000
+/* The page cache while loading: a scan reads each page once. */
+#define LOAD_CACHE_KIB 2048
 
 struct waiter {
 	sess_done_fn fn;
@@ -295,10 +297,12 @@ static void load_end(struct sessions *ss, int err)
 
 	ss->loader = NULL;
 	uv_close((uv_handle_t *)&l->idle, loader_closed);
-	/* The load read every row through the page cache and freed every
-	 * row it built: hand that memory back to the system. */
+	/* The load read every row through a small cache and freed every
+	 * row it built: hand that memory back, then the cache grows again
+	 * for the reads clients make. */
 	store_release_memory(ss->a->store);
 	malloc_trim(0);
+	store_cache_kib(ss->a->store, STORE_CACHE_KIB);
 	if (err != 0)
 		log_error("cannot load the records: %s; %zu loaded",
 		          err_str(err), (size_t)HASH_COUNT(ss->map));
@@ -358,6 +362,7 @@ int sessions_create(struct agent *a, struct hopx *hx, void (*loaded)(void *ud),
 		         "--api-key-file");
 	*l = (struct loader){
 	        .ss = ss, .t0 = clock_mono_ms(a->clk), .fn = loaded, .ud = ud};
+	store_cache_kib(a->store, LOAD_CACHE_KIB);
 	uv_idle_init(a->loop, &l->idle);
 	l->idle.data = l;
 	uv_idle_start(&l->idle, on_load_idle);

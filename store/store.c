@@ -33,6 +33,9 @@
 
 #define SBX_FROM " FROM sandboxes s LEFT JOIN tokens t ON t.sandbox_id = s.id "
 
+#define STR_(x)  #x
+#define STR(x)   STR_(x)
+
 static const char *const stmt_sql[ST_COUNT_] = {
         [ST_BEGIN] = "BEGIN IMMEDIATE",
         [ST_COMMIT] = "COMMIT",
@@ -451,14 +454,17 @@ static int set_pragmas(struct store *s, int readonly, char **cause)
 	int r;
 
 	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
-	r = exec_sql(s,
-	             "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; "
-	             "PRAGMA cache_size = -16384; PRAGMA synchronous = FULL; "
-	             /* Few writes: checkpoint at 1 MiB, not 4, and cut the
-	              * WAL back after, so it never hoards a small disk. */
-	             "PRAGMA wal_autocheckpoint = 256; "
-	             "PRAGMA journal_size_limit = 1048576;",
-	             cause);
+	r = exec_sql(
+	        s,
+	        "PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON; "
+	        "PRAGMA cache_size = -" STR(
+	                STORE_CACHE_KIB) "; PRAGMA synchronous = FULL; "
+	                                 /* Few writes: checkpoint at 1 MiB, not
+	                                  * 4, and cut the WAL back after, so it
+	                                  * never hoards a small disk. */
+	                                 "PRAGMA wal_autocheckpoint = 256; "
+	                                 "PRAGMA journal_size_limit = 1048576;",
+	        cause);
 	if (r != 0 || readonly)
 		return r;
 	return exec_sql(s, "PRAGMA journal_mode = WAL", cause);
@@ -636,6 +642,14 @@ int store_check(struct store *s, int full, char **cause)
 void store_release_memory(struct store *s)
 {
 	sqlite3_db_release_memory(s->db);
+}
+
+int store_cache_kib(struct store *s, int kib)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = %d", -kib);
+	return store_err(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
 int store_close(struct store *s)

@@ -57,6 +57,16 @@ int store_close(struct store *s);
 /* Schema version of the open database (PRAGMA user_version). */
 int store_schema_version(const struct store *s);
 
+/* The page cache's size, KiB: STORE_CACHE_KIB unless changed. */
+#define STORE_CACHE_KIB 16384
+
+/*
+ * Sets the page cache's size. A full scan gains nothing from a large
+ * cache, and its pages would sit between the records built meanwhile,
+ * where the heap cannot give them back (13 MB of RSS at 100k records).
+ */
+int store_cache_kib(struct store *s, int kib);
+
 /*
  * Gives back the page cache's memory (a full read at start fills it; the
  * agent serves from memory afterwards).
