@@ -26,7 +26,8 @@ struct opts {
 static void fake_token(char *out, size_t n, long i)
 {
 	static const char pad[] = "eyJzdWIiOiJzYW5kYm94In0eyJzdWIiOiJzYW5kYm94";
-	int k = snprintf(out, n, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.%08ld.", i);
+	int k = snprintf(out, n, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.%08ld.",
+	                 i);
 
 	while (k > 0 && (size_t)k + sizeof(pad) < n && k < 300)
 		k += snprintf(out + k, n - (size_t)k, "%s", pad);
