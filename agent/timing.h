@@ -23,7 +23,7 @@ int64_t timing_backoff(int attempt, int64_t base, int64_t cap, uint32_t r,
 
 /*
  * When to renew a token issued at issued and expiring at expires (wall
- * ms): 80-90% into its life (r picks where), so that tokens issued
+ * ms): 83-90% into its life (r picks where), so that tokens issued
  * together do not renew together, and always at least a tenth of its
  * life (at most 5 minutes) before it expires.
  */
