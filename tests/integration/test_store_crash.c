@@ -101,6 +101,10 @@ static void child(const char *path, int fd)
 		_exit(3);
 	if (store_sandbox_list(s, NULL, max_token_cb, &k) != 0)
 		_exit(4);
+	/* Ready: the kill window starts now, however slow the open was
+	 * (under valgrind it could take the whole window). */
+	if (write(fd, &(int64_t){0}, sizeof(int64_t)) != sizeof(int64_t))
+		_exit(6);
 	for (k = k + 1;; k++) {
 		if (child_step(s, k) != 0)
 			_exit(5);
@@ -187,7 +191,8 @@ static void make_sandboxes(const char *path)
 	assert_int_equal(store_close(s), 0);
 }
 
-/* Runs the child for a random 10..90 ms, kills it; returns acked range. */
+/* Runs the child for a random 10..90 ms once it is ready, kills it;
+ * returns acked range. */
 static void one_kill(const char *path, int64_t *lo, int64_t *hi)
 {
 	struct timespec ts = {0, (10 + rand() % 81) * 1000000L};
@@ -203,7 +208,8 @@ static void one_kill(const char *path, int64_t *lo, int64_t *hi)
 		child(path, fds[1]);
 	}
 	close(fds[1]);
-	nanosleep(&ts, NULL);
+	if (read(fds[0], &k, sizeof(k)) == sizeof(k)) /* the ready mark */
+		nanosleep(&ts, NULL);
 	kill(pid, SIGKILL);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	if (!WIFSIGNALED(status))
