@@ -75,18 +75,6 @@ void proto_req_finish(struct proto_req *req)
 }
 
 /* Serialises {"id": id, key: value} plus a newline; consumes value. */
-#define PRINT_MIN 256
-#define PRINT_MAX (1024 * 1024)
-
-/*
- * Where the next reply's print buffer starts: the last reply's size.
- * Replies come in series of one kind (token after token, list page after
- * list page): a 700 KB page then prints without a dozen reallocs, and a
- * 400-byte token without a 64 KiB malloc (which made glibc consolidate
- * its free lists on every reply).
- */
-static size_t print_hint = PRINT_MIN;
-
 static char *line_with(const cJSON *id, const char *key, cJSON *value,
                        size_t *len)
 {
@@ -102,15 +90,12 @@ static char *line_with(const cJSON *id, const char *key, cJSON *value,
 	}
 	cJSON_AddItemToObject(o, "id", idc);
 	cJSON_AddItemToObject(o, key, value);
-	if ((text = cJSON_PrintBuffered(o, (int)print_hint, 0)) == NULL)
+	if ((text = cJSON_PrintUnformatted(o)) == NULL)
 		goto out;
 	n = strlen(text);
-	print_hint = n + 64 < PRINT_MIN   ? PRINT_MIN
-	             : n + 64 > PRINT_MAX ? PRINT_MAX
-	                                  : n + 64;
-	if ((out = realloc(text, n + 2)) == NULL)
+	if ((out = malloc(n + 2)) == NULL)
 		goto out;
-	text = NULL;
+	memcpy(out, text, n);
 	out[n] = '\n';
 	out[n + 1] = '\0';
 	*len = n + 1;
