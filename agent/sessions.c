@@ -265,15 +265,11 @@ static struct sess *find(const struct sessions *ss, const char *id)
 static struct sess *lookup(struct sessions *ss, const char *id)
 {
 	struct sess *s = find(ss, id);
-	struct store_sandbox r;
 
 	if (s || ss->loader == NULL || id == NULL ||
-	    store_sandbox_get(ss->a->store, id, &r) != 0)
+	    sessions_track(ss, id) != 0)
 		return s;
-	if (strcmp(r.id, id) == 0 && sess_add(ss, &r) == 0)
-		s = find(ss, id);
-	store_sandbox_finish(&r);
-	return s;
+	return find(ss, id);
 }
 
 static int load_row(void *ud, const struct store_sandbox *r)
@@ -1008,20 +1004,30 @@ struct tokreq {
 };
 
 /* Reads the stored token; 0 when it lasts min_ttl or is brand new. */
+/*
+ * Whether a token expiring at exp, issued at issued, can be handed out
+ * to a caller wanting min_ttl: it lasts that long, or it is too young to
+ * refresh again (it would not last longer), and never under a second.
+ */
+static int token_serves(int64_t now, int64_t exp, int64_t issued,
+                        int64_t min_ttl)
+{
+	if (exp - now < TOKEN_MIN_TTL_MS)
+		return 0;
+	return exp - now >= min_ttl || now - issued < REFRESH_MIN_AGE_MS;
+}
+
 static int stored_token(struct sessions *ss, const char *id, int64_t min_ttl,
                         struct store_sandbox *r)
 {
-	int64_t now = now_wall(ss);
 	int e = store_sandbox_get(ss->a->store, id, r);
 
 	if (e != 0)
 		return e;
-	if (r->token == NULL || r->token_expires_at - now < TOKEN_MIN_TTL_MS)
-		return ERR_NOTFOUND;
-	if (r->token_expires_at - now >= min_ttl ||
-	    now - r->token_issued_at < REFRESH_MIN_AGE_MS)
-		return 0;
-	return ERR_NOTFOUND;
+	return r->token && token_serves(now_wall(ss), r->token_expires_at,
+	                                r->token_issued_at, min_ttl)
+	               ? 0
+	               : ERR_NOTFOUND;
 }
 
 /* Keeps what the store answered if it is the token the session counts on. */
@@ -1035,25 +1041,13 @@ static void cache_fill(struct sess *s, const struct store_sandbox *r)
 		cache_clear(s);
 }
 
-/* The rule of stored_token, on the session's own copy. */
-static int token_fresh(const struct sessions *ss, const struct sess *s,
-                       int64_t min_ttl)
-{
-	int64_t now = now_wall(ss);
-
-	if (s->tok_exp - now < TOKEN_MIN_TTL_MS)
-		return 0;
-	return s->tok_exp - now >= min_ttl ||
-	       now - s->tok_issued < REFRESH_MIN_AGE_MS;
-}
-
 int sessions_token_cached(const struct sessions *ss, const char *id,
                           int64_t min_ttl_ms, struct sess_token *out)
 {
 	const struct sess *s = find(ss, id);
 
 	if (s == NULL || s->status != SBX_RUNNING || s->tok_text == NULL ||
-	    !token_fresh(ss, s, min_ttl_ms))
+	    !token_serves(now_wall(ss), s->tok_exp, s->tok_issued, min_ttl_ms))
 		return ERR_NOTFOUND;
 	out->id = s->id;
 	out->token = s->tok_text;
