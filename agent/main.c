@@ -9,6 +9,7 @@
 #include "hopx.h"
 #include "ipc_server.h"
 #include "log.h"
+#include "notify.h"
 #include "paths.h"
 #include "reconcile.h"
 #include "sessions.h"
@@ -57,7 +58,8 @@ static void usage(FILE *f)
 	        "  --api-base URL        HopX API (env HOPX_BASE_URL; "
 	        "default https://api.hopx.dev)\n"
 	        "  --api-key-file PATH   read the API key from PATH (mode "
-	        "0600; else env HOPX_API_KEY)\n"
+	        "0600; else env HOPX_API_KEY,\n"
+	        "                        else ~/.config/hopxd/api-key)\n"
 	        "  --ca-file PATH        trust this CA bundle for the API\n"
 	        "  --sync-interval S     reconcile every S seconds "
 	        "(default 300)\n"
@@ -273,14 +275,27 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	return -1;
 }
 
+/* The default key file, when there is one (a missing file is no error). */
+static int default_key_file(struct agent_config *cfg)
+{
+	char path[4096];
+
+	if (paths_key_file(path, sizeof(path)) != 0 || access(path, F_OK) != 0)
+		return 0;
+	return read_key_file(cfg, path);
+}
+
 /* Flags win over the environment, which wins over the defaults. */
 static int default_api(struct agent_config *cfg)
 {
 	const char *key = getenv("HOPX_API_KEY");
 	const char *base = getenv("HOPX_BASE_URL");
+	int r;
 
 	if (cfg->api_key[0] == '\0' && key && *key)
 		snprintf(cfg->api_key, sizeof(cfg->api_key), "%s", key);
+	if (cfg->api_key[0] == '\0' && (r = default_key_file(cfg)) != 0)
+		return r;
 	if (cfg->api_base[0] == '\0' && base && *base)
 		return set_base(cfg, base);
 	if (cfg->api_base[0] == '\0')
@@ -413,11 +428,21 @@ static void on_deadline(uv_timer_t *t)
 	stop_all(t->data);
 }
 
+/* Type=notify: systemd hears when hopxd is ready and when it stops. */
+static void tell_systemd(const char *state)
+{
+	int r = notify_send(state);
+
+	if (r != 0)
+		log_warn("cannot notify systemd: %s", err_str(r));
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct main_state *m = h->data;
 
 	log_info("received signal %d, shutting down", signum);
+	tell_systemd("STOPPING=1");
 	uv_close((uv_handle_t *)&m->sigint, NULL);
 	uv_close((uv_handle_t *)&m->sigterm, NULL);
 	m->a.stopping = 1;
@@ -552,7 +577,8 @@ static int start_hopx(struct agent *a)
 		return r;
 	}
 	if (a->hopx == NULL)
-		log_warn("no HopX API key (HOPX_API_KEY or --api-key-file): "
+		log_warn("no HopX API key (HOPX_API_KEY, --api-key-file or "
+		         "~/.config/hopxd/api-key): "
 		         "serving local records only");
 	else
 		log_info("HopX API at %s, budget %d requests/min",
@@ -596,8 +622,10 @@ static int run(struct main_state *m)
 		r = check_start(m);
 	if (r == 0)
 		r = start_hopx(&m->a);
-	if (r == 0)
+	if (r == 0) {
+		tell_systemd("READY=1\nSTATUS=serving on the control socket");
 		uv_run(&m->loop, UV_RUN_DEFAULT);
+	}
 	stop_all(m);
 	uv_walk(&m->loop, close_handle, NULL);
 	uv_run(&m->loop, UV_RUN_DEFAULT);

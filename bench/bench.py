@@ -264,7 +264,7 @@ def listing(build, quick):
 # ---- 5, 6. memory and start ----
 
 def first_status(build, db, sock):
-    env = dict(os.environ)
+    env = dict(os.environ, XDG_CONFIG_HOME=os.path.dirname(db))
     env.pop("HOPX_API_KEY", None)
     t0 = time.monotonic()
     p = subprocess.Popen([f"{build}/agent/hopxd", "--db", db, "--socket",

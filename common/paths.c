@@ -50,6 +50,17 @@ int paths_db(char *out, size_t n)
 	return ERR_NOTFOUND;
 }
 
+int paths_key_file(char *out, size_t n)
+{
+	const char *v;
+
+	if ((v = abs_env("XDG_CONFIG_HOME")) != NULL)
+		return fit(snprintf(out, n, "%s/hopxd/api-key", v), n);
+	if ((v = abs_env("HOME")) != NULL)
+		return fit(snprintf(out, n, "%s/.config/hopxd/api-key", v), n);
+	return ERR_NOTFOUND;
+}
+
 int paths_make_parents(const char *path, char *failed, size_t n)
 {
 	char dir[4096];

@@ -16,6 +16,14 @@ int paths_socket(char *out, size_t n);
 int paths_db(char *out, size_t n);
 
 /*
+ * Where hopxd looks for the API key when neither --api-key-file nor
+ * HOPX_API_KEY gives one (a systemd user unit has no shell environment):
+ * $XDG_CONFIG_HOME/hopxd/api-key, else $HOME/.config/hopxd/api-key.
+ * Same returns as above.
+ */
+int paths_key_file(char *out, size_t n);
+
+/*
  * Creates every missing parent directory of the file path with mode 0700
  * (existing ones are left alone). Returns 0 or an ERR_* code from errno;
  * on failure, failed (if not NULL, at least n bytes) names the directory.

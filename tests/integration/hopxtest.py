@@ -213,7 +213,8 @@ class Agent:
         self.wrap = shlex.split(os.environ.get("HOPXD_TEST_WRAPPER", ""))
 
     def start(self, wait=True, extra=()):
-        env = dict(os.environ, HOPX_BASE_URL=self.base_url)
+        env = dict(os.environ, HOPX_BASE_URL=self.base_url,
+                   XDG_CONFIG_HOME=os.path.join(self.tmp, "config"))
         env.pop("HOPX_API_KEY", None)
         if self.key:
             env["HOPX_API_KEY"] = self.key

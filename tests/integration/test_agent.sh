@@ -8,6 +8,9 @@ set -u
 HOPXD_BIN=$1
 HOPXCTL_BIN=$2
 T=$(mktemp -d)
+# The default API key file lives here: never the user's own.
+export XDG_CONFIG_HOME="$T/config"
+unset HOPX_API_KEY
 n=0
 fails=0
 hopxd() { ${HOPXD_TEST_WRAPPER:-} "$HOPXD_BIN" "$@"; }
@@ -149,6 +152,21 @@ kill "$pid"; wait "$pid"; pid=
 mkdir -m 755 "$T/open"
 hopxd --db "$T/state/h.db" --socket "$T/open/s.sock" >"$T/out" 2>&1
 check "an unsafe socket directory is refused" 1 $? "unsafe socket directory" "$T/out"
+
+# The default key file (what a systemd user unit reads): refused when
+# others can read it, used when it is the user's alone.
+mkdir -p -m 700 "$T/config/hopxd"
+printf 'hopx_test_key\n' >"$T/config/hopxd/api-key"
+chmod 644 "$T/config/hopxd/api-key"
+hopxd --db "$T/state/h.db" --socket "$T/run/s.sock" >"$T/out" 2>&1
+check "a readable default key file is refused" 2 $? "chmod 600" "$T/out"
+chmod 600 "$T/config/hopxd/api-key"
+start_agent "$T/state/h.db" "$T/run/s.sock" --api-base http://127.0.0.1:9
+hopxctl --json status >"$T/out" 2>&1
+grep -q '"base_url":"http://127.0.0.1:9"' "$T/out" && ! grep -q '"state":"off"' "$T/out"
+check "the default key file gives the agent its key" 0 $?
+kill "$pid"; wait "$pid"; pid=
+rm -r "$T/config/hopxd"
 
 if command -v systemd-socket-activate >/dev/null; then
 	(exec systemd-socket-activate -l "$T/run/act.sock" \

@@ -269,8 +269,16 @@ static void t_paths(void **state)
 	setenv("HOME", "/home/u", 1);
 	assert_int_equal(paths_db(p, sizeof(p)), 0);
 	assert_string_equal(p, "/home/u/.local/state/hopxd/hopxd.db");
+	unsetenv("XDG_CONFIG_HOME");
+	assert_int_equal(paths_key_file(p, sizeof(p)), 0);
+	assert_string_equal(p, "/home/u/.config/hopxd/api-key");
+	setenv("XDG_CONFIG_HOME", "/cfg", 1);
+	assert_int_equal(paths_key_file(p, sizeof(p)), 0);
+	assert_string_equal(p, "/cfg/hopxd/api-key");
+	unsetenv("XDG_CONFIG_HOME");
 	unsetenv("HOME");
 	assert_int_equal(paths_db(p, sizeof(p)), ERR_NOTFOUND);
+	assert_int_equal(paths_key_file(p, sizeof(p)), ERR_NOTFOUND);
 }
 
 int main(void)
