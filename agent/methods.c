@@ -62,6 +62,7 @@ cJSON *methods_sandbox_json(const struct store_sandbox *r)
 	json_add_str(o, "id", r->id);
 	json_add_str(o, "name", r->name);
 	json_add_str(o, "status", sbx_status_str(r->status));
+	methods_add_time(o, "status_since", r->status_since);
 	cJSON_AddBoolToObject(o, "stale", r->stale);
 	json_add_str(o, "last_error", r->last_error);
 	json_add_str(o, "template_id", r->template_id);

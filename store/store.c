@@ -27,7 +27,7 @@
 	"s.updated_at, s.confirmed_at, s.stale, s.last_error, "                \
 	"s.auto_resume, s.keepalive_s, s.pause_on_shutdown, "                  \
 	"s.paused_by_agent, t.token, "                                         \
-	"t.expires_at, t.issued_at, "                                          \
+	"t.expires_at, t.issued_at, s.status_since, "                          \
 	"(SELECT json_group_array(json_array(key, value)) FROM labels l "      \
 	"WHERE l.sandbox_id = s.id)"
 

@@ -127,7 +127,8 @@ struct store_sandbox {
 	int64_t keepalive_s;   /* policy, 0 = off */
 	int pause_on_shutdown; /* policy, default 0 */
 	/* Filled by get and list, ignored by put: */
-	int paused_by_agent; /* paused at shutdown, to resume at start */
+	int paused_by_agent;  /* paused at shutdown, to resume at start */
+	int64_t status_since; /* when the status last changed (a trigger) */
 	char *token;
 	int64_t token_expires_at;
 	int64_t token_issued_at;

@@ -34,6 +34,7 @@ enum sbx_col {
 	C_TOKEN,
 	C_TOKEN_EXPIRES,
 	C_TOKEN_ISSUED,
+	C_STATUS_SINCE,
 	C_LABELS
 };
 
@@ -46,6 +47,7 @@ void store_sandbox_init(struct store_sandbox *r)
 	r->expires_at = r->created_at = STORE_NULL;
 	r->tracked_at = r->updated_at = r->confirmed_at = STORE_NULL;
 	r->token_expires_at = r->token_issued_at = STORE_NULL;
+	r->status_since = STORE_NULL;
 	r->auto_resume = 1;
 }
 
@@ -171,6 +173,7 @@ static int read_row(sqlite3_stmt *st, struct store_sandbox *r)
 	r->token = col_str(st, C_TOKEN, &err);
 	r->token_expires_at = col_i64(st, C_TOKEN_EXPIRES);
 	r->token_issued_at = col_i64(st, C_TOKEN_ISSUED);
+	r->status_since = col_i64(st, C_STATUS_SINCE);
 	return err ? err : read_labels(st, r);
 }
 

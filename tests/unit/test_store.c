@@ -303,6 +303,38 @@ static void t_counts_follow_writes(void **state)
 	assert_int_equal(counts[SBX_STOPPED], 1);
 }
 
+/* status_since moves when the status changes, and only then. */
+static int64_t since_of(struct fx *f, const char *id)
+{
+	struct store_sandbox g;
+	int64_t t;
+
+	store_sandbox_init(&g);
+	assert_int_equal(store_sandbox_get(f->s, id, &g), 0);
+	t = g.status_since;
+	store_sandbox_finish(&g);
+	return t;
+}
+
+static void t_status_since_follows_status(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(track(f, "d1", NULL, SBX_RUNNING), 0);
+	assert_int_equal(since_of(f, "d1"), T0);
+	clock_fake_advance(&f->clk, 5000);
+	assert_int_equal(track(f, "d1", "web", SBX_RUNNING), 0);
+	assert_int_equal(since_of(f, "d1"), T0); /* same status: unchanged */
+	clock_fake_advance(&f->clk, 5000);
+	assert_int_equal(store_sandbox_set_status(f->s, "d1", SBX_PAUSED,
+	                                          STORE_CAUSE_AGENT, NULL),
+	                 0);
+	assert_int_equal(since_of(f, "d1"), T0 + 10000);
+	clock_fake_advance(&f->clk, 5000);
+	assert_int_equal(track(f, "d1", "web", SBX_STOPPED), 0);
+	assert_int_equal(since_of(f, "d1"), T0 + 15000);
+}
+
 static int stop_cb(void *ud, const struct store_sandbox *r)
 {
 	(void)r;
@@ -758,6 +790,7 @@ int main(void)
 	        T(t_get_prefers_id_over_name),
 	        T(t_list_filters_and_paging),
 	        T(t_counts_follow_writes),
+	        T(t_status_since_follows_status),
 	        T(t_list_callback_stops),
 	        T(t_rename),
 	        T(t_status_with_event),
