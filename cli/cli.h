@@ -4,6 +4,7 @@
 /* Shared by hopxctl's files: global options, exit codes, helpers. */
 
 #include <cjson/cJSON.h>
+#include <stdint.h>
 
 /* Exit codes (README "Exit codes"; stable for scripts). */
 enum exit_code {
@@ -22,7 +23,10 @@ enum exit_code {
 struct cli {
 	char socket[108];
 	int json;
-	int tty; /* stdout is a terminal: aligned table with a header */
+	int tty;        /* stdout is a terminal: aligned table with a header */
+	int colour;     /* a terminal and no NO_COLOR */
+	int width;      /* columns to fit (terminal) */
+	int64_t now_ms; /* relative times are relative to this */
 	int timeout_ms;
 };
 
@@ -41,8 +45,9 @@ void cli_print_json(const struct cli *c, const cJSON *j);
 /* Prints sandboxes as a table (terminal) or tab-separated columns. */
 void cli_print_sandboxes(const struct cli *c, const cJSON *arr, int quiet);
 
-/* Prints one sandbox as "key: value" lines. */
-void cli_print_sandbox(const cJSON *sb);
+/* Prints one sandbox as "key value" lines (times also relative on a
+ * terminal). */
+void cli_print_sandbox(const struct cli *c, const cJSON *sb);
 
 /* Prints "hopxctl: MSG ARG" on stderr and returns EXIT_USAGE. */
 int cli_usage_err(const char *msg, const char *arg);

@@ -5,6 +5,7 @@
 #include "commands.h"
 
 #include "err.h"
+#include "fmt.h"
 #include "ipc_client.h"
 #include "json.h"
 
@@ -33,7 +34,7 @@ int cli_call_record(struct cli *c, const char *method, cJSON *params)
 	int r = cli_call(c, method, params, &res);
 
 	if (r == EXIT_OK)
-		c->json ? cli_print_json(c, res) : cli_print_sandbox(res);
+		c->json ? cli_print_json(c, res) : cli_print_sandbox(c, res);
 	cJSON_Delete(res);
 	return r;
 }
@@ -50,15 +51,26 @@ static int jint(const cJSON *o, const char *key)
 	return (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, key));
 }
 
-static void print_status(const cJSON *res)
+/* A time for a person: relative on a terminal, as sent otherwise. */
+static const char *when(const struct cli *c, const char *t, char *buf, size_t n)
+{
+	if (!c->tty)
+		return t;
+	fmt_relative(buf, n, t, c->now_ms);
+	return buf;
+}
+
+static void print_status(const struct cli *c, const cJSON *res)
 {
 	const cJSON *by = cJSON_GetObjectItem(res, "by_status");
 	const cJSON *api = cJSON_GetObjectItem(res, "api");
 	const char *err =
 	        cJSON_GetStringValue(cJSON_GetObjectItem(api, "error"));
+	char up[24], t[32];
 
-	printf("hopxd %s (pid %d), up %ds\n", jstr(res, "version"),
-	       jint(res, "pid"), jint(res, "uptime_s"));
+	fmt_duration(up, sizeof(up), (int64_t)jint(res, "uptime_s") * 1000);
+	printf("hopxd %s (pid %d), up %s\n", jstr(res, "version"),
+	       jint(res, "pid"), up);
 	printf("database  %s\nsocket    %s\n", jstr(res, "db"),
 	       jstr(res, "socket"));
 	printf("sandboxes %d:", jint(res, "sandboxes"));
@@ -74,11 +86,15 @@ static void print_status(const cJSON *res)
 		       "queued\n",
 		       jint(api, "used_last_min"), jint(api, "budget_per_min"),
 		       jint(api, "queued"));
-	printf("renewal   next at %s\n", jstr(res, "next_renewal"));
+	if (cJSON_GetStringValue(cJSON_GetObjectItem(res, "next_renewal")))
+		printf("renewal   next %s\n",
+		       when(c, jstr(res, "next_renewal"), t, sizeof(t)));
+	else
+		printf("renewal   none due\n");
 	printf("reconcile %s\n",
 	       cJSON_IsTrue(cJSON_GetObjectItem(res, "reconciling"))
 	               ? "running now"
-	               : jstr(res, "next_reconcile"));
+	               : when(c, jstr(res, "next_reconcile"), t, sizeof(t)));
 }
 
 /* status exits 3 when HopX refuses the key, 6 when it cannot be reached. */
@@ -95,7 +111,7 @@ int run_status(struct cli *c, int argc, char **argv)
 	if (c->json)
 		cli_print_json(c, res);
 	else
-		print_status(res);
+		print_status(c, res);
 	api = cJSON_GetStringValue(
 	        cJSON_GetObjectItem(cJSON_GetObjectItem(res, "api"), "state"));
 	if (api && strcmp(api, "auth_error") == 0)

@@ -10,6 +10,7 @@ int run_show(struct cli *c, int argc, char **argv);
 int run_label(struct cli *c, int argc, char **argv);
 int run_rename(struct cli *c, int argc, char **argv);
 int run_detach(struct cli *c, int argc, char **argv);
+int run_doctor(struct cli *c, int argc, char **argv);
 int run_events(struct cli *c, int argc, char **argv);
 
 /* lifecycle.c: what goes through HopX. */

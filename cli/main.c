@@ -6,7 +6,9 @@
 #include "config.h"
 
 #include "cli.h"
+#include "clock.h"
 #include "commands.h"
+#include "fmt.h"
 #include "err.h"
 #include "ipc_client.h"
 #include "paths.h"
@@ -40,6 +42,9 @@ static const struct cmd cmd_table[] = {
          run_create},
         {"detach", "REF", "forget a sandbox locally (HopX is untouched)", 1, 1,
          run_detach},
+        {"doctor", "[--api-key-file PATH]",
+         "check the setup: socket, agent, API key, API, clock, database", 0, 2,
+         run_doctor},
         {"env", "REF", "print shell exports: id, URL, token, socket", 1, 1,
          run_env},
         {"events", "[--since SEQ] [-f]", "show the event log; -f follows it", 0,
@@ -263,6 +268,9 @@ int main(int argc, char **argv)
 	memset(&c, 0, sizeof(c));
 	c.timeout_ms = 30000;
 	c.tty = isatty(STDOUT_FILENO);
+	c.colour = fmt_colour_on(c.tty, getenv("NO_COLOR"));
+	c.width = fmt_width(STDOUT_FILENO, getenv("COLUMNS"));
+	c.now_ms = clock_wall_ms(clock_system());
 	if ((i = parse_globals(&c, argc, argv)) < 0)
 		return -(i + 100);
 	if (c.socket[0] == '\0' && paths_socket(c.socket, sizeof(c.socket))) {

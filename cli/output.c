@@ -1,5 +1,6 @@
 /* hopxctl output: JSON for tools, tables for people, plain when piped. */
 #include "cli.h"
+#include "fmt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,14 +52,100 @@ static void status_text(const cJSON *sb, char *out, size_t n)
 	                                                        : "");
 }
 
+/* One table row for a person: relative times, labels cut to fit. */
+struct row {
+	const char *id, *name;
+	char status[32], since[24], expires[24], token[24], labels[512];
+};
+
+static void row_fill(const struct cli *c, const cJSON *sb, struct row *r)
+{
+	r->id = str(sb, "id");
+	r->name = str(sb, "name");
+	status_text(sb, r->status, sizeof(r->status));
+	fmt_relative(r->since, sizeof(r->since), str(sb, "status_since"),
+	             c->now_ms);
+	fmt_relative(r->expires, sizeof(r->expires), str(sb, "expires_at"),
+	             c->now_ms);
+	fmt_relative(r->token, sizeof(r->token), str(sb, "token_expires_at"),
+	             c->now_ms);
+	labels_text(sb, r->labels, sizeof(r->labels));
+}
+
+/* Column widths of the text columns; times are at most 12 ("in 999d"). */
+struct widths {
+	int id, name, status;
+};
+
+#define NAME_MAX_W 24
+#define TIME_W     9
+
+static void widths_of(const cJSON *arr, struct widths *w)
+{
+	const cJSON *sb;
+
+	*w = (struct widths){2, 4, 6};
+	cJSON_ArrayForEach(sb, arr)
+	{
+		int id = (int)strlen(str(sb, "id"));
+		int name = (int)strlen(str(sb, "name"));
+		char st[32];
+
+		status_text(sb, st, sizeof(st));
+		w->id = id > w->id ? id : w->id;
+		w->name = name > w->name ? name : w->name;
+		if ((int)strlen(st) > w->status)
+			w->status = (int)strlen(st);
+	}
+	if (w->name > NAME_MAX_W)
+		w->name = NAME_MAX_W;
+}
+
+static void print_row(const struct cli *c, const struct widths *w,
+                      struct row *r, const char *colour)
+{
+	int used = w->id + w->name + w->status + 3 * TIME_W + 5;
+	char name[NAME_MAX_W + 1];
+
+	snprintf(name, sizeof(name), "%s", r->name);
+	fmt_fit(name, (size_t)w->name);
+	fmt_fit(r->labels, (size_t)(c->width - used > 6 ? c->width - used : 6));
+	printf("%-*s %-*s %s%-*s%s %-*s %-*s %-*s %s\n", w->id, r->id, w->name,
+	       name, c->colour ? colour : "", w->status, r->status,
+	       c->colour && *colour ? FMT_RESET : "", TIME_W - 1, r->since,
+	       TIME_W - 1, r->expires, TIME_W - 1, r->token, r->labels);
+}
+
+static void print_table(const struct cli *c, const cJSON *arr)
+{
+	struct widths w;
+	struct row r = {.id = "ID", .name = "NAME"};
+	const cJSON *sb;
+
+	widths_of(arr, &w);
+	snprintf(r.status, sizeof(r.status), "STATUS");
+	snprintf(r.since, sizeof(r.since), "SINCE");
+	snprintf(r.expires, sizeof(r.expires), "EXPIRES");
+	snprintf(r.token, sizeof(r.token), "TOKEN");
+	snprintf(r.labels, sizeof(r.labels), "LABELS");
+	print_row(c, &w, &r, "");
+	cJSON_ArrayForEach(sb, arr)
+	{
+		row_fill(c, sb, &r);
+		print_row(c, &w, &r, fmt_status_colour(str(sb, "status")));
+	}
+}
+
+/* Into a pipe: tab-separated, absolute times (scripts parse this). */
 void cli_print_sandboxes(const struct cli *c, const cJSON *arr, int quiet)
 {
 	const cJSON *sb;
 	char labels[512], status[32];
 
-	if (c->tty && !quiet)
-		printf("%-20s %-16s %-17s %-20s %s\n", "ID", "NAME", "STATUS",
-		       "EXPIRES", "LABELS");
+	if (c->tty && !quiet) {
+		print_table(c, arr);
+		return;
+	}
 	cJSON_ArrayForEach(sb, arr)
 	{
 		if (quiet) {
@@ -67,27 +154,59 @@ void cli_print_sandboxes(const struct cli *c, const cJSON *arr, int quiet)
 		}
 		labels_text(sb, labels, sizeof(labels));
 		status_text(sb, status, sizeof(status));
-		printf(c->tty ? "%-20s %-16s %-17s %-20s %s\n"
-		              : "%s\t%s\t%s\t%s\t%s\n",
-		       str(sb, "id"), str(sb, "name"), status,
-		       str(sb, "expires_at"), labels);
+		printf("%s\t%s\t%s\t%s\t%s\n", str(sb, "id"), str(sb, "name"),
+		       status, str(sb, "expires_at"), labels);
 	}
 }
 
-void cli_print_sandbox(const cJSON *sb)
+/* "key value", and on a terminal a time also says how far it is. */
+static void print_field(const struct cli *c, const char *key, const char *v,
+                        int is_time)
 {
-	static const char *const keys[] = {
-	        "id",          "name",          "status",
-	        "last_error",  "template_name", "region",
-	        "public_host", "expires_at",    "created_at",
-	        "tracked_at",  "confirmed_at",  "token_expires_at",
+	char rel[32];
+
+	if (!c->tty || !is_time || strcmp(v, "-") == 0) {
+		printf("%-17s %s\n", key, v);
+		return;
+	}
+	fmt_relative(rel, sizeof(rel), v, c->now_ms);
+	printf("%-17s %s (%s)\n", key, v, rel);
+}
+
+void cli_print_sandbox(const struct cli *c, const cJSON *sb)
+{
+	static const struct {
+		const char *key;
+		int is_time;
+	} keys[] = {
+	        {"id", 0},
+	        {"name", 0},
+	        {"status", 0},
+	        {"status_since", 1},
+	        {"last_error", 0},
+	        {"template_name", 0},
+	        {"region", 0},
+	        {"public_host", 0},
+	        {"expires_at", 1},
+	        {"created_at", 1},
+	        {"tracked_at", 1},
+	        {"confirmed_at", 1},
+	        {"token_expires_at", 1},
 	};
 	const cJSON *pol = cJSON_GetObjectItem(sb, "policy");
+	const char *st = str(sb, "status");
 	char labels[512];
 	size_t i;
 
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		printf("%-17s %s\n", keys[i], str(sb, keys[i]));
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (i == 2 && c->colour) {
+			printf("%-17s %s%s%s\n", "status",
+			       fmt_status_colour(st), st, FMT_RESET);
+			continue;
+		}
+		print_field(c, keys[i].key, str(sb, keys[i].key),
+		            keys[i].is_time);
+	}
 	labels_text(sb, labels, sizeof(labels));
 	printf("%-17s %s\n", "labels", labels);
 	printf("%-17s auto_resume=%s keepalive=%ds pause_on_shutdown=%s\n",
