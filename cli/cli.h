@@ -36,6 +36,12 @@ struct cli {
  */
 int cli_call(struct cli *c, const char *method, cJSON *params, cJSON **result);
 
+/* A string member of o, or "-" when absent or not a string. */
+const char *cli_str(const cJSON *o, const char *key);
+
+/* A number member of o as an int, 0 when absent. */
+int cli_int(const cJSON *o, const char *key);
+
 /* Exit code for an ERR_* code from the agent. */
 int cli_exit_code(int err);
 

@@ -39,18 +39,6 @@ int cli_call_record(struct cli *c, const char *method, cJSON *params)
 	return r;
 }
 
-static const char *jstr(const cJSON *o, const char *key)
-{
-	const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
-
-	return v ? v : "-";
-}
-
-static int jint(const cJSON *o, const char *key)
-{
-	return (int)cJSON_GetNumberValue(cJSON_GetObjectItem(o, key));
-}
-
 /* A time for a person: relative on a terminal, as sent otherwise. */
 static const char *when(const struct cli *c, const char *t, char *buf, size_t n)
 {
@@ -68,33 +56,33 @@ static void print_status(const struct cli *c, const cJSON *res)
 	        cJSON_GetStringValue(cJSON_GetObjectItem(api, "error"));
 	char up[24], t[32];
 
-	fmt_duration(up, sizeof(up), (int64_t)jint(res, "uptime_s") * 1000);
-	printf("hopxd %s (pid %d), up %s\n", jstr(res, "version"),
-	       jint(res, "pid"), up);
-	printf("database  %s\nsocket    %s\n", jstr(res, "db"),
-	       jstr(res, "socket"));
-	printf("sandboxes %d:", jint(res, "sandboxes"));
+	fmt_duration(up, sizeof(up), (int64_t)cli_int(res, "uptime_s") * 1000);
+	printf("hopxd %s (pid %d), up %s\n", cli_str(res, "version"),
+	       cli_int(res, "pid"), up);
+	printf("database  %s\nsocket    %s\n", cli_str(res, "db"),
+	       cli_str(res, "socket"));
+	printf("sandboxes %d:", cli_int(res, "sandboxes"));
 	for (cJSON *s = by ? by->child : NULL; s; s = s->next)
 		if (s->valuedouble > 0)
 			printf(" %s %d", s->string, (int)s->valuedouble);
 	printf("\nclients   %d connected, %d subscribed\n",
-	       jint(res, "connections"), jint(res, "subscribers"));
-	printf("api       %s at %s%s%s\n", jstr(api, "state"),
-	       jstr(api, "base_url"), err ? ": " : "", err ? err : "");
+	       cli_int(res, "connections"), cli_int(res, "subscribers"));
+	printf("api       %s at %s%s%s\n", cli_str(api, "state"),
+	       cli_str(api, "base_url"), err ? ": " : "", err ? err : "");
 	if (cJSON_GetObjectItem(api, "budget_per_min"))
 		printf("budget    %d of %d requests in the last minute, %d "
 		       "queued\n",
-		       jint(api, "used_last_min"), jint(api, "budget_per_min"),
-		       jint(api, "queued"));
+		       cli_int(api, "used_last_min"),
+		       cli_int(api, "budget_per_min"), cli_int(api, "queued"));
 	if (cJSON_GetStringValue(cJSON_GetObjectItem(res, "next_renewal")))
 		printf("renewal   next %s\n",
-		       when(c, jstr(res, "next_renewal"), t, sizeof(t)));
+		       when(c, cli_str(res, "next_renewal"), t, sizeof(t)));
 	else
 		printf("renewal   none due\n");
 	printf("reconcile %s\n",
 	       cJSON_IsTrue(cJSON_GetObjectItem(res, "reconciling"))
 	               ? "running now"
-	               : when(c, jstr(res, "next_reconcile"), t, sizeof(t)));
+	               : when(c, cli_str(res, "next_reconcile"), t, sizeof(t)));
 }
 
 /* status exits 3 when HopX refuses the key, 6 when it cannot be reached. */

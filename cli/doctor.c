@@ -6,6 +6,7 @@
  */
 #include "commands.h"
 
+#include "clock.h"
 #include "err.h"
 #include "fmt.h"
 #include "ipc_client.h"
@@ -141,16 +142,10 @@ static enum verdict check_agent(struct doctor *d)
 		return V_FAIL;
 	}
 	fmt_duration(up, sizeof(up),
-	             (int64_t)cJSON_GetNumberValue(
-	                     cJSON_GetObjectItem(d->status, "uptime_s")) *
-	                     1000);
+	             (int64_t)cli_int(d->status, "uptime_s") * 1000);
 	return say(d, V_OK, "hopxd %s, pid %d, up %s, %d sandboxes",
-	           status_str(d, NULL, "version"),
-	           (int)cJSON_GetNumberValue(
-	                   cJSON_GetObjectItem(d->status, "pid")),
-	           up,
-	           (int)cJSON_GetNumberValue(
-	                   cJSON_GetObjectItem(d->status, "sandboxes")));
+	           cli_str(d->status, "version"), cli_int(d->status, "pid"), up,
+	           cli_int(d->status, "sandboxes"));
 }
 
 /* The key file, if there is one: 1 usable, 0 absent, -1 unusable (said). */
@@ -230,14 +225,6 @@ static size_t discard(char *buf, size_t size, size_t n, void *ud)
 	return size * n;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* memcpy: ISO C has no cast from dlsym's void * to a function pointer. */
 #define CURL_SYM(api, field, name)                                             \
 	do {                                                                   \
@@ -282,9 +269,9 @@ static enum verdict check_api(struct doctor *d)
 	api->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	api->easy_setopt(h, CURLOPT_HEADERDATA, d);
 	api->easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
-	t0 = now_ms();
+	t0 = clock_wall_ms(clock_system());
 	cr = api->easy_perform(h);
-	t1 = now_ms();
+	t1 = clock_wall_ms(clock_system());
 	api->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
 	api->easy_cleanup(h);
 	d->api_local_ms = t0 + (t1 - t0) / 2;

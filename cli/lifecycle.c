@@ -384,12 +384,9 @@ static void print_report(const cJSON *rep)
 	printf("reconcile (%s): %d checked, %d unchanged, %d errors, %d "
 	       "requests in %d ms\n",
 	       cJSON_GetStringValue(cJSON_GetObjectItem(rep, "trigger")),
-	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "checked")),
-	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "unchanged")),
-	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(sum, "errors")),
-	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(rep, "requests")),
-	       (int)cJSON_GetNumberValue(
-	               cJSON_GetObjectItem(rep, "duration_ms")));
+	       cli_int(sum, "checked"), cli_int(sum, "unchanged"),
+	       cli_int(sum, "errors"), cli_int(rep, "requests"),
+	       cli_int(rep, "duration_ms"));
 	cJSON_ArrayForEach(e, cJSON_GetObjectItem(rep, "sandboxes"))
 	{
 		const char *err =

@@ -16,12 +16,18 @@ void cli_print_json(const struct cli *c, const cJSON *j)
 	}
 }
 
-static const char *str(const cJSON *o, const char *key)
+const char *cli_str(const cJSON *o, const char *key)
 {
 	const char *v =
 	        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
 
 	return v ? v : "-";
+}
+
+int cli_int(const cJSON *o, const char *key)
+{
+	return (int)cJSON_GetNumberValue(
+	        cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
 /* "k=v,k2=v2" of the labels object into out. */
@@ -47,7 +53,7 @@ static void labels_text(const cJSON *sb, char *out, size_t n)
 
 static void status_text(const cJSON *sb, char *out, size_t n)
 {
-	snprintf(out, n, "%s%s", str(sb, "status"),
+	snprintf(out, n, "%s%s", cli_str(sb, "status"),
 	         cJSON_IsTrue(cJSON_GetObjectItem(sb, "stale")) ? " (stale)"
 	                                                        : "");
 }
@@ -60,15 +66,15 @@ struct row {
 
 static void row_fill(const struct cli *c, const cJSON *sb, struct row *r)
 {
-	r->id = str(sb, "id");
-	r->name = str(sb, "name");
+	r->id = cli_str(sb, "id");
+	r->name = cli_str(sb, "name");
 	status_text(sb, r->status, sizeof(r->status));
-	fmt_relative(r->since, sizeof(r->since), str(sb, "status_since"),
+	fmt_relative(r->since, sizeof(r->since), cli_str(sb, "status_since"),
 	             c->now_ms);
-	fmt_relative(r->expires, sizeof(r->expires), str(sb, "expires_at"),
+	fmt_relative(r->expires, sizeof(r->expires), cli_str(sb, "expires_at"),
 	             c->now_ms);
-	fmt_relative(r->token, sizeof(r->token), str(sb, "token_expires_at"),
-	             c->now_ms);
+	fmt_relative(r->token, sizeof(r->token),
+	             cli_str(sb, "token_expires_at"), c->now_ms);
 	labels_text(sb, r->labels, sizeof(r->labels));
 }
 
@@ -87,8 +93,8 @@ static void widths_of(const cJSON *arr, struct widths *w)
 	*w = (struct widths){2, 4, 6};
 	cJSON_ArrayForEach(sb, arr)
 	{
-		int id = (int)strlen(str(sb, "id"));
-		int name = (int)strlen(str(sb, "name"));
+		int id = (int)strlen(cli_str(sb, "id"));
+		int name = (int)strlen(cli_str(sb, "name"));
 		char st[32];
 
 		status_text(sb, st, sizeof(st));
@@ -132,7 +138,7 @@ static void print_table(const struct cli *c, const cJSON *arr)
 	cJSON_ArrayForEach(sb, arr)
 	{
 		row_fill(c, sb, &r);
-		print_row(c, &w, &r, fmt_status_colour(str(sb, "status")));
+		print_row(c, &w, &r, fmt_status_colour(cli_str(sb, "status")));
 	}
 }
 
@@ -149,13 +155,14 @@ void cli_print_sandboxes(const struct cli *c, const cJSON *arr, int quiet)
 	cJSON_ArrayForEach(sb, arr)
 	{
 		if (quiet) {
-			puts(str(sb, "id"));
+			puts(cli_str(sb, "id"));
 			continue;
 		}
 		labels_text(sb, labels, sizeof(labels));
 		status_text(sb, status, sizeof(status));
-		printf("%s\t%s\t%s\t%s\t%s\n", str(sb, "id"), str(sb, "name"),
-		       status, str(sb, "expires_at"), labels);
+		printf("%s\t%s\t%s\t%s\t%s\n", cli_str(sb, "id"),
+		       cli_str(sb, "name"), status, cli_str(sb, "expires_at"),
+		       labels);
 	}
 }
 
@@ -194,7 +201,7 @@ void cli_print_sandbox(const struct cli *c, const cJSON *sb)
 	        {"token_expires_at", 1},
 	};
 	const cJSON *pol = cJSON_GetObjectItem(sb, "policy");
-	const char *st = str(sb, "status");
+	const char *st = cli_str(sb, "status");
 	char labels[512];
 	size_t i;
 
@@ -204,7 +211,7 @@ void cli_print_sandbox(const struct cli *c, const cJSON *sb)
 			       fmt_status_colour(st), st, FMT_RESET);
 			continue;
 		}
-		print_field(c, keys[i].key, str(sb, keys[i].key),
+		print_field(c, keys[i].key, cli_str(sb, keys[i].key),
 		            keys[i].is_time);
 	}
 	labels_text(sb, labels, sizeof(labels));
@@ -213,8 +220,7 @@ void cli_print_sandbox(const struct cli *c, const cJSON *sb)
 	       "policy",
 	       cJSON_IsTrue(cJSON_GetObjectItem(pol, "auto_resume")) ? "on"
 	                                                             : "off",
-	       (int)cJSON_GetNumberValue(
-	               cJSON_GetObjectItem(pol, "keepalive_s")),
+	       cli_int(pol, "keepalive_s"),
 	       cJSON_IsTrue(cJSON_GetObjectItem(pol, "pause_on_shutdown"))
 	               ? "on"
 	               : "off");
@@ -233,10 +239,10 @@ void cli_print_event(const struct cli *c, const cJSON *ev)
 		return;
 	}
 	detail = cJSON_PrintUnformatted(cJSON_GetObjectItem(ev, "detail"));
-	printf("%-6d %s %-7s %-20s %-10s %s\n",
-	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(ev, "seq")),
-	       str(ev, "at"), str(ev, "cause"), str(ev, "sandbox_id"),
-	       str(ev, "type"), detail ? detail : "null");
+	printf("%-6d %s %-7s %-20s %-10s %s\n", cli_int(ev, "seq"),
+	       cli_str(ev, "at"), cli_str(ev, "cause"),
+	       cli_str(ev, "sandbox_id"), cli_str(ev, "type"),
+	       detail ? detail : "null");
 	free(detail);
 	fflush(stdout);
 }
