@@ -3,7 +3,14 @@
 Each test script builds a Sim and an Agent in a private temporary
 directory and reports TAP lines. Binaries come from argv (meson passes
 them); HOPXD_TEST_WRAPPER (e.g. valgrind) wraps hopxd and hopxctl.
+
+Every process the harness starts is accounted for: an agent ends with
+SIGTERM and exit 0 (SIGKILL only through kill9(), and only while it
+still runs), hopx-sim likewise, and cleanup() fails the test on any other
+end and on any sanitizer report in hopxd's, hopx-sim's or hopxctl's
+output (run() and Agent.ctl() scan what they capture).
 """
+import atexit
 import base64
 import json
 import os
@@ -21,6 +28,50 @@ import urllib.request
 
 KEY = "hopx_test_agent.key"
 
+# The first line of a report by ASan, LeakSanitizer or UBSan.
+SANITIZER = re.compile(r"(==\d+==\s*ERROR: \w+Sanitizer|"
+                       r"^SUMMARY: \w+Sanitizer|: runtime error: )")
+# Sanitizer reports and unexpected ends seen so far, for cleanup().
+PROBLEMS = []
+# Every Sim and Agent made, so that none outlives its test (atexit).
+STARTED = []
+
+
+def sanitizer_report(text, limit=60):
+    """The report in text (from its first line on), or None."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if SANITIZER.search(line):
+            return "\n".join(lines[i:i + limit])
+    return None
+
+
+def note_output(who, *texts):
+    """Remembers a sanitizer report found in a process's output."""
+    for text in texts:
+        rep = sanitizer_report(text or "")
+        if rep:
+            PROBLEMS.append(f"sanitizer report from {who}:\n{rep}")
+            return
+
+
+def run(argv, **kw):
+    """subprocess.run with captured text output, scanned for sanitizer
+    reports (argv[0] names the process in the report)."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    p = subprocess.run(argv, **kw)
+    note_output(os.path.basename(str(argv[0])), p.stdout, p.stderr)
+    return p
+
+
+def log_tail(path, n=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
 
 class Tap:
     def __init__(self):
@@ -33,10 +84,16 @@ class Tap:
             self.failed += 1
         print(("ok" if cond else "not ok") + f" {self.n} - {what}")
         if not cond and detail is not None:
-            for line in str(detail).splitlines()[:40]:
+            for line in str(detail).splitlines()[:120]:
                 print("# " + line)
         sys.stdout.flush()
         return cond
+
+    def skip(self, what, why):
+        """A case not run; tests/skips.txt decides whether that may be."""
+        self.n += 1
+        print(f"ok {self.n} - {what} # SKIP {why}")
+        sys.stdout.flush()
 
     def done(self):
         print(f"1..{self.n}")
@@ -65,6 +122,7 @@ class Sim:
         self.port, self.agent_port = free_port(), free_port()
         self.proc = None
         self.state = os.path.join(tmp, "sim-state.json")
+        STARTED.append(self)
 
     @property
     def url(self):
@@ -89,10 +147,19 @@ class Sim:
         return self
 
     def stop(self):
-        if self.proc:
+        """SIGTERM; an exit other than 0 (or an earlier end of its own) is
+        recorded for cleanup()."""
+        if not self.proc:
+            return
+        rc = self.proc.poll()
+        if rc is not None:
+            PROBLEMS.append(f"hopx-sim exited {rc} on its own")
+        else:
             self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+            rc = self.proc.wait(30)
+            if rc != 0:
+                PROBLEMS.append(f"hopx-sim exited {rc} after SIGTERM")
+        self.proc = None
 
     def req(self, method, path, body=None, base=None, headers=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -211,8 +278,10 @@ class Agent:
         self.sock = os.path.join(tmp, "run", "hopxd.sock")
         self.proc = None
         self.wrap = shlex.split(os.environ.get("HOPXD_TEST_WRAPPER", ""))
+        STARTED.append(self)
 
     def start(self, wait=True, extra=()):
+        self.reap()
         env = dict(os.environ, HOPX_BASE_URL=self.base_url,
                    XDG_CONFIG_HOME=os.path.join(self.tmp, "config"))
         env.pop("HOPX_API_KEY", None)
@@ -233,18 +302,61 @@ class Agent:
         except OSError:
             return False
 
+    @property
+    def log_path(self):
+        return os.path.join(self.tmp, "hopxd.log")
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def reap(self):
+        """Accounts for a previous process that ended without being told
+        to (a crash, an abort): a problem for cleanup()."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.died(f"exited {self.proc.returncode} on its own")
+        self.proc = None
+
+    def died(self, how):
+        PROBLEMS.append(f"hopxd (pid {self.proc.pid}) {how}; its log "
+                        f"ends:\n{log_tail(self.log_path)}")
+
     def kill9(self):
+        """SIGKILL, for tests about SIGKILL. An agent that had already
+        ended is a problem, not a kill survived."""
+        if not self.running():
+            self.reap()
+            return False
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
+        rc = self.proc.wait(10)
+        if rc != -signal.SIGKILL:
+            self.died(f"ended {rc} around a SIGKILL")
+        self.proc = None
+        return rc == -signal.SIGKILL
 
     def term(self, timeout=30):
+        """SIGTERM, then its exit status (wanted: 0; anything else is also
+        recorded for cleanup())."""
+        if not self.running():
+            rc = self.proc.returncode if self.proc else None
+            self.reap()
+            return rc
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        rc = self.proc.wait(timeout)
+        if rc != 0:
+            self.died(f"exited {rc} after SIGTERM")
+        self.proc = None
+        return rc
+
+    def wait_exit(self, timeout=30):
+        """Waits for an agent expected to exit by itself (a refused start);
+        returns its status for the test to judge."""
+        rc = self.proc.wait(timeout)
+        self.proc = None
+        return rc
 
     def ctl(self, *args, timeout=120):
-        p = subprocess.run([*self.wrap, self.hopxctl, "--socket", self.sock,
-                            *args], capture_output=True, text=True,
-                           timeout=timeout)
+        p = run([*self.wrap, self.hopxctl, "--socket", self.sock, *args],
+                timeout=timeout)
         return p.returncode, p.stdout, p.stderr
 
     def ctl_json(self, *args):
@@ -301,10 +413,12 @@ class Agent:
 
 
 def setup():
-    """Parses argv (hopxd hopxctl hopx-sim) and makes a temp dir."""
+    """Parses argv (hopxd hopxctl hopx-sim) and makes a temp dir. Whatever
+    the test does, nothing it started outlives it."""
     if len(sys.argv) != 4:
         sys.exit("usage: test.py HOPXD HOPXCTL HOPX_SIM")
     tmp = tempfile.mkdtemp(prefix="hopxd-test-")
+    atexit.register(lambda: stop_all(*STARTED))
     return sys.argv[1], sys.argv[2], sys.argv[3], tmp
 
 
@@ -318,19 +432,38 @@ def memcheck_errors(tmp):
         return []
 
 
-def cleanup(tmp, *procs, t=None):
-    """Stops what still runs; under a wrapper (valgrind) t also reports
-    whether memcheck found anything in hopxd."""
+def stop_all(*procs):
+    """SIGTERM to every agent and simulator still running (long enough
+    for LeakSanitizer or memcheck to report), SIGKILL to any that will
+    not end, which is recorded."""
     for p in procs:
         try:
-            if p.proc and p.proc.poll() is None:
-                if t is not None and isinstance(p, Agent) and p.wrap:
-                    p.term(120)  # let memcheck report leaks
-                else:
-                    p.proc.kill()
-                    p.proc.wait(10)
-        except Exception:
+            if isinstance(p, Agent):
+                p.term(120 if p.wrap else 60)
+            else:
+                p.stop()
+        except subprocess.TimeoutExpired:
+            PROBLEMS.append(f"{type(p).__name__} did not end at SIGTERM")
+            p.proc.kill()
+            p.proc.wait(10)
+            p.proc = None
+
+
+def cleanup(tmp, *procs, t=None):
+    """Stops what still runs and, given t, reports how every process
+    ended: no unexpected exit, no sanitizer report in the agents' or the
+    simulator's log or in any output run() captured, and under valgrind
+    no memcheck error."""
+    stop_all(*procs)
+    for name in ("hopxd.log", "sim.log"):
+        try:
+            with open(os.path.join(tmp, name), errors="replace") as f:
+                note_output(name, f.read())
+        except OSError:
             pass
+    if t is not None:
+        t.ok(not PROBLEMS, "every process ended as the test expects, with "
+             "no sanitizer report", "\n\n".join(PROBLEMS))
     if t is not None and os.environ.get("HOPXD_TEST_WRAPPER"):
         errs = memcheck_errors(tmp)
         t.ok(not errs, "memcheck: no errors or definite leaks in hopxd",

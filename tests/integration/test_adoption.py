@@ -11,10 +11,9 @@ intent open; at the next start the reconcile's list is told to wait 3 s
 on its second page, shows the new sandbox untracked while its create is
 still in flight."""
 import sqlite3
-import subprocess
 import time
 
-from hopxtest import Agent, Sim, Tap, cleanup, setup, wait_for
+from hopxtest import Agent, Sim, Tap, cleanup, run, setup, wait_for
 
 hopxd, hopxctl, simbin, tmp = setup()
 t = Tap()
@@ -56,20 +55,19 @@ def lose_a_create():
 
 
 def create_during_listing():
+    before = agent.last_event()  # while it still answers
     agent.term()
     sim.admin("POST", "/faults/script", {"route": LIST, "count": 1,
                                          "action": "status", "status": 503,
                                          "retry_after": 3})
     sim.faults({"route_latency": {CREATE: {"latency_ms": 1500}}})
     seq = sim.last_seq()
-    before = agent.last_event() if agent.answers() else 0
     agent.start()
     t.ok(wait_for(lambda: any(e["route"] == LIST and e["status"] == 503
                               for e in sim.log(seq)), 20),
          "the start reconcile's list was told to wait")
-    p = subprocess.run([hopxctl, "--socket", agent.sock, "--json", "create",
-                        "--template", TPL, "--name", "during"],
-                       capture_output=True, text=True, timeout=60)
+    p = run([hopxctl, "--socket", agent.sock, "--json", "create",
+             "--template", TPL, "--name", "during"], timeout=60)
     t.ok(p.returncode == 0, "a create asked during the wait succeeds",
          p.stderr)
     sim.faults(None)

@@ -23,13 +23,29 @@ trap cleanup EXIT
 
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 notok() { n=$((n + 1)); echo "not ok $n - $1"; fails=$((fails + 1)); }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
+# The first line of an ASan, LeakSanitizer or UBSan report.
+SANITIZER='==[0-9]+==[[:space:]]*ERROR: [A-Za-z]+Sanitizer|^SUMMARY: [A-Za-z]+Sanitizer|: runtime error: '
+# keep_reports FILE: what a command printed that a sanitizer wrote
+keep_reports() {
+	[ -f "$1" ] && grep -E -A 40 "$SANITIZER" "$1" >>"$T/reports"
+	return 0
+}
 check() { # check DESCRIPTION EXPECTED ACTUAL [PATTERN FILE]
+	keep_reports "$T/out"
 	if [ "$2" = "$3" ] && { [ $# -lt 5 ] || grep -q -- "$4" "$5"; }; then
 		ok "$1"
 	else
 		notok "$1 (want $2, got $3)"
 		[ $# -ge 5 ] && sed 's/^/# /' "$5"
 	fi
+}
+# stop_agent DESCRIPTION: SIGTERM to the agent started last; exit 0 wanted
+stop_agent() {
+	kill -TERM "$pid"
+	wait "$pid"
+	check "$1" 0 $?
+	pid=
 }
 
 # start_agent DB SOCKET [ARGS]: starts hopxd in the background, sets pid
@@ -47,14 +63,13 @@ start_agent() {
 }
 hopxctl_at() { s=$1; shift; ${HOPXD_TEST_WRAPPER:-} "$HOPXCTL_BIN" --socket "$s" "$@"; }
 
-mkdir -m 700 "$T/run"
 hopxctl status >"$T/out" 2>&1
 check "no agent: exit 8 and how to start one" 8 $? "hopxd is not running" "$T/out"
 
 mkdir -p "$T/state"
 sqlite3 "$T/seed.sql" "" 2>/dev/null
 start_agent "$T/state/h.db" "$T/run/s.sock"
-kill "$pid"; wait "$pid"; pid=
+stop_agent "a new database: SIGTERM, exit 0"
 sqlite3 "$T/state/h.db" "INSERT INTO sandboxes (id, name, status, tracked_at,
  updated_at) VALUES ('sbxA', 'web', 'running', 1, 1), ('sbxB', NULL,
  'paused', 1, 1)"
@@ -106,7 +121,7 @@ check "events -f streams new events" 0 0 "followed" "$T/follow"
 mode=$(stat -c %a "$T/run/s.sock")
 check "socket is 0600" 600 "$mode"
 mode=$(stat -c %a "$T/run")
-check "socket directory is 0700" 700 "$mode"
+check "socket directory hopxd made is 0700" 700 "$mode"
 mode=$(stat -c %a "$T/state/h.db")
 check "database is 0600" 600 "$mode"
 
@@ -126,13 +141,11 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	chmod 700 "$T/run"
 	chmod 600 "$T/run/s.sock"
 else
-	ok "# SKIP another uid: needs root and setpriv"
-	ok "# SKIP refused uid logged: needs root and setpriv"
+	skip "another uid is refused" "needs root and setpriv"
+	skip "the agent logs the refused uid" "needs root and setpriv"
 fi
 
-kill -TERM "$pid"; wait "$pid"
-check "SIGTERM: exit 0" 0 $?
-pid=
+stop_agent "SIGTERM: exit 0"
 [ ! -e "$T/run/s.sock" ]
 check "SIGTERM removes the socket" 0 $?
 res=$(sqlite3 "$T/state/h.db" "PRAGMA integrity_check" 2>&1)
@@ -147,7 +160,7 @@ check "a killed agent leaves a stale socket" 0 $?
 start_agent "$T/state/h.db" "$T/run/s.sock"
 hopxctl status >"$T/out" 2>&1
 check "the next agent replaces the stale socket" 0 $? "sandboxes 1" "$T/out"
-kill "$pid"; wait "$pid"; pid=
+stop_agent "after a stale socket: SIGTERM, exit 0"
 
 mkdir -m 755 "$T/open"
 hopxd --db "$T/state/h.db" --socket "$T/open/s.sock" >"$T/out" 2>&1
@@ -165,7 +178,7 @@ start_agent "$T/state/h.db" "$T/run/s.sock" --api-base http://127.0.0.1:9
 hopxctl --json status >"$T/out" 2>&1
 grep -q '"base_url":"http://127.0.0.1:9"' "$T/out" && ! grep -q '"state":"off"' "$T/out"
 check "the default key file gives the agent its key" 0 $?
-kill "$pid"; wait "$pid"; pid=
+stop_agent "with the default key file: SIGTERM, exit 0"
 rm -r "$T/config/hopxd"
 
 if command -v systemd-socket-activate >/dev/null; then
@@ -179,10 +192,19 @@ if command -v systemd-socket-activate >/dev/null; then
 	check "socket activation (LISTEN_FDS)" 0 $? "sandboxes 1" "$T/out"
 	grep -q "socket systemd passed" "$T/agent.log"
 	check "the agent used the passed socket" 0 $?
-	kill "$pid"; wait "$pid" 2>/dev/null; pid=
+	stop_agent "socket-activated: SIGTERM, exit 0"
 else
-	ok "# SKIP socket activation: no systemd-socket-activate"
-	ok "# SKIP passed socket used: no systemd-socket-activate"
+	skip "socket activation (LISTEN_FDS)" "no systemd-socket-activate"
+	skip "the agent used the passed socket" "no systemd-socket-activate"
+fi
+
+keep_reports "$T/follow"
+keep_reports "$T/agent.log"
+if [ -s "$T/reports" ]; then
+	notok "no sanitizer report from hopxd or hopxctl"
+	sed 's/^/# /' "$T/reports"
+else
+	ok "no sanitizer report from hopxd or hopxctl"
 fi
 
 echo "1..$n"

@@ -4,7 +4,8 @@ creates, pauses, resumes from four clients) is killed with SIGKILL at
 random moments, HOPXD_CHAOS_KILLS times (default 20; the long form is
 200). After every kill, before the restart: the database passes
 integrity_check, every change the agent acknowledged is in it, and no
-token went backwards. At the end: no sandbox was created twice, HopX
+token went backwards; an agent that ended by itself before a kill fails
+the run with its last log lines. At the end: no sandbox was created twice, HopX
 holds nothing the database does not track, no create intent is left open,
 and the records agree with HopX."""
 import os
@@ -179,7 +180,9 @@ try:
     faults, restarts_ok, started = [], 0, time.monotonic()
     for k in range(KILLS):
         time.sleep(rng.uniform(0.05, 1.2))
-        agent.kill9()
+        if not agent.kill9():  # it ended on its own: a crash, not a kill
+            faults.append(f"kill {k + 1}: hopxd was no longer running")
+            break
         faults += check_db(k + 1)
         try:
             agent.start()

@@ -6,11 +6,10 @@ import email.utils
 import http.server
 import json
 import os
-import subprocess
 import threading
 import time
 
-from hopxtest import Agent, Sim, Tap, cleanup, setup
+from hopxtest import Agent, Sim, Tap, cleanup, run, setup
 
 hopxd, hopxctl, simbin, tmp = setup()
 t = Tap()
@@ -26,8 +25,7 @@ def doctor(*args, env=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith("HOPX")}
     e.update(HOPXD_SOCKET=agent.sock, HOPXD_DB=agent.db,
              XDG_CONFIG_HOME=config, **(env or {}))
-    r = subprocess.run([hopxctl, "doctor", *args], env=e, text=True,
-                       capture_output=True, timeout=60)
+    r = run([hopxctl, "doctor", *args], env=e, timeout=60)
     lines = {}
     for line in r.stdout.splitlines():
         verdict, rest = line[:4].strip(), line[6:]
@@ -45,10 +43,8 @@ t.ok(r.returncode == 0 and list(lines) == CHECKS and
      set(verdicts(lines).values()) == {"ok"},
      "healthy: seven checks, one line each, all ok, exit 0", r.stdout)
 r, _ = doctor()
-out = subprocess.run([hopxctl, "--socket", agent.sock, "--json", "doctor"],
-                     capture_output=True, text=True,
-                     env=dict(os.environ, HOPXD_DB=agent.db,
-                              XDG_CONFIG_HOME=config))
+out = run([hopxctl, "--socket", agent.sock, "--json", "doctor"],
+          env=dict(os.environ, HOPXD_DB=agent.db, XDG_CONFIG_HOME=config))
 j = json.loads(out.stdout)
 t.ok(out.returncode == 0 and j["passed"] is True and
      [c["check"] for c in j["checks"]] == CHECKS,

@@ -7,7 +7,8 @@ stop explains a removed route; keep-alive re-arms; wait, env, run, kill."""
 import subprocess
 import time
 
-from hopxtest import Agent, Sim, Tap, api_calls, cleanup, setup, wait_for
+from hopxtest import (Agent, Sim, Tap, api_calls, cleanup, note_output,
+                      setup, wait_for)
 
 hopxd, hopxctl, simbin, tmp = setup()
 t = Tap()
@@ -92,6 +93,7 @@ def one_refresh(sid):
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    note_output("hopxctl", *outs)
     sim.faults(None)
     refreshes = [c for c in api_calls(sim.log(seq))
                  if c[1] == "POST /v1/sandboxes/{id}/token/refresh"]

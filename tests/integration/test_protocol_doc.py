@@ -47,7 +47,7 @@ if shutil.which("node"):
     t.ok("hopxd" in out and labels.get("team") == "core",
          "the Node client says hello and labels web team=core", out)
 else:
-    t.ok(True, "# SKIP Node client: node not installed")
+    t.skip("the Node client", "node not installed")
 
 if shutil.which("socat") and shutil.which("curl"):
     shell = blocks["sh"].split("# follow events")[0]
@@ -56,7 +56,7 @@ if shutil.which("socat") and shutil.which("curl"):
          "the shell client gets a token the sandbox accepts",
          r.stdout + r.stderr)
 else:
-    t.ok(True, "# SKIP shell client: socat or curl not installed")
+    t.skip("the shell client", "socat or curl not installed")
 
 cleanup(tmp, sim, agent, t=t)
 t.done()

@@ -7,10 +7,9 @@ off; an API key file others can read is refused. (Another uid being
 refused is in test_agent.sh, also in this suite.)"""
 import os
 import stat
-import subprocess
 import time
 
-from hopxtest import Agent, Sim, Tap, cleanup, setup
+from hopxtest import Agent, Sim, Tap, cleanup, run, setup
 
 KEY = "hopx_test_s3cr3tKEYdo_not_log_me"
 ENV_SECRET = "env-value-that-must-stay-private-42"
@@ -90,9 +89,8 @@ def key_file_modes():
     with open(path, "w") as f:
         f.write(KEY + "\n")
     os.chmod(path, 0o644)
-    p = subprocess.run([hopxd, "--db", f"{tmp}/k.db", "--socket",
-                        f"{tmp}/k/k.sock", "--api-key-file", path],
-                       capture_output=True, text=True, timeout=30)
+    p = run([hopxd, "--db", f"{tmp}/k.db", "--socket",
+             f"{tmp}/k/k.sock", "--api-key-file", path], timeout=30)
     t.ok(p.returncode == 2 and "chmod 600" in p.stderr and
          KEY not in p.stderr, "a key file others can read is refused",
          p.stderr)

@@ -129,7 +129,7 @@ def garbage(agent):
     with open(agent.db, "wb") as f:
         f.write(junk)
     agent.start(wait=False)
-    rc = agent.proc.wait(30)
+    rc = agent.wait_exit(30)
     with open(os.path.join(tmp, "hopxd.log"), errors="replace") as f:
         tail = f.read()[-2000:]
     t.ok(rc != 0 and ("not a database" in tail or "corrupt" in tail),
@@ -166,8 +166,6 @@ try:
                   10), "the agent restarts on the same database")
     garbage(agent)
 finally:
-    if agent.proc and agent.proc.poll() is None:
-        agent.kill9()
     sh("umount", "-l", mnt)
     cleanup(tmp, agent, sim, t=t)
 t.done()
