@@ -4,6 +4,8 @@
 Usage: embed.py OUTPUT.c FILE.sql...
 Each file name must start with a 4-digit version; versions must run
 1, 2, 3, ... without gaps so that user_version N means "files 1..N applied".
+A .sql file beside them that is not given fails the build: a migration
+written but not listed in meson.build would never run.
 """
 import os
 import re
@@ -19,8 +21,20 @@ def c_string(text):
     return '\n'.join(out) if out else '\t""'
 
 
+def check_all_listed(files):
+    dirs = {os.path.dirname(os.path.abspath(p)) for p in files}
+    given = {os.path.abspath(p) for p in files}
+    for d in dirs:
+        for base in sorted(os.listdir(d)):
+            path = os.path.join(d, base)
+            if base.endswith('.sql') and path not in given:
+                sys.exit(f'embed.py: {base} is not embedded: add it to '
+                         'migration_files in migrations/meson.build')
+
+
 def main():
     output, files = sys.argv[1], sys.argv[2:]
+    check_all_listed(files)
     entries = []
     for path in files:
         base = os.path.basename(path)

@@ -1,6 +1,7 @@
 /*
  * Migrations and bad databases: each migration from an empty database and
- * from every earlier version; newer, read-only, corrupt and foreign files
+ * from every earlier version, empty and with rows in every status (the
+ * backfills checked); newer, read-only, corrupt and foreign files
  * each give their own clear error and never a crash.
  */
 #include <setjmp.h>
@@ -120,6 +121,147 @@ static void t_upgrade_from_each_version(void **state)
 		/* Opening again applies nothing and still works. */
 		assert_int_equal(store_open(f->path, 0, NULL, &s, NULL), 0);
 		assert_int_equal(store_close(s), 0);
+	}
+}
+
+/*
+ * Rows an older hopxd would have written at schema version v: a sandbox in
+ * every status (each updated at its own time), labels, tokens, events, an
+ * intent, and what the later columns and tables of v hold.
+ */
+static const char populate_v1[] =
+        "INSERT INTO sandboxes (id, name, status, tracked_at, updated_at) "
+        "VALUES ('s-unknown', NULL, 'unknown', 1, 101),"
+        " ('s-creating', 'mk', 'creating', 1, 102),"
+        " ('s-running', 'web', 'running', 1, 103),"
+        " ('s-running2', NULL, 'running', 1, 104),"
+        " ('s-paused', 'db', 'paused', 1, 105),"
+        " ('s-stopped', NULL, 'stopped', 1, 106),"
+        " ('s-gone', 'old', 'gone', 1, 107);"
+        "INSERT INTO labels VALUES ('s-running', 'team', 'core'),"
+        " ('s-running', 'tier', '1'), ('s-paused', 'team', 'data');"
+        "INSERT INTO tokens VALUES ('s-running', 'tok-a', 9000, 10),"
+        " ('s-running2', 'tok-b', 9001, 11);"
+        "INSERT INTO events (at, sandbox_id, type, cause, detail) VALUES"
+        " (1, 's-running', 'tracked', 'user', '{}'),"
+        " (2, 's-paused', 'status', 'remote', '{\"to\":\"paused\"}'),"
+        " (3, NULL, 'reconciled', 'agent', '{}');"
+        "INSERT INTO intents (kind, request, name, created_at) VALUES"
+        " ('create', '{\"template_name\":\"base\"}', 'mk', 50);";
+static const char populate_v2[] =
+        "UPDATE sandboxes SET paused_by_agent = 1 WHERE id = 's-paused';"
+        "INSERT INTO reports (trigger, started_at, finished_at, report) "
+        "VALUES ('start', 1, 2, '{}');";
+static const char populate_v3[] =
+        "UPDATE intents SET sent_at = 51 WHERE name = 'mk';";
+
+static void populate(const char *path, int v)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	exec_ok(db, populate_v1);
+	if (v >= 2)
+		exec_ok(db, populate_v2);
+	if (v >= 3)
+		exec_ok(db, populate_v3);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* The first column of the first row of sql, as text ("" for none). */
+static void query(sqlite3 *db, const char *sql, char *out, size_t n)
+{
+	sqlite3_stmt *st = NULL;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	out[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		snprintf(out, n, "%s",
+		         (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+}
+
+static void expect(sqlite3 *db, const char *sql, const char *want)
+{
+	char got[512];
+
+	query(db, sql, got, sizeof(got));
+	if (strcmp(got, want) != 0)
+		fail_msg("%s\n  got  %s\n  want %s", sql, got, want);
+}
+
+/* What every migration after v must have kept and backfilled. */
+static void check_populated(const char *path, int v)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	expect(db,
+	       "SELECT group_concat(id || ':' || status || ':' || "
+	       "ifnull(name, '-'), ' ') FROM (SELECT * FROM sandboxes "
+	       "ORDER BY id)",
+	       "s-creating:creating:mk s-gone:gone:old s-paused:paused:db "
+	       "s-running:running:web s-running2:running:- "
+	       "s-stopped:stopped:- s-unknown:unknown:-");
+	/* 0004: the counts of the rows that were there */
+	expect(db,
+	       "SELECT group_concat(status || '=' || n, ' ') FROM "
+	       "(SELECT * FROM status_counts WHERE n > 0 ORDER BY status)",
+	       "creating=1 gone=1 paused=1 running=2 stopped=1 unknown=1");
+	/* 0005: each row's status since its last update */
+	expect(db,
+	       "SELECT count(*) FROM sandboxes WHERE status_since IS NOT "
+	       "updated_at",
+	       "0");
+	expect(db, "SELECT status_since FROM sandboxes WHERE id = 's-paused'",
+	       "105");
+	expect(db,
+	       "SELECT group_concat(sandbox_id || '.' || key || '=' || "
+	       "value, ' ') FROM (SELECT * FROM labels ORDER BY 1, 2)",
+	       "s-paused.team=data s-running.team=core s-running.tier=1");
+	expect(db,
+	       "SELECT group_concat(sandbox_id || ':' || token || ':' || "
+	       "expires_at, ' ') FROM (SELECT * FROM tokens ORDER BY 1)",
+	       "s-running:tok-a:9000 s-running2:tok-b:9001");
+	expect(db, "SELECT group_concat(seq || type, ' ') FROM events",
+	       "1tracked 2status 3reconciled");
+	expect(db,
+	       "SELECT paused_by_agent FROM sandboxes WHERE id = "
+	       "'s-paused'",
+	       v >= 2 ? "1" : "0");
+	expect(db,
+	       "SELECT ifnull(sent_at, 'null') || ' ' || state FROM "
+	       "intents",
+	       v >= 3 ? "51 open" : "null open");
+	expect(db, "SELECT count(*) FROM reports", v >= 2 ? "1" : "0");
+	/* the triggers work on the migrated rows */
+	exec_ok(db, "UPDATE sandboxes SET status = 'paused', updated_at = 900 "
+	            "WHERE id = 's-running2'");
+	expect(db, "SELECT n FROM status_counts WHERE status = 'running'", "1");
+	expect(db,
+	       "SELECT status_since FROM sandboxes WHERE id = "
+	       "'s-running2'",
+	       "900");
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
+/* From every earlier version with rows in it: nothing lost, every
+ * backfill right. */
+static void t_upgrade_populated(void **state)
+{
+	struct fx *f = *state;
+	struct store *s = NULL;
+	int v;
+
+	for (v = 1; v < migrations_count; v++) {
+		unlink(f->path);
+		make_db_at(f->path, v);
+		populate(f->path, v);
+		assert_int_equal(store_open(f->path, 0, NULL, &s, NULL), 0);
+		assert_int_equal(store_check(s, 1, NULL), 0);
+		assert_int_equal(store_close(s), 0);
+		assert_int_equal(user_version(f->path), migrations_count);
+		check_populated(f->path, v);
 	}
 }
 
@@ -291,11 +433,11 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
-	        T(t_migrations_numbered),    T(t_upgrade_from_each_version),
-	        T(t_newer_refused),          T(t_garbage_refused),
-	        T(t_damaged_pages_detected), T(t_foreign_db_refused),
-	        T(t_readonly_needs_upgrade), T(t_readonly_file),
-	        T(t_missing_dir_unwritable),
+	        T(t_migrations_numbered), T(t_upgrade_from_each_version),
+	        T(t_upgrade_populated),   T(t_newer_refused),
+	        T(t_garbage_refused),     T(t_damaged_pages_detected),
+	        T(t_foreign_db_refused),  T(t_readonly_needs_upgrade),
+	        T(t_readonly_file),       T(t_missing_dir_unwritable),
 	};
 #undef T
 
