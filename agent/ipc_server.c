@@ -5,6 +5,7 @@
 #include "agent.h"
 #include "buf.h"
 #include "err.h"
+#include "heap.h"
 #include "log.h"
 #include "methods.h"
 #include "paths.h"
@@ -45,6 +46,8 @@ struct ipc_server {
 	struct ipc_conn *conns;
 	size_t nconns;
 	size_t nsubs;
+	size_t live; /* connections not yet freed (closing ones too) */
+	size_t peak; /* most live since the heap was last trimmed */
 };
 
 struct write_req {
@@ -54,6 +57,13 @@ struct write_req {
 
 /* Reading pauses above this much queued output and resumes below half. */
 #define OUT_HIGH (1024 * 1024)
+
+/*
+ * Once this many connections have come and three quarters of them have
+ * gone, the heap is trimmed: their buffers and queues (up to 64 MiB of
+ * subscriber queues) would otherwise stay with the process for good.
+ */
+#define TRIM_PEAK 256
 
 static void set_cause(char **cause, const char *fmt, ...) LOG_PRINTF(2, 3);
 
@@ -72,11 +82,18 @@ static void set_cause(char **cause, const char *fmt, ...)
 
 static void conn_maybe_free(struct ipc_conn *c)
 {
+	struct ipc_server *s = c->srv;
+
 	if (c->open_handles > 0 || c->holds > 0)
 		return;
 	buf_finish(&c->in);
 	cJSON_Delete(c->sub_id);
 	free(c);
+	s->live--;
+	if (s->peak >= TRIM_PEAK && s->live <= s->peak / 4) {
+		heap_trim();
+		s->peak = s->live;
+	}
 }
 
 static void conn_free(uv_handle_t *h)
@@ -321,6 +338,8 @@ static struct ipc_conn *conn_new(struct ipc_server *s)
 	c->open_handles = 2;
 	DL_APPEND(s->conns, c);
 	s->nconns++;
+	if (++s->live > s->peak)
+		s->peak = s->live;
 	return c;
 }
 

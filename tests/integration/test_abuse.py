@@ -4,7 +4,8 @@ and stall, some subscribe and never read while events flood in, some ask
 for a large answer and hang up before reading it, and one floods
 subscribe requests. Meanwhile a well-behaved client keeps being served
 quickly, the agent's memory stays bounded, and once the abusers leave
-its connections and memory come back down."""
+its connections and memory come back down (the heap is trimmed once
+most connections are gone)."""
 import os
 import resource
 import socket
@@ -76,15 +77,19 @@ def flood_events(ids, stop):
 
 
 def subscribe_flood(count):
-    """One connection sends count subscribe requests without reading."""
+    """One connection sends count subscribe requests without reading its
+    answers. Returns how the agent bounded it: "backpressure" (it stopped
+    reading, so the sender blocked) or "closed"; "unbounded" when it read
+    them all while the answers piled up unread."""
     s = connect()
     s.settimeout(10)
     try:
         s.sendall(b'{"id":1,"method":"subscribe"}\n' * count)
-        time.sleep(1)
-        return True
+        return "unbounded"
+    except socket.timeout:
+        return "backpressure"
     except OSError:
-        return True  # dropped: fine, as long as others are served
+        return "closed"
     finally:
         s.close()
 
@@ -103,7 +108,7 @@ try:
     stop = threading.Event()
     flooder = threading.Thread(target=flood_events, args=(ids, stop))
     flooder.start()
-    subscribe_flood(20000)
+    flood = subscribe_flood(20000)
     lat, peak = [], rss0
     end = time.monotonic() + 15
     while time.monotonic() < end:
@@ -120,8 +125,10 @@ try:
     t.ok(p99 < 0.5, f"a well-behaved client kept being served: "
          f"{len(lat)} requests, p50 {lat[len(lat) // 2] * 1000:.1f} ms, "
          f"p99 {p99 * 1000:.1f} ms")
+    t.ok(flood in ("backpressure", "closed"),
+         f"20,000 subscribes on one unread connection: bounded ({flood})")
     st = agent.rpc("status")["result"]
-    t.ok(st["subscribers"] < kinds["subscriber"],
+    t.ok(st["subscribers"] == 0,
          f"subscribers that never read were dropped "
          f"({st['subscribers']} of {kinds['subscriber']} left after "
          f"{st['last_event']} events)")
@@ -136,9 +143,15 @@ try:
     t.ok(wait_for(lambda: conn_count() <= 2, 30),
          "once the abusers left, their connections were closed",
          conn_count())
+    # The abusers' buffers and queues go back to the system: RSS falls
+    # to within a quarter of the climb above where it started.
+    limit = rss0 + (peak - rss0) / 4
+    wait_for(lambda: rss_kib() <= limit, 10)
     after = rss_kib()
-    t.ok(agent.answers() and (why or after < peak + 1024),
-         f"the agent lives; RSS after {after} KiB (peak {peak} KiB)")
+    t.ok(agent.answers() and (why or after <= limit),
+         f"the agent lives and its memory came back down: RSS {rss0} -> "
+         f"peak {peak} -> {after} KiB" + (f" (not judged {why})" if why
+                                          else ""))
 finally:
     cleanup(tmp, agent, sim, t=t)
 t.done()
