@@ -102,6 +102,17 @@ def run_meson(build, label, args):
     return proc.wait()
 
 
+def log_name(label, args):
+    """meson names the log LOGBASE[-SETUP].json."""
+    setup = None
+    for i, a in enumerate(args):
+        if a == '--setup' and i + 1 < len(args):
+            setup = args[i + 1]
+        elif a.startswith('--setup='):
+            setup = a.split('=', 1)[1]
+    return f'testlog-{label}' + (f'-{setup}' if setup else '') + '.json'
+
+
 def read_log(path):
     tests = []
     try:
@@ -116,12 +127,14 @@ def read_log(path):
 
 def run(label, build, args):
     rules = allowed_skips(os.environ.get('SUITE_SKIPS', SKIPS))
-    want, err = registered(build, args)
-    extra = [] if want is not None else [f'meson test --list: {err}']
-    log = os.path.join(build, 'meson-logs', f'testlog-{label}.json')
+    log = os.path.join(build, 'meson-logs', log_name(label, args))
     if os.path.exists(log):
         os.unlink(log)  # a meson that dies early must not leave the last
     rc = run_meson(build, label, args)
+    # Listed after the run: meson test rebuilds first, which may register
+    # more tests than the build directory had before.
+    want, err = registered(build, args)
+    extra = [] if want is not None else [f'meson test --list: {err}']
     tests, err = read_log(log)
     if tests is None:
         tests = []
