@@ -201,6 +201,9 @@ static int m_status(struct call *c)
 		total += counts[i];
 	}
 	json_add_i64(o, "sandboxes", (int64_t)total);
+	/* Records load a chunk per loop turn after the socket answers. */
+	cJSON_AddBoolToObject(o, "loaded",
+	                      c->a->sess && !sessions_loading(c->a->sess));
 	json_add_i64(o, "last_event", seq);
 	json_add_i64(o, "connections",
 	             (int64_t)ipc_server_connections(c->a->ipc));

@@ -25,6 +25,7 @@ struct client {
 	const struct agentproc *p;
 	double seconds;
 	double *lat; /* ms */
+	long cap;    /* room in lat */
 	long n;
 	long errors;
 };
@@ -44,7 +45,7 @@ static void *run_client(void *arg)
 	int fd = agentproc_connect(c->p);
 	double end = now_ms() + c->seconds * 1000, t0;
 
-	while (fd >= 0 && (t0 = now_ms()) < end && c->n < LAT_MAX) {
+	while (fd >= 0 && (t0 = now_ms()) < end && c->n < c->cap) {
 		snprintf(req, sizeof(req),
 		         "{\"id\":%ld,\"method\":\"token\",\"params\":{\"ref\":"
 		         "\"sbx%04ld\"}}",
@@ -77,8 +78,8 @@ static void measure(const struct agentproc *p, int k, double seconds)
 	long total = 0, errors = 0, i, j, at = 0;
 
 	for (i = 0; i < k; i++) {
-		cs[i] = (struct client){p, seconds, NULL, 0, 0};
-		cs[i].lat = malloc(sizeof(double) * LAT_MAX / (size_t)k);
+		cs[i] = (struct client){p, seconds, NULL, LAT_MAX / k, 0, 0};
+		cs[i].lat = malloc(sizeof(double) * (size_t)cs[i].cap);
 		pthread_create(&t[i], NULL, run_client, &cs[i]);
 	}
 	for (i = 0; i < k; i++) {

@@ -72,6 +72,32 @@ def sdk(sim, ids, conc, tmp):
     return res
 
 
+def hopx_truth(sim):
+    """Every sandbox's status as HopX lists it."""
+    out, cursor = {}, None
+    while True:
+        q = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+        _, j = sim.req("GET", "/v1/sandboxes" + q)
+        out.update((s["id"], s["status"]) for s in j["data"])
+        cursor = j.get("next_cursor")
+        if not j.get("has_more"):
+            return out
+
+
+def mismatches(recs, truth):
+    """Records whose status is not HopX's (gone: HopX no longer has it)."""
+    return {s: (r["status"], truth.get(s, "gone")) for s, r in recs.items()
+            if r["status"] != truth.get(s, "gone")}
+
+
+def sdk_ok(r, what):
+    """The peer's run counts only if every connect succeeded."""
+    if r["failed"]:
+        raise RuntimeError(f"{what}: {r['failed']} of {r['ok'] + r['failed']}"
+                           " SDK connects failed")
+    return r
+
+
 def hopxd_restart(agent, sim):
     ev = agent.last_event()
     agent.kill9()
@@ -106,17 +132,19 @@ def run_size(args, n, tmp):
         reqs = requests_since(sim, seq)
         recs = agent.records()
         running = sum(1 for r in recs.values() if r["status"] == "running")
-        ok = running == n - len(stopped) - len(deleted)
+        wrong = mismatches(recs, hopx_truth(sim))
+        ok = not wrong and len(recs) == n
         agent.term()
         rows = [("hopxd restart (agent start to report)", wall, reqs,
-                 f"{running} running" + ("" if ok else " (WRONG)") +
+                 (f"{running} running, every record as HopX says" if ok
+                  else f"{len(wrong)} records unlike HopX (WRONG)") +
                  f"; run {rep['duration_ms']} ms")]
 
         # The SDK reconnects the same ids after the same changes.
         sub = ids[: min(n, args.seq_max)]
         for sid in paused:
             sim.behind(sid, "pause")
-        r = sdk(sim, sub, 1, tmp)
+        r = sdk_ok(sdk(sim, sub, 1, tmp), "sequential")
         scale = n / len(sub)
         rows.append((f"SDK connect, sequential" +
                      (f" (est. from {len(sub)})" if scale > 1 else ""),
@@ -124,7 +152,7 @@ def run_size(args, n, tmp):
                      f"{r['ok']} ok, {r['failed']} failed"))
         for sid in paused:
             sim.behind(sid, "pause")
-        r = sdk(sim, ids, 16, tmp)
+        r = sdk_ok(sdk(sim, ids, 16, tmp), "16 at a time")
         rows.append(("SDK connect, 16 at a time", r["ms"] / 1000,
                      r["requests"], f"{r['ok']} ok, {r['failed']} failed"))
         # The floor: the list pages, one resume per paused sandbox and the
@@ -141,9 +169,10 @@ def run_size(args, n, tmp):
             print(f"{name:44} {w:8.2f} {q:9d} {w / rows[0][1]:7.1f}  "
                   f"{note}")
         if not ok:
-            raise RuntimeError("restart: the records do not match HopX")
+            raise RuntimeError("restart: the records do not match HopX: "
+                               f"{list(wrong.items())[:5]}")
         return {"wall": wall, "reqs": reqs, "seq_wall": rows[1][1],
-                "x16_wall": rows[2][1], "floor": floor}
+                "seq_n": len(sub), "x16_wall": rows[2][1], "floor": floor}
     finally:
         cleanup(tmp, agent, sim)
 
