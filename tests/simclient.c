@@ -80,13 +80,16 @@ int simproc_stop(struct simproc *p)
 	return tu_stop(&p->pid);
 }
 
-void simproc_destroy(struct simproc *p)
+int simproc_destroy(struct simproc *p)
 {
+	int rc = 0;
+
 	if (p->pid > 0)
-		simproc_stop(p);
+		rc = simproc_stop(p);
 	if (p->dir[0])
 		tu_rmrf(p->dir);
 	p->dir[0] = '\0';
+	return rc;
 }
 
 struct grow {

@@ -67,7 +67,7 @@ static int teardown(void **state)
 	hopx_destroy(f->hx);
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&f->loop), 0);
-	simproc_destroy(&f->p);
+	assert_int_equal(simproc_destroy(&f->p), 0); /* exit 0 at SIGTERM */
 	free(f);
 	return 0;
 }

@@ -53,7 +53,7 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	sc_free(&f->r);
-	simproc_destroy(&f->p);
+	assert_int_equal(simproc_destroy(&f->p), 0); /* exit 0 at SIGTERM */
 	free(f);
 	return 0;
 }

@@ -114,7 +114,7 @@ static int teardown(void **state)
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&f->loop), 0);
 	assert_int_equal(store_close(f->a.store), 0);
-	simproc_destroy(&f->p);
+	assert_int_equal(simproc_destroy(&f->p), 0); /* exit 0 at SIGTERM */
 	tu_rmrf(f->dir);
 	free(f);
 	return 0;
