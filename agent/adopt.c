@@ -151,6 +151,7 @@ struct adopt_run {
 	cJSON **labels;
 	size_t n, cap;
 	int64_t oldest;
+	int64_t skew;    /* HopX's clock minus ours: intents are in ours */
 	int64_t *unsent; /* intents whose POST never left: made nothing */
 	size_t nunsent;
 	struct hopx_sandbox *cand;
@@ -199,19 +200,19 @@ static int load_one(void *ud, const struct store_intent *si)
 		return 0;
 	}
 	ar->in[ar->n].id = si->id;
-	ar->in[ar->n].created_at = si->created_at;
+	ar->in[ar->n].created_at = si->created_at + ar->skew;
 	snprintf(ar->name[ar->n], sizeof(ar->name[0]), "%s",
 	         si->name ? si->name : "");
 	ar->labels[ar->n] =
 	        cJSON_DetachItemFromObjectCaseSensitive(j, "labels");
 	cJSON_Delete(j);
-	if (ar->n == 0 || si->created_at < ar->oldest)
-		ar->oldest = si->created_at;
+	if (ar->n == 0 || ar->in[ar->n].created_at < ar->oldest)
+		ar->oldest = ar->in[ar->n].created_at;
 	ar->n++;
 	return 0;
 }
 
-int adopt_run_open(struct store *st, struct adopt_run **out)
+int adopt_run_open(struct store *st, int64_t skew, struct adopt_run **out)
 {
 	struct adopt_run *ar = calloc(1, sizeof(*ar));
 	int e;
@@ -219,6 +220,7 @@ int adopt_run_open(struct store *st, struct adopt_run **out)
 	*out = NULL;
 	if (ar == NULL)
 		return ERR_NOMEM;
+	ar->skew = skew;
 	e = store_intent_list_open(st, load_one, ar);
 	if (e != 0 || ar->n + ar->nunsent == 0) {
 		adopt_run_free(ar);

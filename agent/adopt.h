@@ -61,11 +61,14 @@ int adopt_put(struct store *st, const struct hopx_sandbox *h, const char *name,
 /*
  * One reconcile's adoption: the open intents, the untracked sandboxes a
  * complete list showed, and the settling. Loaded at the start of a run
- * with no create in flight; NULL *out: nothing open.
+ * with no create in flight; NULL *out: nothing open. The intents' times
+ * (this machine's clock) are moved by skew (HopX's minus ours, hopx.h) to
+ * be matched against the sandboxes' created_at, which is HopX's; until
+ * and now given to settle are in HopX's time too.
  */
 struct adopt_run;
 
-int adopt_run_open(struct store *st, struct adopt_run **out);
+int adopt_run_open(struct store *st, int64_t skew, struct adopt_run **out);
 
 /* An untracked sandbox from the list; kept if some intent's window fits. */
 void adopt_run_offer(struct adopt_run *ar, const struct hopx_sandbox *h);

@@ -13,6 +13,7 @@
 #include "json.h"
 #include "log.h"
 #include "rfc3339.h"
+#include "skew.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,9 +71,27 @@ struct hopx {
 	uv_timer_t timer;
 	uint32_t rng;
 	int closing;
+	struct skew skew;    /* HopX's clock against ours, from answers */
+	struct clock hclock; /* ours plus the skew: HopX's time */
+	hopx_skew_fn on_skew;
+	void *skew_ud;
 };
 
 static void pump(struct hopx *hx);
+
+static int64_t hopx_wall_ms(void *ctx)
+{
+	const struct hopx *hx = ctx;
+
+	return clock_wall_ms(hx->clk) + skew_offset(&hx->skew);
+}
+
+static int64_t hopx_mono_ms(void *ctx)
+{
+	const struct hopx *hx = ctx;
+
+	return clock_mono_ms(hx->clk);
+}
 
 static int64_t now(const struct hopx *hx)
 {
@@ -333,6 +352,19 @@ static void pending_free(struct pending *p)
 	free(p);
 }
 
+/*
+ * Every answer's Date tells HopX's time. Learned before the answer is
+ * handled, so that the token it may carry is judged by the new estimate.
+ */
+static void learn_skew(struct hopx *hx, int64_t date_ms)
+{
+	int64_t before = skew_offset(&hx->skew);
+
+	if (skew_sample(&hx->skew, clock_wall_ms(hx->clk), date_ms, 1000) &&
+	    hx->on_skew)
+		hx->on_skew(hx->skew_ud, before, skew_offset(&hx->skew));
+}
+
 static void on_http(void *ud, const struct http_result *res)
 {
 	struct pending *p = ud;
@@ -344,6 +376,8 @@ static void on_http(void *ud, const struct http_result *res)
 	p->req = NULL;
 	p->attempts++;
 	DL_DELETE(hx->running, p);
+	if (res->date_ms > 0)
+		learn_skew(hx, res->date_ms);
 	classify(p, res, &r, &ra_ms);
 	r.attempts = p->attempts;
 	r.retry_after_ms = ra_ms;
@@ -542,6 +576,8 @@ int hopx_create(uv_loop_t *loop, const struct hopx_opts *o, struct hopx **out)
 	hx->tokens = hx->burst;
 	hx->refilled_at = now(hx);
 	hx->rng = (unsigned)clock_wall_ms(clock_system()) | 1u;
+	skew_init(&hx->skew);
+	hx->hclock = (struct clock){hopx_wall_ms, hopx_mono_ms, hx};
 	ho.ca_file = o->ca_file;
 	ho.max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
 	ho.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
@@ -656,6 +692,29 @@ int hopx_spent_last_minute(const struct hopx *hx)
 		if (hx->spent[i] > since)
 			count++;
 	return count;
+}
+
+const struct clock *hopx_clock(const struct hopx *hx)
+{
+	return &hx->hclock;
+}
+
+int64_t hopx_skew_ms(const struct hopx *hx, int *known)
+{
+	if (known)
+		*known = hx->skew.known;
+	return skew_offset(&hx->skew);
+}
+
+void hopx_skew_restart(struct hopx *hx)
+{
+	skew_restart(&hx->skew);
+}
+
+void hopx_on_skew(struct hopx *hx, hopx_skew_fn fn, void *ud)
+{
+	hx->on_skew = fn;
+	hx->skew_ud = ud;
 }
 
 int hopx_budget(const struct hopx *hx)

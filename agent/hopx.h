@@ -120,6 +120,27 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 int hopx_pending(const struct hopx *hx);
 int hopx_spent_last_minute(const struct hopx *hx);
 
+/*
+ * HopX's time: this machine's wall clock plus the skew learned from the
+ * Date of every answer (skew.h), and its monotonic clock as it is. Tokens
+ * expire by it. Valid as long as the client.
+ */
+const struct clock *hopx_clock(const struct hopx *hx);
+
+/* The skew (HopX minus this machine, ms); *known: an answer had a Date. */
+int64_t hopx_skew_ms(const struct hopx *hx, int *known);
+
+/* After this machine's clock jumped: the samples so far are of the old
+ * clock (the estimate stays until the next answer). */
+void hopx_skew_restart(struct hopx *hx);
+
+/*
+ * fn(ud, before, after) runs when the skew estimate moves by a second or
+ * more, before the answer that moved it is handled. One observer.
+ */
+typedef void (*hopx_skew_fn)(void *ud, int64_t before, int64_t after);
+void hopx_on_skew(struct hopx *hx, hopx_skew_fn fn, void *ud);
+
 /* The budget (attempts per minute), and attempts made since creation. */
 int hopx_budget(const struct hopx *hx);
 unsigned hopx_attempts(const struct hopx *hx);

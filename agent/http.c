@@ -24,6 +24,7 @@ struct http_req {
 	size_t len;
 	size_t cap;
 	int too_big;
+	int64_t date_ms; /* the answer's Date header, 0: none */
 	char request_id[48];
 	http_done_fn fn;
 	void *ud;
@@ -173,18 +174,35 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* Copies the value of header line p (len bytes) into out if its name is
+ * name ("Date: "); returns 1 then, else 0. */
+static int header_value(const char *p, size_t len, const char *name, char *out,
+                        size_t n)
+{
+	size_t k = strlen(name), v;
+
+	if (len <= k || strncasecmp(p, name, k) != 0)
+		return 0;
+	v = strcspn(p + k, "\r\n");
+	if (v >= n)
+		v = n - 1;
+	memcpy(out, p + k, v);
+	out[v] = '\0';
+	return 1;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
 	struct http_req *r = ud;
 	size_t len = size * n;
+	char date[64];
+	time_t t;
 
-	if (len > 14 && strncasecmp(p, "X-Request-ID: ", 14) == 0) {
-		size_t v = strcspn(p + 14, "\r\n");
-
-		if (v >= sizeof(r->request_id))
-			v = sizeof(r->request_id) - 1;
-		memcpy(r->request_id, p + 14, v);
-		r->request_id[v] = '\0';
+	header_value(p, len, "X-Request-ID: ", r->request_id,
+	             sizeof(r->request_id));
+	if (header_value(p, len, "Date: ", date, sizeof(date))) {
+		t = curl_getdate(date, NULL);
+		r->date_ms = t > 0 ? (int64_t)t * 1000 : 0;
 	}
 	return len;
 }
@@ -228,6 +246,7 @@ static void finish(struct http *h, struct http_req *r, CURLcode code)
 	curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &ra);
 	res.new_connections = conns;
 	res.retry_after_s = ra > 0 ? (long)ra : -1;
+	res.date_ms = r->date_ms;
 	res.body = r->body ? r->body : "";
 	res.body_len = r->len;
 	memcpy(res.request_id, r->request_id, sizeof(res.request_id));

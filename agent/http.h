@@ -30,6 +30,7 @@ struct http_result {
 	const char *body; /* NUL-terminated; valid during the callback */
 	size_t body_len;
 	long retry_after_s; /* Retry-After header (seconds or date), else -1 */
+	int64_t date_ms;    /* the Date header (1 s resolution), else 0 */
 	long new_connections; /* connections this transfer opened */
 	char request_id[48];  /* X-Request-ID, or "" */
 	char error[128];      /* transport error text, for logs */

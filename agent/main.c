@@ -14,6 +14,7 @@
 #include "reconcile.h"
 #include "sessions.h"
 #include "store.h"
+#include "timing.h"
 
 #include <curl/curl.h>
 #include <sys/stat.h>
@@ -29,13 +30,20 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+/* How often the wall clock is compared with the monotonic one, and the
+ * drift that counts as a jump (NTP slews far more slowly). */
+#define JUMP_CHECK_MS     1000
+#define JUMP_TOLERANCE_MS 2000
+
 struct main_state {
 	struct agent a;
 	uv_loop_t loop;
 	uv_signal_t sigint;
 	uv_signal_t sigterm;
-	uv_timer_t deadline; /* shutdown: pauses must answer by then */
-	uv_work_t check;     /* quick_check, off the loop */
+	uv_timer_t deadline;  /* shutdown: pauses must answer by then */
+	uv_timer_t jumps;     /* watches the wall clock against the monotonic */
+	int64_t wall0, mono0; /* the last reading */
+	uv_work_t check;      /* quick_check, off the loop */
 	int check_err;
 	char *check_cause;
 	int failed; /* exit 1 once stopped */
@@ -402,6 +410,8 @@ static void stop_all(struct main_state *m)
 
 	if (!uv_is_closing((uv_handle_t *)&m->deadline))
 		uv_close((uv_handle_t *)&m->deadline, NULL);
+	if (!uv_is_closing((uv_handle_t *)&m->jumps))
+		uv_close((uv_handle_t *)&m->jumps, NULL);
 	ipc_server_close(a->ipc);
 	hopx_destroy(a->hopx); /* no answer comes after this */
 	a->hopx = NULL;
@@ -409,6 +419,43 @@ static void stop_all(struct main_state *m)
 	a->rec = NULL;
 	sessions_destroy(a->sess);
 	a->sess = NULL;
+}
+
+/*
+ * A suspend (timers run on the monotonic clock, which stood still) or a
+ * clock step: tokens may have expired and deadlines passed meanwhile, so
+ * everything is planned anew and HopX asked at once.
+ */
+static void on_clock_tick(uv_timer_t *t)
+{
+	struct main_state *m = t->data;
+	struct agent *a = &m->a;
+	int64_t wall = clock_wall_ms(a->clk), mono = clock_mono_ms(a->clk);
+	int64_t jump = timing_clock_jump(m->wall0, m->mono0, wall, mono,
+	                                 JUMP_TOLERANCE_MS);
+
+	m->wall0 = wall;
+	m->mono0 = mono;
+	if (jump == 0 || a->stopping || a->hopx == NULL)
+		return;
+	log_warn("the wall clock jumped %+lld s (a suspend or a clock set): "
+	         "re-planning renewals and reconciling now",
+	         (long long)(jump / 1000));
+	hopx_skew_restart(a->hopx);
+	sessions_replan(a->sess);
+	reconcile_run(a->rec, "periodic", NULL, NULL);
+}
+
+static int watch_clock(struct main_state *m)
+{
+	m->jumps.data = m;
+	m->wall0 = clock_wall_ms(m->a.clk);
+	m->mono0 = clock_mono_ms(m->a.clk);
+	if (uv_timer_start(&m->jumps, on_clock_tick, JUMP_CHECK_MS,
+	                   JUMP_CHECK_MS) != 0)
+		return ERR_SYS;
+	uv_unref((uv_handle_t *)&m->jumps);
+	return 0;
 }
 
 static void on_stop_now(uv_timer_t *t)
@@ -613,7 +660,8 @@ static int run(struct main_state *m)
 	m->a.clk = clock_system();
 	m->a.started_mono = clock_mono_ms(m->a.clk);
 	if (uv_loop_init(&m->loop) != 0 ||
-	    uv_timer_init(&m->loop, &m->deadline) != 0)
+	    uv_timer_init(&m->loop, &m->deadline) != 0 ||
+	    uv_timer_init(&m->loop, &m->jumps) != 0)
 		return 1;
 	r = take_lock(m);
 	if (r == 0)
@@ -627,6 +675,8 @@ static int run(struct main_state *m)
 		r = check_start(m);
 	if (r == 0)
 		r = start_hopx(&m->a);
+	if (r == 0)
+		r = watch_clock(m);
 	if (r == 0) {
 		tell_systemd("READY=1\nSTATUS=serving on the control socket");
 		uv_run(&m->loop, UV_RUN_DEFAULT);

@@ -156,7 +156,8 @@ static void add_api_status(struct agent *a, cJSON *o)
 	cJSON *api = cJSON_AddObjectToObject(o, "api");
 	const char *msg = NULL;
 	enum sess_api st = sessions_api(a->sess, &msg);
-	int64_t next;
+	int64_t next, skew = 0;
+	int known = 0;
 
 	json_add_str(api, "state", sess_api_str(st));
 	json_add_str(api, "error", msg && *msg ? msg : NULL);
@@ -166,9 +167,15 @@ static void add_api_status(struct agent *a, cJSON *o)
 		json_add_i64(api, "used_last_min",
 		             hopx_spent_last_minute(a->hopx));
 		json_add_i64(api, "queued", hopx_pending(a->hopx));
+		skew = hopx_skew_ms(a->hopx, &known);
 	}
+	if (known)
+		json_add_i64(api, "clock_skew_ms", skew);
+	else
+		cJSON_AddNullToObject(api, "clock_skew_ms");
+	/* Renewals are planned on HopX's clock; shown on this machine's. */
 	next = sessions_next_renewal(a->sess);
-	methods_add_time(o, "next_renewal", next ? next : STORE_NULL);
+	methods_add_time(o, "next_renewal", next ? next - skew : STORE_NULL);
 	cJSON_AddBoolToObject(o, "reconciling",
 	                      a->rec && reconcile_running(a->rec));
 	next = a->rec ? reconcile_next_at(a->rec) : 0;

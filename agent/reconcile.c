@@ -161,7 +161,8 @@ static void decide(struct entry *e)
 		return;
 	}
 	e->after = v.status;
-	if (v.status == SBX_RUNNING && !token_good(&v, now_wall(e->run->rc)))
+	if (v.status == SBX_RUNNING &&
+	    !token_good(&v, clock_wall_ms(hopx_clock(e->run->rc->hx))))
 		act(e, SESS_REFRESH, "refresh");
 	else if (v.status == SBX_PAUSED && (v.auto_resume || v.paused_by_agent))
 		act(e, SESS_RESUME, "resume");
@@ -273,8 +274,9 @@ static void settle_adoption(struct run *run)
 		         "reconcile");
 		return;
 	}
-	run->adopted = adopt_run_settle(run->adopt, run->rc->a->store,
-	                                run->started_at, &hk);
+	run->adopted = adopt_run_settle(
+	        run->adopt, run->rc->a->store,
+	        run->started_at + hopx_skew_ms(run->rc->hx, NULL), &hk);
 }
 
 static void on_list(void *ud, const struct hopx_result *r)
@@ -584,7 +586,9 @@ int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
 	uv_timer_stop(&rc->timer);
 	log_info("reconcile (%s): %zu records", trigger, run->n);
 	/* A create in flight could be taken for a lost one: wait for it. */
-	if (rc->nheld == 0 && adopt_run_open(rc->a->store, &run->adopt) != 0)
+	if (rc->nheld == 0 &&
+	    adopt_run_open(rc->a->store, hopx_skew_ms(rc->hx, NULL),
+	                   &run->adopt) != 0)
 		log_warn("cannot read the open create intents");
 	run->pending++; /* held until the first step is queued */
 	if (run->n >= LIST_MIN || run->adopt)

@@ -8,11 +8,12 @@
 
 #include "agent.h"
 #include "err.h"
+#include "heap.h"
 #include "json.h"
 #include "log.h"
+#include "skew.h"
 #include "timing.h"
 
-#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,10 @@ struct sessions {
 	struct loader *loader; /* NULL once every record is loaded */
 	int64_t next_renewal, next_renewal_mono; /* and when it was found */
 	struct hopx *hx;
+	/* HopX's time (hopx_clock): token and deadline times are HopX's, so
+	 * every decision about them is made on its clock. */
+	const struct clock *clk;
+	int skew_told; /* the skew was past SKEW_WARN_MS when last told */
 	struct sess *map;
 	uint32_t rng;
 	enum sess_api api;
@@ -138,7 +143,7 @@ const char *sess_api_str(enum sess_api s)
 
 static int64_t now_wall(const struct sessions *ss)
 {
-	return clock_wall_ms(ss->a->clk);
+	return clock_wall_ms(ss->clk);
 }
 
 static void schedule(struct sess *s);
@@ -297,7 +302,7 @@ static void load_end(struct sessions *ss, int err)
 	 * row it built: hand that memory back, then the cache grows again
 	 * for the reads clients make. */
 	store_release_memory(ss->a->store);
-	malloc_trim(0);
+	heap_trim();
 	store_cache_kib(ss->a->store, STORE_CACHE_KIB);
 	if (err != 0)
 		log_error("cannot load the records: %s; %zu loaded",
@@ -336,6 +341,54 @@ void sessions_load_all(struct sessions *ss)
 		;
 }
 
+/* People hear of a skew past SKEW_WARN_MS once, and when it is gone. */
+static void tell_skew(struct sessions *ss, int64_t skew)
+{
+	int past = llabs(skew) >= SKEW_WARN_MS;
+	cJSON *d;
+	char *text, msg[160];
+
+	if (past == ss->skew_told)
+		return;
+	ss->skew_told = past;
+	if (past)
+		snprintf(
+		        msg, sizeof(msg),
+		        "this machine's clock is %lld s %s HopX's: token times "
+		        "follow HopX's clock (fix it with NTP: timedatectl "
+		        "set-ntp true)",
+		        (long long)(llabs(skew) / 1000),
+		        skew > 0 ? "behind" : "ahead of");
+	else
+		snprintf(msg, sizeof(msg),
+		         "this machine's clock agrees with "
+		         "HopX's again");
+	if (past)
+		log_warn("%s", msg);
+	else
+		log_info("%s", msg);
+	d = cJSON_CreateObject();
+	json_add_str(d, "state", sess_api_str(ss->api));
+	json_add_i64(d, "clock_skew_ms", skew);
+	json_add_str(d, "message", msg);
+	text = json_print(d);
+	cJSON_Delete(d);
+	store_event_append(ss->a->store, NULL, "api", STORE_CAUSE_AGENT, text,
+	                   NULL);
+	free(text);
+}
+
+/* HopX's time moved against ours: what was timed on it is planned anew. */
+static void on_skew(void *ud, int64_t before, int64_t after)
+{
+	struct sessions *ss = ud;
+
+	log_info("HopX's clock is %+lld ms from this machine's (was %+lld)",
+	         (long long)after, (long long)before);
+	tell_skew(ss, after);
+	sessions_replan(ss);
+}
+
 int sessions_create(struct agent *a, struct hopx *hx, void (*loaded)(void *ud),
                     void *ud, struct sessions **out)
 {
@@ -349,6 +402,9 @@ int sessions_create(struct agent *a, struct hopx *hx, void (*loaded)(void *ud),
 	}
 	ss->a = a;
 	ss->hx = hx;
+	ss->clk = hx ? hopx_clock(hx) : a->clk;
+	if (hx)
+		hopx_on_skew(hx, on_skew, ss);
 	ss->rng = (uint32_t)clock_wall_ms(a->clk) | 1u;
 	ss->api = hx ? SESS_API_UNKNOWN : SESS_API_OFF;
 	ss->held = 1;
@@ -760,6 +816,27 @@ static void op_start(struct sess *s)
 	op_issue(s);
 }
 
+/* Whether the session now holds a token with life left on HopX's clock. */
+static int token_usable(const struct sess *s)
+{
+	return s->tok_exp - now_wall(s->ss) >= TOKEN_MIN_TTL_MS;
+}
+
+/*
+ * A refresh answered with a token already expired on HopX's clock as far
+ * as this machine can tell: a failure, retried with backoff like any
+ * other (never at once: that was a loop spending the budget).
+ */
+static void unusable_token(struct sess *s, const struct hopx_sandbox *h)
+{
+	op_finish(s, ERR_BADRESP,
+	          "HopX returned a token for %s that has %lld ms left by "
+	          "HopX's clock as this machine sees it (skew %+lld ms); "
+	          "retrying later. Check the clock: timedatectl",
+	          s->id, (long long)(h->token_expires_at - now_wall(s->ss)),
+	          (long long)(s->ss->hx ? hopx_skew_ms(s->ss->hx, NULL) : 0));
+}
+
 /* The step after a successful call, or the end of the operation. */
 static void answered_ok(struct sess *s, const struct hopx_result *r)
 {
@@ -776,6 +853,10 @@ static void answered_ok(struct sess *s, const struct hopx_result *r)
 		return;
 	case HOPX_REFRESH:
 		put_token(s, &r->sbx, cause);
+		if (!token_usable(s)) {
+			unusable_token(s, &r->sbx);
+			return;
+		}
 		break;
 	case HOPX_PAUSE:
 		set_status(s, SBX_PAUSED, NULL, cause, "paused");
@@ -1236,15 +1317,21 @@ int64_t sessions_next_renewal(struct sessions *ss)
 	return best;
 }
 
-void sessions_background(struct sessions *ss, int on)
+void sessions_replan(struct sessions *ss)
 {
 	struct sess *s, *tmp;
 
-	ss->held = !on;
+	ss->next_renewal_mono = 0;
 	HASH_ITER(hh, ss->map, s, tmp)
 	{
 		schedule(s);
 	}
+}
+
+void sessions_background(struct sessions *ss, int on)
+{
+	ss->held = !on;
+	sessions_replan(ss);
 }
 
 /* ---- shutdown ---- */

@@ -182,6 +182,13 @@ size_t sessions_count(const struct sessions *ss);
 int64_t sessions_next_renewal(struct sessions *ss);
 
 /*
+ * Plans every record's background work anew from the clocks as they read
+ * now: after HopX's clock moved against ours, or ours jumped (a suspend,
+ * an NTP step), when timers armed before no longer fire when they should.
+ */
+void sessions_replan(struct sessions *ss);
+
+/*
  * Background work (renewals, keep-alive, polls) starts held, so that the
  * first reconcile decides what each record needs; on releases it.
  */

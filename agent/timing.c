@@ -66,3 +66,11 @@ int64_t timing_poll_delay(int polls)
 		d *= 2;
 	return d < POLL_MAX_MS ? d : POLL_MAX_MS;
 }
+
+int64_t timing_clock_jump(int64_t wall0, int64_t mono0, int64_t wall1,
+                          int64_t mono1, int64_t tolerance)
+{
+	int64_t jump = (wall1 - wall0) - (mono1 - mono0);
+
+	return jump > tolerance || jump < -tolerance ? jump : 0;
+}

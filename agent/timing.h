@@ -41,4 +41,13 @@ int64_t timing_keepalive_at(int64_t expires_at, int64_t keepalive_s,
 /* Delay between polls of a creating sandbox: 1 s doubling to 30 s. */
 int64_t timing_poll_delay(int polls);
 
+/*
+ * How far the wall clock moved against the monotonic one between two
+ * readings (ms), or 0 within tolerance. The monotonic clock stops while
+ * the machine sleeps and never steps; the wall clock does both: a jump
+ * is a suspend and resume, or a clock set (NTP, by hand).
+ */
+int64_t timing_clock_jump(int64_t wall0, int64_t mono0, int64_t wall1,
+                          int64_t mono1, int64_t tolerance);
+
 #endif

@@ -48,6 +48,27 @@ static const char *when(const struct cli *c, const char *t, char *buf, size_t n)
 	return buf;
 }
 
+/* HopX's clock against this machine's, as the agent measured it. */
+static void print_skew(const cJSON *skew)
+{
+	char d[24];
+	double ms = cJSON_IsNumber(skew) ? skew->valuedouble : 0;
+
+	if (!cJSON_IsNumber(skew)) {
+		printf("clock     not measured yet (no answer from HopX)\n");
+		return;
+	}
+	if (ms == 0) {
+		printf("clock     agrees with HopX's (within a second)\n");
+		return;
+	}
+	fmt_duration(d, sizeof(d), (int64_t)(ms < 0 ? -ms : ms));
+	printf("clock     %s %s HopX's; token times follow HopX's clock%s\n", d,
+	       ms > 0 ? "behind" : "ahead of",
+	       ms >= 5000 || ms <= -5000 ? " (fix: timedatectl set-ntp true)"
+	                                 : "");
+}
+
 static void print_status(const struct cli *c, const cJSON *res)
 {
 	const cJSON *by = cJSON_GetObjectItem(res, "by_status");
@@ -74,6 +95,7 @@ static void print_status(const struct cli *c, const cJSON *res)
 		       "queued\n",
 		       cli_int(api, "used_last_min"),
 		       cli_int(api, "budget_per_min"), cli_int(api, "queued"));
+	print_skew(cJSON_GetObjectItem(api, "clock_skew_ms"));
 	if (cJSON_GetStringValue(cJSON_GetObjectItem(res, "next_renewal")))
 		printf("renewal   next %s\n",
 		       when(c, cli_str(res, "next_renewal"), t, sizeof(t)));

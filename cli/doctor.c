@@ -283,22 +283,45 @@ static enum verdict check_api(struct doctor *d)
 	           (long long)(t1 - t0));
 }
 
+/*
+ * This machine's clock minus HopX's: the running agent's measure (the
+ * median over its recent answers) when it has one, else this check's own
+ * from the API's Date header. 0 in *have: neither.
+ */
+static int64_t clock_ahead_ms(struct doctor *d, int *have, const char **by)
+{
+	const cJSON *api =
+	        d->status ? cJSON_GetObjectItem(d->status, "api") : NULL;
+	const cJSON *skew = cJSON_GetObjectItem(api, "clock_skew_ms");
+
+	*have = 1;
+	if (cJSON_IsNumber(skew)) {
+		*by = "hopxd measures it ";
+		return -(int64_t)skew->valuedouble;
+	}
+	*by = "";
+	*have = d->api_date_ms != 0;
+	return d->api_local_ms - d->api_date_ms;
+}
+
 static enum verdict check_clock(struct doctor *d)
 {
-	int64_t skew = d->api_local_ms - d->api_date_ms;
+	const char *by;
+	int have;
+	int64_t skew = clock_ahead_ms(d, &have, &by);
 	char dur[24];
 
-	if (d->api_date_ms == 0)
+	if (!have)
 		return say(d, V_SKIP, "no Date header from the API to compare");
 	fmt_duration(dur, sizeof(dur), skew);
 	/* Date has a resolution of one second: under 5 s is no skew. */
 	if (llabs(skew) < SKEW_OK_MS)
-		return say(d, V_OK, "within %d s of the API's clock",
+		return say(d, V_OK, "%swithin %d s of the API's clock", by,
 		           SKEW_OK_MS / 1000);
 	return say(d, llabs(skew) < SKEW_WARN_MS ? V_WARN : V_FAIL,
-	           "%s %s the API's clock: token times are off by as much "
-	           "(fix NTP: timedatectl)",
-	           dur, skew > 0 ? "ahead of" : "behind");
+	           "%s%s %s the API's clock; hopxd times tokens by HopX's, "
+	           "but fix it (timedatectl set-ntp true)",
+	           by, dur, skew > 0 ? "ahead of" : "behind");
 }
 
 static enum verdict check_database(struct doctor *d)

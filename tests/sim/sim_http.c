@@ -197,11 +197,25 @@ static struct MHD_Response *make_body(struct sim *s, char *text,
 	                                         piece_free);
 }
 
+/* The Date header on the simulator's clock (moved by POST /_sim/time), as
+ * HopX's own Date tells a client HopX's time. */
+static void add_date(struct sim *s, struct MHD_Response *r)
+{
+	time_t t = (time_t)(sim_now(s) / 1000);
+	struct tm tm;
+	char buf[64];
+
+	if (gmtime_r(&t, &tm) &&
+	    strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm) > 0)
+		MHD_add_response_header(r, "Date", buf);
+}
+
 static void add_headers(struct sim *s, struct MHD_Response *r,
                         const struct sim_resp *rs, int v1)
 {
 	char buf[32];
 
+	add_date(s, r);
 	MHD_add_response_header(r, "Content-Type", "application/json");
 	MHD_add_response_header(r, "X-Request-ID", rs->request_id);
 	if (rs->retry_after > 0) {

@@ -1,4 +1,5 @@
-/* The agent's timing rules: renewal window, backoff, keep-alive, polls. */
+/* The agent's timing rules: renewal window, backoff, keep-alive, polls,
+ * clock jumps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,6 +76,21 @@ static void t_rand_never_sticks(void **state)
 	assert_true(same <= 1);
 }
 
+/* The wall clock against the monotonic one: a suspend, a step, drift. */
+static void t_clock_jump(void **state)
+{
+	(void)state;
+	/* both moved 1 s: nothing */
+	assert_int_equal(timing_clock_jump(1000, 50, 2000, 1050, 2000), 0);
+	/* slept 2 h: the monotonic clock stood still */
+	assert_int_equal(timing_clock_jump(0, 0, 7201000, 1000, 2000), 7200000);
+	/* set back 10 min */
+	assert_int_equal(timing_clock_jump(600000, 0, 1000, 1000, 2000),
+	                 -600000);
+	/* NTP slewing a little is no jump */
+	assert_int_equal(timing_clock_jump(0, 0, 1150, 1000, 2000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -82,6 +98,7 @@ int main(void)
 	        cmocka_unit_test(t_backoff),
 	        cmocka_unit_test(t_keepalive_and_polls),
 	        cmocka_unit_test(t_rand_never_sticks),
+	        cmocka_unit_test(t_clock_jump),
 	};
 
 	return cmocka_run_group_tests_name("timing", tests, NULL, NULL);
