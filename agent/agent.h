@@ -14,6 +14,7 @@
 
 struct hopx;
 struct ipc_server;
+struct methods_flight;
 struct reconcile;
 struct sessions;
 
@@ -42,6 +43,8 @@ struct agent {
 	struct hopx *hopx;     /* NULL without an API key */
 	struct sessions *sess; /* every tracked sandbox, in memory */
 	struct reconcile *rec;
+	/* creates of a name in flight: another create of it joins (methods) */
+	struct methods_flight *creating;
 	int stopping;         /* shutting down: refuse new lifecycle work */
 	int64_t started_mono; /* ms, for uptime */
 };

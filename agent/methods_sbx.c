@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utlist.h>
 
 #define WAIT_DEFAULT_S 300
 #define WAIT_MAX_S     86400
@@ -36,18 +37,30 @@ static int need_api(struct call *c)
 	return 0;
 }
 
-/* Answers a deferred call with the record's state, or the error. */
-static void finish_record(struct deferred *d, const char *id, int e,
-                          const char *msg)
+/* Answers a deferred call with the record's state (existing: a create
+ * that found it made already), or the error. */
+static void answer_record(struct deferred *d, const char *id, int e,
+                          const char *msg, int existing)
 {
 	struct store_sandbox r;
+	cJSON *j = NULL;
 
 	if (e == 0)
 		e = store_sandbox_get(methods_agent(d)->store, id, &r);
 	else
 		store_sandbox_init(&r);
-	methods_finish(d, e, e == 0 ? methods_sandbox_json(&r) : NULL, msg);
+	if (e == 0)
+		j = methods_sandbox_json(&r);
+	if (j && existing)
+		cJSON_AddBoolToObject(j, "existing", 1);
+	methods_finish(d, e, j, msg);
 	store_sandbox_finish(&r);
+}
+
+static void finish_record(struct deferred *d, const char *id, int e,
+                          const char *msg)
+{
+	answer_record(d, id, e, msg, 0);
 }
 
 /* What a sessions callback needs to answer: the call and the record. */
@@ -325,13 +338,72 @@ int methods_reconcile(struct call *c)
 
 /* ---- attach and create: new records from a HopX Sandbox object ---- */
 
+/*
+ * A create of a name in flight: creates of the same name that come
+ * meanwhile wait for it and answer with what it made, so racing "ensure"
+ * scripts all get the one sandbox.
+ */
+struct joiner {
+	struct deferred *d;
+	struct joiner *next;
+};
+
+struct methods_flight {
+	char name[SBX_NAME_MAX + 1];
+	struct joiner *joiners;
+	struct methods_flight *prev, *next;
+};
+
 /* What attach and create carry from the request to the answer. */
 struct track {
 	struct deferred *d;
 	cJSON *params;  /* a copy: the request is gone by then */
 	int64_t intent; /* create: the intent to resolve; 0 for none */
 	int resume;
+	struct methods_flight *flight; /* a named create: its joiners */
 };
+
+static struct methods_flight *flight_find(struct agent *a, const char *name)
+{
+	struct methods_flight *f;
+
+	DL_FOREACH(a->creating, f)
+	{
+		if (strcmp(f->name, name) == 0)
+			return f;
+	}
+	return NULL;
+}
+
+/* Another create of a name in flight waits for that one. */
+static int flight_join(struct call *c, struct methods_flight *f)
+{
+	struct joiner *j = calloc(1, sizeof(*j));
+
+	if (j == NULL || (j->d = methods_defer(c)) == NULL) {
+		free(j);
+		return ERR_NOMEM;
+	}
+	LL_PREPEND(f->joiners, j);
+	return 0;
+}
+
+/* The create ended: its joiners get its sandbox (id) or its error. */
+static void flight_end(struct agent *a, struct methods_flight *f,
+                       const char *id, int e, const char *msg)
+{
+	struct joiner *j, *tmp;
+
+	if (f == NULL)
+		return;
+	DL_DELETE(a->creating, f);
+	LL_FOREACH_SAFE(f->joiners, j, tmp)
+	{
+		answer_record(j->d, id, e, msg, 1);
+		free(j);
+	}
+	free(f);
+}
 
 static void track_free(struct track *t)
 {
@@ -348,9 +420,11 @@ static int put_record(struct call *c, const struct hopx_sandbox *h,
 {
 	const char *name =
 	        cJSON_GetStringValue(cJSON_GetObjectItem(params, "name"));
+	/* The token's issue time is on HopX's clock, like its expiry. */
 	int e = adopt_put(c->a->store, h, name,
 	                  cJSON_GetObjectItem(params, "labels"), auto_resume,
-	                  clock_wall_ms(c->a->clk), STORE_CAUSE_USER, intent);
+	                  clock_wall_ms(hopx_clock(c->a->hopx)),
+	                  STORE_CAUSE_USER, intent);
 
 	if (e == ERR_EXISTS)
 		snprintf(c->msg, sizeof(c->msg),
@@ -563,6 +637,7 @@ static void created(void *ud, const struct hopx_result *r)
 		         "the create may or may not have happened (%s): look "
 		         "for a new sandbox at HopX and 'hopxctl attach' it",
 		         err_str(r->err));
+	flight_end(c.a, t->flight, r->sbx.id, e, c.msg);
 	if (e == 0)
 		settle(&c, t, &r->sbx);
 	else
@@ -595,6 +670,18 @@ static void create_sent(void *ud)
 		         (long long)t->intent);
 }
 
+static int cut_off(struct call *c)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg),
+	         "a create named '%.64s' was cut off before HopX answered; its "
+	         "outcome is unknown until a reconcile looks: run 'hopxctl "
+	         "reconcile', then create again",
+	         methods_param_str(c, "name"));
+	return methods_fail(c, ERR_STATE, msg);
+}
+
 /* Sends the create once its intent is stored. */
 static int send_create(struct call *c, const cJSON *b)
 {
@@ -610,13 +697,19 @@ static int send_create(struct call *c, const cJSON *b)
 	if (e == 0)
 		e = store_intent_add(c->a->store, "create", itext,
 		                     methods_param_str(c, "name"), &intent);
+	/* Not in flight here (that one is joined): cut off by a restart. */
 	if (e == ERR_EXISTS)
-		methods_fail(c, e,
-		             "a create with this name is in flight or its "
-		             "outcome is unknown; the next reconcile settles "
-		             "it ('hopxctl reconcile')");
+		e = cut_off(c);
 	if (e == 0 && (t = track_new(c)) == NULL)
 		e = ERR_NOMEM;
+	if (e == 0 && methods_param_str(c, "name") &&
+	    (t->flight = calloc(1, sizeof(*t->flight))) == NULL)
+		e = ERR_NOMEM;
+	if (e == 0 && t->flight) {
+		snprintf(t->flight->name, sizeof(t->flight->name), "%s",
+		         methods_param_str(c, "name"));
+		DL_APPEND(c->a->creating, t->flight);
+	}
 	if (e == 0) {
 		t->intent = intent;
 		hc.body = body;
@@ -627,8 +720,10 @@ static int send_create(struct call *c, const cJSON *b)
 		reconcile_hold(c->a->rec, intent, 0);
 		store_intent_resolve(c->a->store, intent, NULL);
 	}
-	if (e != 0 && t)
+	if (e != 0 && t) {
+		flight_end(c->a, t->flight, NULL, e, c->msg);
 		track_free(t);
+	}
 	free(itext);
 	free(body);
 	return e;
@@ -636,6 +731,8 @@ static int send_create(struct call *c, const cJSON *b)
 
 int methods_create(struct call *c)
 {
+	struct methods_flight *f;
+	const char *name;
 	cJSON *body;
 	int e;
 
@@ -645,6 +742,9 @@ int methods_create(struct call *c)
 		return 0;
 	if ((e = need_api(c)) != 0)
 		return e;
+	name = methods_param_str(c, "name");
+	if (name && (f = flight_find(c->a, name)) != NULL)
+		return flight_join(c, f);
 	if ((body = create_body(c)) == NULL)
 		return ERR_NOMEM;
 	e = send_create(c, body);
