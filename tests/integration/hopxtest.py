@@ -270,10 +270,24 @@ def jwt_exp(token):
     return json.loads(base64.urlsafe_b64decode(payload))["exp"]
 
 
+def faketime_lib():
+    """Debian's libfaketime, or None when the package is missing."""
+    import glob
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    return found[0] if found else None
+
+
 class Agent:
-    def __init__(self, hopxd, hopxctl, tmp, base_url, key=KEY, args=()):
+    def __init__(self, hopxd, hopxctl, tmp, base_url, key=KEY, args=(),
+                 clock=None):
+        """clock: the agent's wall clock moved from the real one, as
+        libfaketime takes it ("+2h", "-10m"); it can be moved while the
+        agent runs (set_clock). HOPXD_CLOCK_SKEW gives every agent of a
+        suite one (the skewed forms of soak and chaos)."""
         self.hopxd, self.hopxctl, self.tmp = hopxd, hopxctl, tmp
         self.base_url, self.key, self.args = base_url, key, list(args)
+        self.clock = clock or os.environ.get("HOPXD_CLOCK_SKEW")
+        self.clock_file = os.path.join(tmp, "faketime")
         self.db = os.path.join(tmp, "state", "hopxd.db")
         self.sock = os.path.join(tmp, "run", "hopxd.sock")
         self.proc = None
@@ -287,6 +301,8 @@ class Agent:
         env.pop("HOPX_API_KEY", None)
         if self.key:
             env["HOPX_API_KEY"] = self.key
+        if self.clock:
+            self.faketime_env(env)
         cmd = [*self.wrap, self.hopxd, "--db", self.db, "--socket",
                self.sock, "--log-level", "debug", *self.args, *extra]
         self.proc = subprocess.Popen(cmd, env=env, stderr=open(
@@ -301,6 +317,30 @@ class Agent:
             return True
         except OSError:
             return False
+
+    def faketime_env(self, env):
+        """The agent's wall clock from libfaketime, re-read every second
+        from a file so that it can move; its monotonic clock stays real,
+        as a suspend or a clock set leaves it."""
+        lib = faketime_lib()
+        if lib is None:
+            raise RuntimeError("libfaketime is missing: scripts/setup "
+                               "installs the faketime package")
+        if not os.path.exists(self.clock_file):
+            self.set_clock(self.clock)
+        env.update(LD_PRELOAD=lib, FAKETIME_TIMESTAMP_FILE=self.clock_file,
+                   FAKETIME_CACHE_DURATION="1", DONT_FAKE_MONOTONIC="1")
+        # ASan wants to be first in the link order; the preload is not.
+        if "ASAN_OPTIONS" in env:
+            env["ASAN_OPTIONS"] += ":verify_asan_link_order=0"
+
+    def set_clock(self, offset):
+        """Moves the agent's wall clock to real time + offset ("+2h")."""
+        os.makedirs(os.path.dirname(self.clock_file), exist_ok=True)
+        with open(self.clock_file + ".new", "w") as f:
+            f.write(offset + "\n")
+        os.replace(self.clock_file + ".new", self.clock_file)
+        self.clock = offset
 
     @property
     def log_path(self):
