@@ -31,7 +31,8 @@ struct agent_config {
 	int budget;       /* HopX requests per minute */
 	int max_inflight; /* HTTP transfers at once */
 	int shutdown_timeout_s;
-	int http_timeout_s; /* one HTTP attempt */
+	int confirm_after_s; /* env/run ask HopX when its word is older */
+	int http_timeout_s;  /* one HTTP attempt */
 };
 
 struct agent {

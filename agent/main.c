@@ -81,6 +81,9 @@ static void usage(FILE *f)
 	        "                        (default 4194304)\n"
 	        "  --shutdown-timeout S  wait S seconds for pauses at "
 	        "shutdown (default 10)\n"
+	        "  --confirm-after S     env and run ask HopX first when its "
+	        "word on the sandbox\n"
+	        "                        is older (default 30)\n"
 	        "  --log-level LEVEL     error, warn, info (default) or "
 	        "debug\n"
 	        "  -v, --verbose         same as --log-level debug\n"
@@ -126,6 +129,7 @@ enum {
 	O_BUDGET,
 	O_INFLIGHT,
 	O_SHUTDOWN,
+	O_CONFIRM,
 	O_HTTP_TIMEOUT
 };
 
@@ -197,6 +201,9 @@ static int apply_api_opt(struct agent_config *cfg, int c)
 	case O_SHUTDOWN:
 		return int_opt(optarg, "--shutdown-timeout", 0, 600,
 		               &cfg->shutdown_timeout_s);
+	case O_CONFIRM:
+		return int_opt(optarg, "--confirm-after", 0, 86400,
+		               &cfg->confirm_after_s);
 	case O_HTTP_TIMEOUT:
 		return int_opt(optarg, "--http-timeout", 1, 600,
 		               &cfg->http_timeout_s);
@@ -267,6 +274,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"budget", required_argument, NULL, O_BUDGET},
 	        {"max-inflight", required_argument, NULL, O_INFLIGHT},
 	        {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN},
+	        {"confirm-after", required_argument, NULL, O_CONFIRM},
 	        {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
@@ -712,6 +720,7 @@ int main(int argc, char **argv)
 	m.a.cfg.budget = 100;
 	m.a.cfg.max_inflight = 8;
 	m.a.cfg.shutdown_timeout_s = 10;
+	m.a.cfg.confirm_after_s = 30;
 	m.a.cfg.http_timeout_s = 30;
 	if ((r = parse_args(argc, argv, &m.a.cfg, &lvl)) >= 0)
 		return r;

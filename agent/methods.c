@@ -489,8 +489,11 @@ static const struct proto_param p_create[] = {{"template", PT_STRING, 1},
                                               {NULL, 0, 0}};
 static const struct proto_param p_seconds[] = {
         {"ref", PT_STRING, 1}, {"seconds", PT_INT, 1}, {NULL, 0, 0}};
-static const struct proto_param p_token[] = {
-        {"ref", PT_STRING, 1}, {"min_ttl_s", PT_INT, 0}, {NULL, 0, 0}};
+static const struct proto_param p_token[] = {{"confirm", PT_BOOL, 0},
+                                             {"min_ttl_s", PT_INT, 0},
+                                             {"ref", PT_STRING, 1},
+                                             {"rejected", PT_STRING, 0},
+                                             {NULL, 0, 0}};
 static const struct proto_param p_reconcile[] = {{"last", PT_BOOL, 0},
                                                  {NULL, 0, 0}};
 static const struct proto_param p_wait[] = {{"ref", PT_STRING, 1},

@@ -7,6 +7,7 @@
 
 #include "adopt.h"
 #include "agent.h"
+#include "connect.h"
 #include "err.h"
 #include "hopx.h"
 #include "json.h"
@@ -219,8 +220,7 @@ static cJSON *token_json(const char *id, const char *token, int64_t expires_at,
 	return res;
 }
 
-static void token_done(void *ud, const struct sess_outcome *o,
-                       const char *token, int64_t expires_at)
+static void token_done(void *ud, const struct connect_result *o)
 {
 	struct pend *p = ud;
 	struct store_sandbox r;
@@ -229,15 +229,37 @@ static void token_done(void *ud, const struct sess_outcome *o,
 
 	if (e == 0 && (e = store_sandbox_get(methods_agent(p->d)->store, p->id,
 	                                     &r)) == 0) {
-		res = token_json(p->id, token, expires_at, r.public_host);
+		res = token_json(p->id, o->token, o->expires_at, r.public_host);
+		if (res && o->resumed)
+			cJSON_AddBoolToObject(res, "resumed", 1);
 		store_sandbox_finish(&r);
 	}
 	methods_finish(p->d, e, res, o->msg);
 	free(p);
 }
 
+/* Asking HopX first: when told to (env, run) and the record was not
+ * confirmed lately. */
+static unsigned connect_flags(struct call *c, const struct store_sandbox *r)
+{
+	const cJSON *confirm = cJSON_GetObjectItem(c->params, "confirm");
+
+	return cJSON_IsTrue(confirm) &&
+	                       (r->confirmed_at == STORE_NULL ||
+	                        clock_wall_ms(c->a->clk) - r->confirmed_at >=
+	                                c->a->cfg.confirm_after_s * 1000LL)
+	               ? CONNECT_CONFIRM
+	               : 0;
+}
+
+/*
+ * token: from memory when it can be (the broker's fast path); else
+ * connect() semantics: a paused sandbox is resumed, a refused token
+ * (rejected) makes the agent ask HopX and hand out another.
+ */
 int methods_token(struct call *c)
 {
+	const char *rejected = methods_param_str(c, "rejected");
 	struct store_sandbox r;
 	struct sess_token tk;
 	int64_t ttl = 0;
@@ -249,7 +271,9 @@ int methods_token(struct call *c)
 		return methods_fail(c, ERR_INVAL, "min_ttl_s must be 0..86400");
 	if ((e = need_api(c)) != 0)
 		return e;
-	if (sessions_token_cached(c->a->sess, methods_param_str(c, "ref"),
+	if (rejected == NULL &&
+	    !cJSON_IsTrue(cJSON_GetObjectItem(c->params, "confirm")) &&
+	    sessions_token_cached(c->a->sess, methods_param_str(c, "ref"),
 	                          ttl * 1000, &tk) == 0) {
 		c->result = token_json(tk.id, tk.token, tk.expires_at,
 		                       tk.public_host);
@@ -259,7 +283,9 @@ int methods_token(struct call *c)
 		return e;
 	p = pend_new(c, r.id);
 	if (p)
-		sessions_token(c->a->sess, r.id, ttl * 1000, token_done, p);
+		connect_sandbox(c->a->sess, r.id, r.name ? r.name : r.id,
+		                ttl * 1000, connect_flags(c, &r), rejected,
+		                token_done, p);
 	store_sandbox_finish(&r);
 	return p ? 0 : ERR_NOMEM;
 }

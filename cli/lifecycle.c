@@ -245,33 +245,68 @@ int run_policy(struct cli *c, int argc, char **argv)
 
 /* ---- token, env, run ---- */
 
-/* Asks for a token; *res holds id, token, expires_at, public_host. */
+/*
+ * Asks for a token; *res holds id, token, expires_at, public_host (and
+ * resumed when the agent had to resume it). confirm: the agent asks HopX
+ * first unless it did lately (env, run: a pause behind its back is seen);
+ * rejected (or NULL): a token the sandbox refused.
+ */
 static int get_token(struct cli *c, const char *ref, long long min_ttl,
-                     cJSON **res)
+                     int confirm, const char *rejected, cJSON **res)
 {
 	cJSON *p = cli_ref_params(ref);
 
 	if (min_ttl > 0)
 		json_add_i64(p, "min_ttl_s", min_ttl);
+	if (confirm)
+		cJSON_AddBoolToObject(p, "confirm", 1);
+	if (rejected)
+		json_add_str(p, "rejected", rejected);
 	c->timeout_ms = API_TIMEOUT_MS;
 	return cli_call(c, "token", p, res);
 }
 
+/* token REF [--min-ttl S] [--rejected TOKEN], flags in any order. */
+static int token_args(int argc, char **argv, const char **ref, long long *ttl,
+                      const char **rejected)
+{
+	int i;
+
+	*ref = NULL;
+	for (i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--min-ttl") == 0 && i + 1 < argc) {
+			*ttl = seconds_arg(argv[++i], 0, 86400);
+			if (*ttl < 0)
+				return cli_usage_err("token: --min-ttl takes "
+				                     "0..86400 seconds, not",
+				                     argv[i]);
+		} else if (strcmp(argv[i], "--rejected") == 0 && i + 1 < argc) {
+			*rejected = argv[++i];
+		} else if (*ref == NULL && argv[i][0] != '-') {
+			*ref = argv[i];
+		} else {
+			return cli_usage_err(
+			        "token: expected REF [--min-ttl S] "
+			        "[--rejected TOKEN], not",
+			        argv[i]);
+		}
+	}
+	return *ref ? EXIT_OK
+	            : cli_usage_err("token: expected REF [--min-ttl S] "
+	                            "[--rejected TOKEN]",
+	                            NULL);
+}
+
 int run_token(struct cli *c, int argc, char **argv)
 {
+	const char *ref, *rejected = NULL;
 	long long ttl = 0;
 	cJSON *res = NULL;
 	int r;
 
-	if (argc == 3 && strcmp(argv[1], "--min-ttl") == 0)
-		ttl = seconds_arg(argv[2], 0, 86400);
-	else if (argc != 1)
-		return cli_usage_err("token: expected REF [--min-ttl S]", NULL);
-	if (ttl < 0)
-		return cli_usage_err("token: --min-ttl takes 0..86400 seconds, "
-		                     "not",
-		                     argv[2]);
-	if ((r = get_token(c, argv[0], ttl, &res)) == EXIT_OK) {
+	if ((r = token_args(argc, argv, &ref, &ttl, &rejected)) != EXIT_OK)
+		return r;
+	if ((r = get_token(c, ref, ttl, 0, rejected, &res)) == EXIT_OK) {
 		if (c->json)
 			cli_print_json(c, res);
 		else
@@ -331,7 +366,7 @@ int run_env(struct cli *c, int argc, char **argv)
 	int r, i;
 
 	(void)argc;
-	if ((r = get_token(c, argv[0], 0, &res)) == EXIT_OK) {
+	if ((r = get_token(c, argv[0], 0, 1, NULL, &res)) == EXIT_OK) {
 		env_values(c, res, url, sizeof(url), v);
 		for (i = 0; i < 5; i++) {
 			printf("export %s=", env_names[i]);
@@ -362,7 +397,7 @@ int run_run(struct cli *c, int argc, char **argv)
 		return cli_usage_err("run: expected REF [--min-ttl S] -- CMD "
 		                     "[ARG]...",
 		                     NULL);
-	if ((r = get_token(c, argv[0], ttl, &res)) != EXIT_OK)
+	if ((r = get_token(c, argv[0], ttl, 1, NULL, &res)) != EXIT_OK)
 		return r;
 	env_values(c, res, url, sizeof(url), v);
 	for (r = 0; r < 5; r++)

@@ -36,7 +36,7 @@ _hopxctl_flags()
 	reconcile) echo "--last" ;;
 	rename) echo "--clear" ;;
 	run) echo "--min-ttl --" ;;
-	token) echo "--min-ttl" ;;
+	token) echo "--min-ttl --rejected" ;;
 	wait) echo "--for --timeout" ;;
 	doctor) echo "--api-key-file" ;;
 	esac
