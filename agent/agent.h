@@ -15,6 +15,7 @@
 struct hopx;
 struct ipc_server;
 struct methods_flight;
+struct lease;
 struct reconcile;
 struct sessions;
 
@@ -46,6 +47,7 @@ struct agent {
 	struct reconcile *rec;
 	/* creates of a name in flight: another create of it joins (methods) */
 	struct methods_flight *creating;
+	struct lease *leases; /* held by clients (leases.c) */
 	int stopping;         /* shutting down: refuse new lifecycle work */
 	int64_t started_mono; /* ms, for uptime */
 };

@@ -6,6 +6,7 @@
 #include "buf.h"
 #include "err.h"
 #include "heap.h"
+#include "leases.h"
 #include "log.h"
 #include "methods.h"
 #include "paths.h"
@@ -33,6 +34,8 @@ struct ipc_conn {
 	int draining; /* a fatal error is being flushed; ignore input */
 	int reading;
 	cJSON *sub_id; /* non-NULL: a subscriber */
+	long pid;      /* the peer's, from SO_PEERCRED */
+	int kept;      /* holds a lease: never closed for being quiet */
 	int64_t sub_seq;
 	struct ipc_conn *prev, *next;
 };
@@ -115,6 +118,7 @@ static void conn_close(struct ipc_conn *c)
 	s->nconns--;
 	if (c->sub_id)
 		s->nsubs--;
+	leases_conn_closed(s->a, c);
 	uv_close((uv_handle_t *)&c->idle, conn_free);
 	uv_close((uv_handle_t *)&c->pipe, conn_free);
 }
@@ -251,7 +255,7 @@ static void on_idle(uv_timer_t *t)
 	struct ipc_conn *c = t->data;
 
 	/* A client waiting for a deferred reply is not idle. */
-	if (c->sub_id == NULL && c->holds == 0) {
+	if (c->sub_id == NULL && c->holds == 0 && !c->kept) {
 		log_debug("closing a connection idle for %d s",
 		          c->srv->a->cfg.idle_timeout_s);
 		conn_close(c);
@@ -316,6 +320,7 @@ static int peer_allowed(struct ipc_conn *c)
 	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
 		return 0;
+	c->pid = (long)cred.pid;
 	if (cred.uid == geteuid() || cred.uid == 0)
 		return 1;
 	log_warn("refused a connection from uid %lu (pid %ld)",
@@ -518,6 +523,17 @@ void ipc_server_destroy(struct ipc_server *s)
 size_t ipc_server_connections(const struct ipc_server *s)
 {
 	return s->nconns;
+}
+
+long ipc_conn_pid(const struct ipc_conn *c)
+{
+	return c->pid;
+}
+
+void ipc_conn_keep(struct ipc_conn *c)
+{
+	uv_timer_stop(&c->idle);
+	c->kept = 1;
 }
 
 size_t ipc_server_subscribers(const struct ipc_server *s)

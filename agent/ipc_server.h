@@ -33,6 +33,15 @@ void ipc_server_destroy(struct ipc_server *s);
 size_t ipc_server_connections(const struct ipc_server *s);
 size_t ipc_server_subscribers(const struct ipc_server *s);
 
+/* The peer's pid (SO_PEERCRED at accept), 0 when unknown. */
+long ipc_conn_pid(const struct ipc_conn *c);
+
+/*
+ * The connection stays however long it is quiet (it holds a lease), as
+ * a subscriber's does.
+ */
+void ipc_conn_keep(struct ipc_conn *c);
+
 /* Queues a line (text of len bytes, taken over) to a connection. */
 int ipc_conn_send(struct ipc_conn *c, char *text, size_t len);
 

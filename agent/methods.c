@@ -12,6 +12,7 @@
 #include "hopx.h"
 #include "ipc_server.h"
 #include "json.h"
+#include "leases.h"
 #include "proto.h"
 #include "reconcile.h"
 #include "rfc3339.h"
@@ -82,6 +83,7 @@ cJSON *methods_sandbox_json(const struct store_sandbox *r)
 	cJSON_AddBoolToObject(pol, "auto_resume", r->auto_resume);
 	json_add_i64(pol, "keepalive_s", r->keepalive_s);
 	cJSON_AddBoolToObject(pol, "pause_on_shutdown", r->pause_on_shutdown);
+	json_add_i64(pol, "idle_pause_s", r->idle_pause_s);
 	return o;
 }
 
@@ -281,15 +283,29 @@ static int m_list(struct call *c)
 	return 0;
 }
 
+/* show: the record, and who holds it in use right now. */
 static int m_show(struct call *c)
 {
 	struct store_sandbox r;
 	int e = methods_load_ref(c, &r);
 
 	if (e == 0)
-		c->result = methods_sandbox_json(&r);
+		e = methods_reply_held(c, &r);
 	store_sandbox_finish(&r);
 	return e;
+}
+
+int methods_reply_held(struct call *c, const struct store_sandbox *r)
+{
+	cJSON *holders = leases_json(c->a, r->id);
+
+	c->result = methods_sandbox_json(r);
+	if (c->result == NULL || holders == NULL) {
+		cJSON_Delete(holders);
+		return ERR_NOMEM;
+	}
+	cJSON_AddItemToObject(c->result, "leases", holders);
+	return 0;
 }
 
 /* Checks every label change before any is written. */
@@ -475,18 +491,15 @@ static const struct proto_param p_rename[] = {
 static const struct proto_param p_subscribe[] = {{"since", PT_INT, 0},
                                                  {NULL, 0, 0}};
 
-static const struct proto_param p_attach[] = {{"id", PT_STRING, 1},
-                                              {"name", PT_STRING, 0},
-                                              {"labels", PT_OBJECT, 0},
-                                              {"resume", PT_BOOL, 0},
-                                              {NULL, 0, 0}};
-static const struct proto_param p_create[] = {{"template", PT_STRING, 1},
-                                              {"name", PT_STRING, 0},
-                                              {"labels", PT_OBJECT, 0},
-                                              {"timeout_s", PT_INT, 0},
-                                              {"region", PT_STRING, 0},
-                                              {"env", PT_OBJECT, 0},
-                                              {NULL, 0, 0}};
+static const struct proto_param p_attach[] = {
+        {"id", PT_STRING, 1},   {"idle_pause_s", PT_INT, 0},
+        {"name", PT_STRING, 0}, {"labels", PT_OBJECT, 0},
+        {"resume", PT_BOOL, 0}, {NULL, 0, 0}};
+static const struct proto_param p_create[] = {
+        {"template", PT_STRING, 1}, {"idle_pause_s", PT_INT, 0},
+        {"name", PT_STRING, 0},     {"labels", PT_OBJECT, 0},
+        {"timeout_s", PT_INT, 0},   {"region", PT_STRING, 0},
+        {"env", PT_OBJECT, 0},      {NULL, 0, 0}};
 static const struct proto_param p_seconds[] = {
         {"ref", PT_STRING, 1}, {"seconds", PT_INT, 1}, {NULL, 0, 0}};
 static const struct proto_param p_token[] = {{"confirm", PT_BOOL, 0},
@@ -502,6 +515,7 @@ static const struct proto_param p_wait[] = {{"ref", PT_STRING, 1},
                                             {NULL, 0, 0}};
 static const struct proto_param p_policy[] = {{"ref", PT_STRING, 1},
                                               {"auto_resume", PT_BOOL, 0},
+                                              {"idle_pause_s", PT_INT, 0},
                                               {"pause_on_shutdown", PT_BOOL, 0},
                                               {NULL, 0, 0}};
 
@@ -514,10 +528,12 @@ static const struct method methods[] = {
         {"keepalive", p_seconds, methods_keepalive},
         {"kill", p_ref, methods_lifecycle},
         {"label", p_label, m_label},
+        {"lease", p_ref, methods_lease},
         {"list", p_list, m_list},
         {"pause", p_ref, methods_lifecycle},
         {"policy", p_policy, methods_policy},
         {"reconcile", p_reconcile, methods_reconcile},
+        {"release", p_ref, methods_release},
         {"rename", p_rename, m_rename},
         {"resume", p_ref, methods_lifecycle},
         {"show", p_ref, m_show},

@@ -72,6 +72,11 @@ int methods_lifecycle(struct call *c); /* pause, resume, start, stop, kill */
 int methods_timeout(struct call *c);
 int methods_keepalive(struct call *c);
 int methods_token(struct call *c);
+int methods_lease(struct call *c);
+int methods_release(struct call *c);
+
+/* The record as show answers it: with its lease holders. */
+int methods_reply_held(struct call *c, const struct store_sandbox *r);
 int methods_reconcile(struct call *c);
 int methods_wait(struct call *c);
 int methods_policy(struct call *c);

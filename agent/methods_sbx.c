@@ -8,6 +8,7 @@
 #include "adopt.h"
 #include "agent.h"
 #include "connect.h"
+#include "leases.h"
 #include "err.h"
 #include "hopx.h"
 #include "json.h"
@@ -23,6 +24,8 @@
 #define WAIT_DEFAULT_S 300
 #define WAIT_MAX_S     86400
 #define MIN_TTL_MAX_S  86400
+/* The shortest idle period (tests use a few seconds). */
+#define IDLE_MIN_S 2
 
 /* Lifecycle work needs the API and a running agent. */
 static int need_api(struct call *c)
@@ -163,6 +166,7 @@ int methods_timeout(struct call *c)
 int methods_keepalive(struct call *c)
 {
 	struct store_sandbox r;
+	struct store_policy p;
 	int64_t s;
 	int e;
 
@@ -170,10 +174,12 @@ int methods_keepalive(struct call *c)
 	    (s > 0 && (e = need_api(c)) != 0) ||
 	    (e = methods_load_ref(c, &r)) != 0)
 		return e;
+	store_policy_keep(&p);
+	p.keepalive_s = s;
 	if (s > 0 && s < 10)
 		e = methods_fail(c, ERR_INVAL, "a keep-alive is at least 10 s");
 	if (e == 0)
-		e = store_sandbox_set_policy(c->a->store, r.id, -1, s, -1,
+		e = store_sandbox_set_policy(c->a->store, r.id, &p,
 		                             STORE_CAUSE_USER);
 	if (e == 0)
 		e = sessions_policy_changed(c->a->sess, r.id);
@@ -185,19 +191,45 @@ int methods_keepalive(struct call *c)
 	return e;
 }
 
-int methods_policy(struct call *c)
+/* The policies a request names (policy, create, attach); the rest kept. */
+static int policy_params(struct call *c, struct store_policy *p)
 {
 	const cJSON *ar = cJSON_GetObjectItem(c->params, "auto_resume");
 	const cJSON *ps = cJSON_GetObjectItem(c->params, "pause_on_shutdown");
+
+	store_policy_keep(p);
+	if (ar)
+		p->auto_resume = cJSON_IsTrue(ar);
+	if (ps)
+		p->pause_on_shutdown = cJSON_IsTrue(ps);
+	json_get_i64(c->params, "idle_pause_s", &p->idle_pause_s);
+	if (p->idle_pause_s != -1 &&
+	    (p->idle_pause_s < 0 || p->idle_pause_s > 30L * 86400 ||
+	     (p->idle_pause_s > 0 && p->idle_pause_s < IDLE_MIN_S)))
+		return methods_fail(c, ERR_INVAL,
+		                    "idle_pause_s must be 0 (off) or "
+		                    "2..2592000 seconds");
+	return 0;
+}
+
+static int policy_named(const struct store_policy *p)
+{
+	return p->auto_resume >= 0 || p->pause_on_shutdown >= 0 ||
+	       p->idle_pause_s >= 0 || p->keepalive_s >= 0;
+}
+
+int methods_policy(struct call *c)
+{
 	struct store_sandbox r;
+	struct store_policy p;
 	int e;
 
-	if ((e = methods_load_ref(c, &r)) != 0)
+	if ((e = policy_params(c, &p)) != 0 ||
+	    (e = methods_load_ref(c, &r)) != 0)
 		return e;
-	if (ar || ps)
-		e = store_sandbox_set_policy(
-		        c->a->store, r.id, ar ? cJSON_IsTrue(ar) : -1, -1,
-		        ps ? cJSON_IsTrue(ps) : -1, STORE_CAUSE_USER);
+	if (policy_named(&p))
+		e = store_sandbox_set_policy(c->a->store, r.id, &p,
+		                             STORE_CAUSE_USER);
 	if (e == 0)
 		e = sessions_policy_changed(c->a->sess, r.id);
 	if (e == 0)
@@ -275,12 +307,14 @@ int methods_token(struct call *c)
 	    !cJSON_IsTrue(cJSON_GetObjectItem(c->params, "confirm")) &&
 	    sessions_token_cached(c->a->sess, methods_param_str(c, "ref"),
 	                          ttl * 1000, &tk) == 0) {
+		sessions_use(c->a->sess, tk.id);
 		c->result = token_json(tk.id, tk.token, tk.expires_at,
 		                       tk.public_host);
 		return c->result ? 0 : ERR_NOMEM;
 	}
 	if ((e = methods_load_ref(c, &r)) != 0)
 		return e;
+	sessions_use(c->a->sess, r.id);
 	p = pend_new(c, r.id);
 	if (p)
 		connect_sandbox(c->a->sess, r.id, r.name ? r.name : r.id,
@@ -288,6 +322,39 @@ int methods_token(struct call *c)
 		                token_done, p);
 	store_sandbox_finish(&r);
 	return p ? 0 : ERR_NOMEM;
+}
+
+/* ---- leases ---- */
+
+/* lease: this connection holds the sandbox in use until it closes. */
+int methods_lease(struct call *c)
+{
+	struct store_sandbox r;
+	int e;
+
+	if ((e = methods_load_ref(c, &r)) != 0)
+		return e;
+	e = leases_take(c->a, c->conn, r.id, clock_wall_ms(c->a->clk));
+	if (e == 0)
+		e = methods_reply_held(c, &r);
+	store_sandbox_finish(&r);
+	return e;
+}
+
+int methods_release(struct call *c)
+{
+	struct store_sandbox r;
+	int e;
+
+	if ((e = methods_load_ref(c, &r)) != 0)
+		return e;
+	if (leases_release(c->a, c->conn, r.id) != 0)
+		e = methods_fail(c, ERR_NOTFOUND,
+		                 "this connection holds no lease on it");
+	else
+		e = methods_reply_held(c, &r);
+	store_sandbox_finish(&r);
+	return e;
 }
 
 /* ---- wait ---- */
@@ -452,9 +519,15 @@ static int put_record(struct call *c, const struct hopx_sandbox *h,
 	                  clock_wall_ms(hopx_clock(c->a->hopx)),
 	                  STORE_CAUSE_USER, intent);
 
+	struct store_policy p;
+
 	if (e == ERR_EXISTS)
 		snprintf(c->msg, sizeof(c->msg),
 		         "the name '%s' belongs to another sandbox", name);
+	/* Checked before HopX was asked (check_new). */
+	if (e == 0 && policy_params(c, &p) == 0 && policy_named(&p))
+		e = store_sandbox_set_policy(c->a->store, h->id, &p,
+		                             STORE_CAUSE_USER);
 	return e == 0 ? sessions_track(c->a->sess, h->id) : e;
 }
 
@@ -526,11 +599,15 @@ static struct track *track_new(struct call *c)
 	return t;
 }
 
-/* Checks name and labels before anything is asked of HopX. */
+/* Checks name, labels and policies before anything is asked of HopX. */
 static int check_new(struct call *c)
 {
 	const char *name = methods_param_str(c, "name");
+	struct store_policy p;
+	int e;
 
+	if ((e = policy_params(c, &p)) != 0)
+		return e;
 	if (name && sbx_name_check(name) != 0)
 		return methods_fail(c, ERR_INVAL,
 		                    "names are 1-64 of [A-Za-z0-9._-], "

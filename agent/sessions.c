@@ -25,8 +25,10 @@
 #define REFRESH_MIN_AGE_MS 1000
 /* A handed-out token lasts at least this long, whatever was asked. */
 #define TOKEN_MIN_TTL_MS 1000
-#define RETRY_BASE_MS    1000
-#define RETRY_CAP_MS     60000
+/* SESS_PAUSE's arg when the agent pauses a sandbox nobody uses. */
+#define PAUSE_IDLE    1
+#define RETRY_BASE_MS 1000
+#define RETRY_CAP_MS  60000
 /* A renewal retries within a third of what is left of its token. */
 #define RETRY_MIN_MS  500
 #define AUTH_RETRY_MS 60000
@@ -71,6 +73,10 @@ struct sess {
 	int64_t tok_issued, tok_exp; /* wall ms; 0: no token */
 	int64_t expires_at;          /* HopX's kill deadline; 0: none */
 	int64_t keepalive_s;
+	int64_t idle_pause_s; /* policy: pause when unused this long; 0 off */
+	int64_t timeout_s;    /* HopX's kill period, re-armed while leased */
+	int64_t used_at;      /* last use (a token asked, a lease let go) */
+	int leases;           /* clients holding it in use */
 	int auto_resume, pause_on_shutdown, paused_by_agent;
 	uint32_t jitter; /* where in the renewal window this one renews */
 	int fails;       /* consecutive failed operations */
@@ -233,6 +239,8 @@ static void sess_load(struct sess *s, const struct store_sandbox *r)
 	s->tok_issued = r->token ? r->token_issued_at : 0;
 	s->expires_at = r->expires_at == STORE_NULL ? 0 : r->expires_at;
 	s->keepalive_s = r->keepalive_s;
+	s->idle_pause_s = r->idle_pause_s;
+	s->timeout_s = r->timeout_seconds > 0 ? r->timeout_seconds : 0;
 	s->auto_resume = r->auto_resume;
 	s->pause_on_shutdown = r->pause_on_shutdown;
 	s->paused_by_agent = r->paused_by_agent;
@@ -248,6 +256,7 @@ static int sess_add(struct sessions *ss, const struct store_sandbox *r)
 	s->ss = ss;
 	memcpy(s->id, r->id, n);
 	s->jitter = timing_rand(&ss->rng);
+	s->used_at = now_wall(ss); /* idleness counts from when it is known */
 	s->refs = 1;
 	uv_timer_init(ss->a->loop, &s->timer);
 	s->timer.data = s;
@@ -523,22 +532,53 @@ static int64_t renew_at(const struct sess *s)
 	               : 0;
 }
 
-/* When the next background action is due (wall ms), and which. */
-static int64_t next_due(const struct sess *s, int64_t now, enum sess_act *act)
+/*
+ * The period HopX's deadline is re-armed to: the keep-alive policy's, or
+ * while a client holds a lease, the sandbox's own timeout (a sandbox in
+ * use is never killed by it). 0: nothing to re-arm.
+ */
+static int64_t rearm_period(const struct sess *s)
 {
-	int64_t due = INT64_MAX, k;
+	if (s->expires_at <= 0 ||
+	    (s->status != SBX_RUNNING && s->status != SBX_PAUSED))
+		return 0;
+	if (s->keepalive_s > 0)
+		return s->keepalive_s;
+	return s->leases > 0 ? s->timeout_s : 0;
+}
 
+/* When an unused sandbox is paused for idleness (wall ms); 0: never. */
+static int64_t idle_at(const struct sess *s)
+{
+	return s->status == SBX_RUNNING && s->idle_pause_s > 0 && s->leases == 0
+	               ? s->used_at + s->idle_pause_s * 1000
+	               : 0;
+}
+
+/* When the next background action is due (wall ms), which, its arg. */
+static int64_t next_due(const struct sess *s, int64_t now, enum sess_act *act,
+                        int64_t *arg)
+{
+	int64_t due = INT64_MAX, k, period = rearm_period(s);
+
+	*arg = 0;
 	if (s->status == SBX_RUNNING) {
 		due = s->tok_exp > 0 ? renew_at(s) : now;
 		*act = SESS_REFRESH;
 	}
-	if (s->keepalive_s > 0 && s->expires_at > 0 &&
-	    (s->status == SBX_RUNNING || s->status == SBX_PAUSED)) {
-		k = timing_keepalive_at(s->expires_at, s->keepalive_s, now);
+	if (period > 0) {
+		k = timing_keepalive_at(s->expires_at, period, now);
 		if (k < due) {
 			due = k;
 			*act = SESS_TIMEOUT;
+			*arg = period;
 		}
+	}
+	k = idle_at(s);
+	if (k > 0 && k < due) {
+		due = k;
+		*act = SESS_PAUSE;
+		*arg = PAUSE_IDLE;
 	}
 	if (s->status == SBX_CREATING && s->poll_at < due) {
 		due = s->poll_at;
@@ -578,7 +618,7 @@ static void on_due(uv_timer_t *t)
 {
 	struct sess *s = t->data;
 	enum sess_act act = SESS_SYNC;
-	int64_t now = now_wall(s->ss);
+	int64_t now = now_wall(s->ss), arg;
 
 	if (s->cur)
 		return; /* op_finish schedules again */
@@ -587,13 +627,13 @@ static void on_due(uv_timer_t *t)
 	 * time: a timer may fire a hair early. Re-arm, never drop it (a
 	 * dropped timer left renewals to the next reconcile).
 	 */
-	if (next_due(s, now, &act) > now) {
+	if (next_due(s, now, &act, &arg) > now) {
 		schedule(s);
 		return;
 	}
 	if (act == SESS_SYNC)
 		s->poll_at = now + timing_poll_delay(++s->polls);
-	sessions_do(s->ss, s->id, act, s->keepalive_s,
+	sessions_do(s->ss, s->id, act, arg,
 	            act == SESS_SYNC ? HOPX_PRIO_SYNC : HOPX_PRIO_RENEW,
 	            STORE_CAUSE_AGENT, on_bg_done, NULL);
 }
@@ -601,13 +641,13 @@ static void on_due(uv_timer_t *t)
 static void schedule(struct sess *s)
 {
 	enum sess_act act = SESS_SYNC;
-	int64_t now = now_wall(s->ss), due;
+	int64_t now = now_wall(s->ss), due, arg;
 
 	uv_timer_stop(&s->timer);
 	if (s->dropped || s->cur || s->ss->hx == NULL || s->ss->stopping ||
 	    s->ss->held)
 		return;
-	due = next_due(s, now, &act);
+	due = next_due(s, now, &act, &arg);
 	if (due == INT64_MAX)
 		return;
 	uv_timer_start(&s->timer, on_due, due > now ? (uint64_t)(due - now) : 0,
@@ -746,6 +786,11 @@ static void op_finish(struct sess *s, int err, const char *fmt, ...)
 	}
 	o.after = s->status;
 	s->cur = NULL;
+	if (err != 0 && op->act == SESS_PAUSE && op->arg == PAUSE_IDLE) {
+		/* Reported, and tried again a whole idle period later. */
+		log_warn("could not pause idle sandbox %s: %s", s->id, o.msg);
+		s->used_at = now;
+	}
 	s->fails = err == 0 ? 0 : s->fails + 1;
 	s->retry_at = 0;
 	if (err_transient(err))
@@ -859,7 +904,8 @@ static void answered_ok(struct sess *s, const struct hopx_result *r)
 		}
 		break;
 	case HOPX_PAUSE:
-		set_status(s, SBX_PAUSED, NULL, cause, "paused");
+		set_status(s, SBX_PAUSED, NULL, cause,
+		           op->arg == PAUSE_IDLE ? "idle" : "paused");
 		break;
 	case HOPX_STOP:
 		set_status(s, SBX_STOPPED, NULL, cause, "stopped");
@@ -1249,6 +1295,8 @@ int sessions_observe(struct sessions *ss, const struct hopx_sandbox *h)
 
 static void view_of(const struct sess *s, struct sess_view *v)
 {
+	v->leases = s->leases;
+	v->idle_at = idle_at(s);
 	v->status = s->status;
 	v->token_expires_at = s->tok_exp;
 	v->token_issued_at = s->tok_issued;
@@ -1280,6 +1328,30 @@ void sessions_each(const struct sessions *ss, sess_each_fn fn, void *ud)
 		view_of(s, &v);
 		fn(ud, s->id, &v);
 	}
+}
+
+void sessions_use(struct sessions *ss, const char *id)
+{
+	struct sess *s = find(ss, id);
+
+	/* No re-planning here (the token broker's path): an idle timer that
+	 * fires early re-arms itself from used_at. */
+	if (s)
+		s->used_at = now_wall(ss);
+}
+
+int sessions_lease(struct sessions *ss, const char *id, int delta)
+{
+	struct sess *s = lookup(ss, id);
+
+	if (s == NULL)
+		return ERR_NOTFOUND;
+	s->leases += delta;
+	if (s->leases < 0)
+		s->leases = 0;
+	s->used_at = now_wall(ss); /* idle from the moment it is let go */
+	schedule(s);
+	return 0;
 }
 
 int sessions_policy_changed(struct sessions *ss, const char *id)

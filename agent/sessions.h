@@ -149,7 +149,9 @@ struct sess_view {
 	int auto_resume;
 	int paused_by_agent;
 	int pause_on_shutdown;
-	int busy; /* an operation is in flight */
+	int busy;        /* an operation is in flight */
+	int leases;      /* clients holding it in use */
+	int64_t idle_at; /* when it is paused for idleness; 0: never */
 };
 
 /* Records in memory only: call once loaded (reconcile waits for it). */
@@ -160,6 +162,19 @@ int sessions_view(const struct sessions *ss, const char *id,
 typedef void (*sess_each_fn)(void *ud, const char *id,
                              const struct sess_view *v);
 void sessions_each(const struct sessions *ss, sess_each_fn fn, void *ud);
+
+/*
+ * A client used the sandbox (asked for its token, took a lease): the idle
+ * period starts again. Cheap enough for the token broker's path.
+ */
+void sessions_use(struct sessions *ss, const char *id);
+
+/*
+ * delta +1: a client holds the sandbox in use (a lease): it is never
+ * paused for idleness and its HopX deadline is re-armed before it runs
+ * out; -1: let go, the idle period starts then. ERR_NOTFOUND.
+ */
+int sessions_lease(struct sessions *ss, const char *id, int delta);
 
 /* Re-reads policies from the store and re-arms the timer (after policy). */
 int sessions_policy_changed(struct sessions *ss, const char *id);

@@ -36,6 +36,15 @@ struct cli {
  */
 int cli_call(struct cli *c, const char *method, cJSON *params, cJSON **result);
 
+struct ipc_client;
+
+/* Connects to the agent; EXIT_OK, or the exit code (said on stderr). */
+int cli_connect(const struct cli *c, struct ipc_client **ic);
+
+/* cli_call on a connection the caller keeps (a lease lives with it). */
+int cli_call_on(struct cli *c, struct ipc_client *ic, const char *method,
+                cJSON *params, cJSON **result);
+
 /* A string member of o, or "-" when absent or not a string. */
 const char *cli_str(const cJSON *o, const char *key);
 

@@ -6,28 +6,50 @@
 #include "commands.h"
 
 #include "err.h"
+#include "ipc_client.h"
 #include "json.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Waiting for HopX takes longer than a local query. */
 #define API_TIMEOUT_MS (5 * 60 * 1000)
 
-/* A whole number of seconds in lo..hi, or -1. */
+/* A whole number of seconds ("90", "15m", "2h", "1d") in lo..hi, or -1. */
 static long long seconds_arg(const char *s, long long lo, long long hi)
 {
+	static const struct {
+		char unit;
+		long long mul;
+	} units[] = {{'\0', 1}, {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
 	char *end;
 	long long v;
+	size_t i;
 
 	errno = 0;
 	v = strtoll(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi)
+	if (*s == '\0' || end == s || errno || (*end && end[1] != '\0'))
 		return -1;
-	return v;
+	for (i = 0; i < sizeof(units) / sizeof(*units); i++)
+		if (*end == units[i].unit && v <= hi / units[i].mul)
+			return v * units[i].mul >= lo ? v * units[i].mul : -1;
+	return -1;
+}
+
+/* --idle-pause DURATION|off into p; 0 or EXIT_USAGE. */
+static int idle_opt(const char *what, const char *v, cJSON *p)
+{
+	long long s = strcmp(v, "off") == 0 ? 0 : seconds_arg(v, 2, 2592000);
+
+	if (s < 0)
+		return cli_usage_err(what, v);
+	json_add_i64(p, "idle_pause_s", s);
+	return 0;
 }
 
 /* Adds KEY=VALUE to obj; returns 0 or EXIT_USAGE. */
@@ -59,6 +81,9 @@ static int common_opt(int argc, char **argv, int *i, cJSON *p, int *r)
 	*r = 0;
 	if (strcmp(a, "--name") == 0 && *i + 1 < argc) {
 		json_add_str(p, "name", argv[++*i]);
+	} else if (strcmp(a, "--idle-pause") == 0 && *i + 1 < argc) {
+		*r = idle_opt("--idle-pause takes a duration (15m) or off, not",
+		              argv[++*i], p);
 	} else if (strcmp(a, "--label") == 0 && *i + 1 < argc) {
 		cJSON *l = cJSON_GetObjectItem(p, "labels");
 
@@ -219,6 +244,13 @@ int run_policy(struct cli *c, int argc, char **argv)
 	int i = 1, v, r = 0;
 
 	while (i < argc && r == 0) {
+		if (strcmp(argv[i], "--idle-pause") == 0 && i + 1 < argc) {
+			r = idle_opt("policy: --idle-pause takes a duration "
+			             "(15m) or off, not",
+			             argv[i + 1], p);
+			i += 2;
+			continue;
+		}
 		const char *key = strcmp(argv[i], "--auto-resume") == 0
 		                          ? "auto_resume"
 		                  : strcmp(argv[i], "--pause-on-shutdown") == 0
@@ -229,8 +261,8 @@ int run_policy(struct cli *c, int argc, char **argv)
 		    (v = on_off(argv[i + 1])) < 0)
 			r = cli_usage_err(
 			        "policy: expected --auto-resume "
-			        "on|off or --pause-on-shutdown on|off "
-			        "at",
+			        "on|off, --pause-on-shutdown on|off or "
+			        "--idle-pause DURATION|off at",
 			        argv[i]);
 		else
 			cJSON_AddBoolToObject(p, key, v);
@@ -251,8 +283,8 @@ int run_policy(struct cli *c, int argc, char **argv)
  * first unless it did lately (env, run: a pause behind its back is seen);
  * rejected (or NULL): a token the sandbox refused.
  */
-static int get_token(struct cli *c, const char *ref, long long min_ttl,
-                     int confirm, const char *rejected, cJSON **res)
+static cJSON *token_params(const char *ref, long long min_ttl, int confirm,
+                           const char *rejected)
 {
 	cJSON *p = cli_ref_params(ref);
 
@@ -262,8 +294,15 @@ static int get_token(struct cli *c, const char *ref, long long min_ttl,
 		cJSON_AddBoolToObject(p, "confirm", 1);
 	if (rejected)
 		json_add_str(p, "rejected", rejected);
+	return p;
+}
+
+static int get_token(struct cli *c, const char *ref, long long min_ttl,
+                     int confirm, const char *rejected, cJSON **res)
+{
 	c->timeout_ms = API_TIMEOUT_MS;
-	return cli_call(c, "token", p, res);
+	return cli_call(c, "token",
+	                token_params(ref, min_ttl, confirm, rejected), res);
 }
 
 /* token REF [--min-ttl S] [--rejected TOKEN], flags in any order. */
@@ -378,12 +417,54 @@ int run_env(struct cli *c, int argc, char **argv)
 	return r;
 }
 
+static volatile sig_atomic_t child_pid;
+
+static void forward(int sig)
+{
+	if (child_pid > 0)
+		kill((pid_t)child_pid, sig);
+}
+
 /*
- * run REF [--min-ttl S] -- CMD...: execs CMD with the sandbox's variables,
- * so its exit code is CMD's own (127: CMD not found, as shells say).
+ * Runs argv as a child, passing SIGINT, SIGTERM and SIGHUP on to it;
+ * returns its exit code, 128+N when signal N ended it (as shells do),
+ * 127 when it could not be found, 126 when it could not run.
+ */
+static int run_child(char **argv)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	struct sigaction sa = {.sa_handler = forward};
+	int status = 0;
+	size_t i;
+	pid_t pid;
+
+	fflush(stdout);
+	if ((pid = fork()) < 0)
+		return 126;
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		fprintf(stderr, "hopxctl: cannot run %s: %s\n", argv[0],
+		        strerror(errno));
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	child_pid = pid;
+	for (i = 0; i < sizeof(sigs) / sizeof(*sigs); i++)
+		sigaction(sigs[i], &sa, NULL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 126;
+}
+
+/*
+ * run REF [--min-ttl S] -- CMD...: runs CMD with the sandbox's variables
+ * while holding a lease on it (never paused for idleness, its deadline
+ * re-armed), and exits with CMD's code.
  */
 int run_run(struct cli *c, int argc, char **argv)
 {
+	struct ipc_client *ic = NULL;
 	long long ttl = 60;
 	const char *v[5];
 	char url[1024];
@@ -397,17 +478,23 @@ int run_run(struct cli *c, int argc, char **argv)
 		return cli_usage_err("run: expected REF [--min-ttl S] -- CMD "
 		                     "[ARG]...",
 		                     NULL);
-	if ((r = get_token(c, argv[0], ttl, 1, NULL, &res)) != EXIT_OK)
+	if ((r = cli_connect(c, &ic)) != EXIT_OK)
 		return r;
-	env_values(c, res, url, sizeof(url), v);
-	for (r = 0; r < 5; r++)
-		setenv(env_names[r], v[r] ? v[r] : "", 1);
+	c->timeout_ms = API_TIMEOUT_MS;
+	r = cli_call_on(c, ic, "lease", cli_ref_params(argv[0]), &res);
 	cJSON_Delete(res);
-	fflush(stdout);
-	execvp(argv[i + 1], argv + i + 1);
-	fprintf(stderr, "hopxctl: cannot run %s: %s\n", argv[i + 1],
-	        strerror(errno));
-	return errno == ENOENT ? 127 : 126;
+	if (r == EXIT_OK)
+		r = cli_call_on(c, ic, "token",
+		                token_params(argv[0], ttl, 1, NULL), &res);
+	if (r == EXIT_OK) {
+		env_values(c, res, url, sizeof(url), v);
+		for (int k = 0; k < 5; k++)
+			setenv(env_names[k], v[k] ? v[k] : "", 1);
+		r = run_child(argv + i + 1);
+	}
+	cJSON_Delete(res);
+	ipc_client_close(ic); /* the lease ends with the connection */
+	return r;
 }
 
 /* ---- reconcile, wait ---- */

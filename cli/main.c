@@ -193,19 +193,37 @@ static int not_running(const struct cli *c, int r)
 	return EXIT_NOAGENT;
 }
 
+int cli_connect(const struct cli *c, struct ipc_client **ic)
+{
+	int r = ipc_client_connect(c->socket, ic);
+
+	return r == 0 ? EXIT_OK : not_running(c, r);
+}
+
 int cli_call(struct cli *c, const char *method, cJSON *params, cJSON **result)
 {
 	struct ipc_client *ic = NULL;
-	char *msg = NULL;
-	int r = ipc_client_connect(c->socket, &ic);
+	int r = cli_connect(c, &ic);
 
 	*result = NULL;
-	if (r != 0) {
+	if (r != EXIT_OK) {
 		cJSON_Delete(params);
-		return not_running(c, r);
+		return r;
 	}
-	r = ipc_client_call(ic, method, params, c->timeout_ms, result, &msg);
+	r = cli_call_on(c, ic, method, params, result);
 	ipc_client_close(ic);
+	return r;
+}
+
+int cli_call_on(struct cli *c, struct ipc_client *ic, const char *method,
+                cJSON *params, cJSON **result)
+{
+	char *msg = NULL;
+	int r;
+
+	*result = NULL;
+	r = ipc_client_call(ic, method, params, c->timeout_ms, result, &msg);
+
 	if (r == ERR_NET || r == ERR_PROTO)
 		fprintf(stderr, "hopxctl: lost the connection to hopxd\n");
 	else if (r != 0)

@@ -180,6 +180,43 @@ static void print_field(const struct cli *c, const char *key, const char *v,
 	printf("%-17s %s (%s)\n", key, v, rel);
 }
 
+/* Who holds the sandbox in use (show only), one line each. */
+static void print_leases(const struct cli *c, const cJSON *leases)
+{
+	const cJSON *l;
+
+	cJSON_ArrayForEach(l, leases)
+	{
+		char rel[32] = "";
+		const char *since = cli_str(l, "since");
+
+		if (c->tty)
+			fmt_relative(rel, sizeof(rel), since, c->now_ms);
+		printf("%-17s pid %d (%s) since %s\n", "lease",
+		       cli_int(l, "pid"), cli_str(l, "command"),
+		       c->tty ? rel : since);
+	}
+}
+
+static const char *on_off(const cJSON *pol, const char *key)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItem(pol, key)) ? "on" : "off";
+}
+
+static void print_policy(const cJSON *pol)
+{
+	char idle[24] = "off";
+	int s = cli_int(pol, "idle_pause_s");
+
+	if (s > 0)
+		fmt_duration(idle, sizeof(idle), (int64_t)s * 1000);
+	printf("%-17s auto_resume=%s keepalive=%ds pause_on_shutdown=%s "
+	       "idle_pause=%s\n",
+	       "policy", on_off(pol, "auto_resume"),
+	       cli_int(pol, "keepalive_s"), on_off(pol, "pause_on_shutdown"),
+	       idle);
+}
+
 void cli_print_sandbox(const struct cli *c, const cJSON *sb)
 {
 	static const struct {
@@ -216,14 +253,8 @@ void cli_print_sandbox(const struct cli *c, const cJSON *sb)
 	}
 	labels_text(sb, labels, sizeof(labels));
 	printf("%-17s %s\n", "labels", labels);
-	printf("%-17s auto_resume=%s keepalive=%ds pause_on_shutdown=%s\n",
-	       "policy",
-	       cJSON_IsTrue(cJSON_GetObjectItem(pol, "auto_resume")) ? "on"
-	                                                             : "off",
-	       cli_int(pol, "keepalive_s"),
-	       cJSON_IsTrue(cJSON_GetObjectItem(pol, "pause_on_shutdown"))
-	               ? "on"
-	               : "off");
+	print_policy(pol);
+	print_leases(c, cJSON_GetObjectItem(sb, "leases"));
 }
 
 void cli_print_event(const struct cli *c, const cJSON *ev)

@@ -27,12 +27,12 @@ _hopxctl_refs()
 _hopxctl_flags()
 {
 	case $1 in
-	attach) echo "--name --label --no-resume" ;;
-	create) echo "--template --name --label --timeout --region --env" ;;
+	attach) echo "--name --label --no-resume --idle-pause" ;;
+	create) echo "--template --name --label --timeout --region --env --idle-pause" ;;
 	events) echo "--since -f" ;;
 	label) echo "--rm" ;;
 	ls | list) echo "--status --label -q" ;;
-	policy) echo "--auto-resume --pause-on-shutdown" ;;
+	policy) echo "--auto-resume --pause-on-shutdown --idle-pause" ;;
 	reconcile) echo "--last" ;;
 	rename) echo "--clear" ;;
 	run) echo "--min-ttl --" ;;

@@ -126,6 +126,7 @@ struct store_sandbox {
 	int auto_resume;       /* policy, default 1 */
 	int64_t keepalive_s;   /* policy, 0 = off */
 	int pause_on_shutdown; /* policy, default 0 */
+	int64_t idle_pause_s;  /* policy: pause after this long unused; 0 off */
 	/* Filled by get and list, ignored by put: */
 	int paused_by_agent;  /* paused at shutdown, to resume at start */
 	int64_t status_since; /* when the status last changed (a trigger) */
@@ -237,12 +238,23 @@ int store_sandbox_set_paused_by_agent(struct store *s, const char *id, int on);
 int store_sandbox_mark_stale(struct store *s, const char *id,
                              const char *error);
 
+/* The policies a sandbox has; in a change, a negative value keeps one. */
+struct store_policy {
+	int64_t auto_resume;       /* 0 or 1 */
+	int64_t keepalive_s;       /* 0: off */
+	int64_t pause_on_shutdown; /* 0 or 1 */
+	int64_t idle_pause_s;      /* 0: off */
+};
+
+/* Sets every field of p to "keep". */
+void store_policy_keep(struct store_policy *p);
+
 /*
- * Changes the policies; a negative value keeps that policy. Appends a
- * "policy" event. ERR_NOTFOUND: no such id; ERR_INVAL: bad value.
+ * Changes the policies p names. Appends a "policy" event. ERR_NOTFOUND:
+ * no such id; ERR_INVAL: bad value.
  */
-int store_sandbox_set_policy(struct store *s, const char *id, int auto_resume,
-                             int64_t keepalive_s, int pause_on_shutdown,
+int store_sandbox_set_policy(struct store *s, const char *id,
+                             const struct store_policy *p,
                              enum store_cause cause);
 
 /*

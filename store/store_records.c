@@ -35,7 +35,8 @@ enum sbx_col {
 	C_TOKEN_EXPIRES,
 	C_TOKEN_ISSUED,
 	C_STATUS_SINCE,
-	C_LABELS
+	C_LABELS,
+	C_IDLE_PAUSE_S
 };
 
 void store_sandbox_init(struct store_sandbox *r)
@@ -174,6 +175,7 @@ static int read_row(sqlite3_stmt *st, struct store_sandbox *r)
 	r->token_expires_at = col_i64(st, C_TOKEN_EXPIRES);
 	r->token_issued_at = col_i64(st, C_TOKEN_ISSUED);
 	r->status_since = col_i64(st, C_STATUS_SINCE);
+	r->idle_pause_s = sqlite3_column_int64(st, C_IDLE_PAUSE_S);
 	return err ? err : read_labels(st, r);
 }
 
@@ -244,6 +246,7 @@ static int bind_put(struct store *s, sqlite3_stmt *st,
 	e |= store_bind_i64(st, 19, r->keepalive_s);
 	e |= store_bind_i64(st, 20, r->pause_on_shutdown ? 1 : 0);
 	e |= store_bind_i64(st, 21, store_now(s));
+	e |= store_bind_i64(st, 22, r->idle_pause_s);
 	return e ? ERR_NOMEM : 0;
 }
 
@@ -514,28 +517,40 @@ static int policy_event(struct store *s, const char *id, sqlite3_stmt *st,
 	json_add_bool(d, "auto_resume", sqlite3_column_int(st, 0));
 	json_add_i64(d, "keepalive_s", sqlite3_column_int64(st, 1));
 	json_add_bool(d, "pause_on_shutdown", sqlite3_column_int(st, 2));
+	json_add_i64(d, "idle_pause_s", sqlite3_column_int64(st, 3));
 	sqlite3_reset(st);
 	return event_json(s, id, "policy", cause, d);
 }
 
-int store_sandbox_set_policy(struct store *s, const char *id, int auto_resume,
-                             int64_t keepalive_s, int pause_on_shutdown,
+void store_policy_keep(struct store_policy *p)
+{
+	p->auto_resume = p->keepalive_s = p->pause_on_shutdown = -1;
+	p->idle_pause_s = -1;
+}
+
+static int64_t or_null(int64_t v)
+{
+	return v < 0 ? STORE_NULL : v;
+}
+
+int store_sandbox_set_policy(struct store *s, const char *id,
+                             const struct store_policy *p,
                              enum store_cause cause)
 {
 	sqlite3_stmt *st;
 	int r, rc;
 
-	if (auto_resume > 1 || pause_on_shutdown > 1)
+	if (p->auto_resume > 1 || p->pause_on_shutdown > 1)
 		return ERR_INVAL;
 	if ((r = store_wbegin(s)) != 0)
 		return r;
 	st = store_stmt(s, ST_SBX_POLICY);
 	store_bind_str(st, 1, id);
-	store_bind_i64(st, 2, auto_resume < 0 ? STORE_NULL : auto_resume);
-	store_bind_i64(st, 3, keepalive_s < 0 ? STORE_NULL : keepalive_s);
-	store_bind_i64(st, 4,
-	               pause_on_shutdown < 0 ? STORE_NULL : pause_on_shutdown);
+	store_bind_i64(st, 2, or_null(p->auto_resume));
+	store_bind_i64(st, 3, or_null(p->keepalive_s));
+	store_bind_i64(st, 4, or_null(p->pause_on_shutdown));
 	store_bind_i64(st, 5, store_now(s));
+	store_bind_i64(st, 6, or_null(p->idle_pause_s));
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		r = policy_event(s, id, st, cause);

@@ -437,6 +437,16 @@ static void t_status_with_event(void **state)
 	                 ERR_NOTFOUND);
 }
 
+static int set_policy(struct fx *f, const char *id, int64_t auto_resume,
+                      int64_t keepalive_s, int64_t pause_on_shutdown,
+                      int64_t idle_pause_s)
+{
+	struct store_policy p = {auto_resume, keepalive_s, pause_on_shutdown,
+	                         idle_pause_s};
+
+	return store_sandbox_set_policy(f->s, id, &p, STORE_CAUSE_USER);
+}
+
 static void t_policy(void **state)
 {
 	struct fx *f = *state;
@@ -444,28 +454,22 @@ static void t_policy(void **state)
 	struct evlist l;
 
 	assert_int_equal(track(f, "s1", NULL, SBX_RUNNING), 0);
-	assert_int_equal(store_sandbox_set_policy(f->s, "s1", 0, -1, 1,
-	                                          STORE_CAUSE_USER),
-	                 0);
-	assert_int_equal(store_sandbox_set_policy(f->s, "s1", -1, 300, -1,
-	                                          STORE_CAUSE_USER),
-	                 0);
+	assert_int_equal(set_policy(f, "s1", 0, -1, 1, -1), 0);
+	assert_int_equal(set_policy(f, "s1", -1, 300, -1, 900), 0);
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_int_equal(g.auto_resume, 0);
 	assert_int_equal(g.keepalive_s, 300);
 	assert_int_equal(g.pause_on_shutdown, 1);
+	assert_int_equal(g.idle_pause_s, 900);
 	store_sandbox_finish(&g);
 	events(f, 0, &l);
 	assert_int_equal(l.n, 3);
 	assert_string_equal(l.details[2], "{\"auto_resume\":false,"
 	                                  "\"keepalive_s\":300,"
-	                                  "\"pause_on_shutdown\":true}");
-	assert_int_equal(store_sandbox_set_policy(f->s, "zz", 1, -1, -1,
-	                                          STORE_CAUSE_USER),
-	                 ERR_NOTFOUND);
-	assert_int_equal(store_sandbox_set_policy(f->s, "s1", 2, -1, -1,
-	                                          STORE_CAUSE_USER),
-	                 ERR_INVAL);
+	                                  "\"pause_on_shutdown\":true,"
+	                                  "\"idle_pause_s\":900}");
+	assert_int_equal(set_policy(f, "zz", 1, -1, -1, -1), ERR_NOTFOUND);
+	assert_int_equal(set_policy(f, "s1", 2, -1, -1, -1), ERR_INVAL);
 }
 
 static void t_labels(void **state)
