@@ -10,11 +10,13 @@
 #include "json.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Waiting for HopX takes longer than a local query. */
@@ -425,74 +427,252 @@ static void forward(int sig)
 		kill((pid_t)child_pid, sig);
 }
 
-/*
- * Runs argv as a child, passing SIGINT, SIGTERM and SIGHUP on to it;
- * returns its exit code, 128+N when signal N ended it (as shells do),
- * 127 when it could not be found, 126 when it could not run.
- */
-static int run_child(char **argv)
+/* Starts argv as a child that gets SIGINT, SIGTERM and SIGHUP passed on. */
+static pid_t spawn(char **argv)
 {
 	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
 	struct sigaction sa = {.sa_handler = forward};
-	int status = 0;
 	size_t i;
 	pid_t pid;
 
 	fflush(stdout);
-	if ((pid = fork()) < 0)
-		return 126;
-	if (pid == 0) {
-		execvp(argv[0], argv);
-		fprintf(stderr, "hopxctl: cannot run %s: %s\n", argv[0],
-		        strerror(errno));
-		_exit(errno == ENOENT ? 127 : 126);
+	if ((pid = fork()) != 0) {
+		child_pid = pid;
+		for (i = 0; pid > 0 && i < sizeof(sigs) / sizeof(*sigs); i++)
+			sigaction(sigs[i], &sa, NULL);
+		return pid;
 	}
-	child_pid = pid;
-	for (i = 0; i < sizeof(sigs) / sizeof(*sigs); i++)
-		sigaction(sigs[i], &sa, NULL);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	execvp(argv[0], argv);
+	fprintf(stderr, "hopxctl: cannot run %s: %s\n", argv[0],
+	        strerror(errno));
+	_exit(errno == ENOENT ? 127 : 126);
+}
+
+/* The child's exit code, 128+N when signal N ended it (as shells do). */
+static int exit_code(int status)
+{
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 126;
 }
 
+/* ---- run --token-file: the token kept in a file while the child runs ---- */
+
+struct token_file {
+	char dir[512];
+	char path[600];
+};
+
+/* A private directory (0700) for the file, under XDG_RUNTIME_DIR. */
+static int token_file_open(struct token_file *tf)
+{
+	const char *base = getenv("XDG_RUNTIME_DIR");
+
+	if (base == NULL || *base == '\0')
+		base = getenv("TMPDIR");
+	snprintf(tf->dir, sizeof(tf->dir), "%s/hopxctl-token.XXXXXX",
+	         base && *base ? base : "/tmp");
+	if (mkdtemp(tf->dir) == NULL) {
+		fprintf(stderr, "hopxctl: cannot make %s: %s\n", tf->dir,
+		        strerror(errno));
+		tf->dir[0] = '\0';
+		return EXIT_ERROR;
+	}
+	snprintf(tf->path, sizeof(tf->path), "%s/token", tf->dir);
+	return EXIT_OK;
+}
+
+/* Replaces the file's content at once (write + rename): a reader sees
+ * the old token or the new one, never half of one. */
+static int token_file_write(const struct token_file *tf, const char *token)
+{
+	char tmp[620];
+	int fd, ok;
+	size_t n = strlen(token);
+
+	snprintf(tmp, sizeof(tmp), "%s/.token.new", tf->dir);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return EXIT_ERROR;
+	ok = write(fd, token, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, tf->path) != 0) {
+		unlink(tmp);
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
+static void token_file_remove(const struct token_file *tf)
+{
+	if (tf->dir[0] == '\0')
+		return;
+	unlink(tf->path);
+	rmdir(tf->dir);
+}
+
+/* A "token" event of sandbox id: the token was renewed. */
+static int renewed(const cJSON *ev, const char *id)
+{
+	return strcmp(cli_str(ev, "type"), "token") == 0 &&
+	       strcmp(cli_str(ev, "sandbox_id"), id) == 0;
+}
+
+/* Rewrites the file from the agent's current token. */
+static void refresh_file(struct cli *c, struct ipc_client *ic,
+                         const struct token_file *tf, const char *id)
+{
+	cJSON *res = NULL;
+
+	if (cli_call_on(c, ic, "token", token_params(id, 0, 0, NULL), &res) ==
+	            EXIT_OK &&
+	    token_file_write(tf, cli_str(res, "token")) != EXIT_OK)
+		fprintf(stderr, "hopxctl: cannot rewrite %s\n", tf->path);
+	cJSON_Delete(res);
+}
+
 /*
- * run REF [--min-ttl S] -- CMD...: runs CMD with the sandbox's variables
- * while holding a lease on it (never paused for idleness, its deadline
- * re-armed), and exits with CMD's code.
+ * Waits for the child; with a token file, rewrites it at every renewal
+ * the agent announces on a subscription (sub), until the child ends.
+ */
+static int wait_child(struct cli *c, pid_t pid, struct ipc_client *ic,
+                      struct ipc_client *sub, const struct token_file *tf,
+                      const char *id)
+{
+	struct timespec pause = {0, 200 * 1000000L};
+	cJSON *ev = NULL;
+	char *msg = NULL;
+	int status = 0, r;
+	pid_t w;
+
+	for (;;) {
+		w = waitpid(pid, &status, sub ? WNOHANG : 0);
+		if (w == pid)
+			return exit_code(status);
+		if (w < 0 && errno != EINTR)
+			return 126;
+		if (sub == NULL)
+			continue;
+		r = ipc_client_next_event(sub, 200, &ev, &msg);
+		if (r == 0 && renewed(ev, id))
+			refresh_file(c, ic, tf, id);
+		else if (r != 0 && r != ERR_TIMEOUT)
+			nanosleep(&pause, NULL); /* dropped: poll the child */
+		cJSON_Delete(ev);
+		free(msg);
+		ev = NULL;
+		msg = NULL;
+	}
+}
+
+/* A subscription for the token file, from the events after now. */
+static struct ipc_client *subscribe_tokens(struct cli *c)
+{
+	struct ipc_client *sub = NULL;
+	cJSON *res = NULL;
+	char *msg = NULL;
+
+	if (ipc_client_connect(c->socket, &sub) != 0 ||
+	    ipc_client_call(sub, "subscribe", NULL, c->timeout_ms, &res,
+	                    &msg) != 0) {
+		ipc_client_close(sub);
+		sub = NULL;
+	}
+	cJSON_Delete(res);
+	free(msg);
+	return sub;
+}
+
+struct run_opts {
+	long long ttl;
+	int token_file;
+	char **argv; /* the command */
+};
+
+/* REF [--min-ttl S] [--token-file] -- CMD [ARG]... */
+static int run_args(int argc, char **argv, struct run_opts *o)
+{
+	int i = 1;
+
+	o->ttl = 60;
+	o->token_file = 0;
+	while (i < argc && strcmp(argv[i], "--") != 0) {
+		if (strcmp(argv[i], "--token-file") == 0) {
+			o->token_file = 1;
+			i++;
+		} else if (strcmp(argv[i], "--min-ttl") == 0 && i + 1 < argc &&
+		           (o->ttl = seconds_arg(argv[i + 1], 0, 86400)) >= 0) {
+			i += 2;
+		} else {
+			break;
+		}
+	}
+	if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc)
+		return cli_usage_err("run: expected REF [--min-ttl S] "
+		                     "[--token-file] -- CMD [ARG]...",
+		                     NULL);
+	o->argv = argv + i + 1;
+	return EXIT_OK;
+}
+
+/* The child's environment; with a token file, the file and its path. */
+static int child_env(struct cli *c, const cJSON *res, const struct run_opts *o,
+                     struct token_file *tf)
+{
+	const char *v[5];
+	char url[1024];
+	int k;
+
+	env_values(c, res, url, sizeof(url), v);
+	for (k = 0; k < 5; k++)
+		setenv(env_names[k], v[k] ? v[k] : "", 1);
+	if (!o->token_file)
+		return EXIT_OK;
+	if (token_file_open(tf) != EXIT_OK ||
+	    token_file_write(tf, v[2] ? v[2] : "") != EXIT_OK)
+		return EXIT_ERROR;
+	setenv("HOPX_SANDBOX_TOKEN_FILE", tf->path, 1);
+	return EXIT_OK;
+}
+
+/*
+ * run REF [--min-ttl S] [--token-file] -- CMD...: runs CMD with the
+ * sandbox's variables while holding a lease on it (never paused for
+ * idleness, its deadline re-armed), and exits with CMD's code. With
+ * --token-file the token is also in a 0600 file that is rewritten at
+ * every renewal while CMD runs (for processes that outlive a token).
  */
 int run_run(struct cli *c, int argc, char **argv)
 {
-	struct ipc_client *ic = NULL;
-	long long ttl = 60;
-	const char *v[5];
-	char url[1024];
+	struct ipc_client *ic = NULL, *sub = NULL;
+	struct token_file tf = {"", ""};
+	struct run_opts o = {60, 0, NULL};
 	cJSON *res = NULL;
-	int i = 1, r;
+	pid_t pid;
+	int r;
 
-	if (i + 1 < argc && strcmp(argv[i], "--min-ttl") == 0 &&
-	    (ttl = seconds_arg(argv[i + 1], 0, 86400)) >= 0)
-		i += 2;
-	if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc)
-		return cli_usage_err("run: expected REF [--min-ttl S] -- CMD "
-		                     "[ARG]...",
-		                     NULL);
-	if ((r = cli_connect(c, &ic)) != EXIT_OK)
+	if ((r = run_args(argc, argv, &o)) != EXIT_OK ||
+	    (r = cli_connect(c, &ic)) != EXIT_OK)
 		return r;
 	c->timeout_ms = API_TIMEOUT_MS;
 	r = cli_call_on(c, ic, "lease", cli_ref_params(argv[0]), &res);
 	cJSON_Delete(res);
+	if (r == EXIT_OK && o.token_file)
+		sub = subscribe_tokens(c); /* before the token: none missed */
 	if (r == EXIT_OK)
 		r = cli_call_on(c, ic, "token",
-		                token_params(argv[0], ttl, 1, NULL), &res);
+		                token_params(argv[0], o.ttl, 1, NULL), &res);
+	if (r == EXIT_OK)
+		r = child_env(c, res, &o, &tf);
 	if (r == EXIT_OK) {
-		env_values(c, res, url, sizeof(url), v);
-		for (int k = 0; k < 5; k++)
-			setenv(env_names[k], v[k] ? v[k] : "", 1);
-		r = run_child(argv + i + 1);
+		pid = spawn(o.argv);
+		r = pid < 0 ? 126
+		            : wait_child(c, pid, ic, sub, &tf,
+		                         cli_str(res, "id"));
 	}
+	token_file_remove(&tf);
 	cJSON_Delete(res);
+	ipc_client_close(sub);
 	ipc_client_close(ic); /* the lease ends with the connection */
 	return r;
 }

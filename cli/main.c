@@ -72,7 +72,7 @@ static const struct cmd cmd_table[] = {
          run_rename},
         {"resume", "REF", "resume the sandbox and renew its token", 1, 1,
          run_resume},
-        {"run", "REF [--min-ttl S] -- CMD [ARG]...",
+        {"run", "REF [--min-ttl S] [--token-file] -- CMD [ARG]...",
          "run CMD with the sandbox's variables (see env)", 3, 4096, run_run},
         {"show", "REF", "show one sandbox", 1, 1, run_show},
         {"start", "REF", "start a stopped sandbox", 1, 1, run_start},

@@ -35,7 +35,7 @@ _hopxctl_flags()
 	policy) echo "--auto-resume --pause-on-shutdown --idle-pause" ;;
 	reconcile) echo "--last" ;;
 	rename) echo "--clear" ;;
-	run) echo "--min-ttl --" ;;
+	run) echo "--min-ttl --token-file --" ;;
 	token) echo "--min-ttl --rejected" ;;
 	wait) echo "--for --timeout" ;;
 	doctor) echo "--api-key-file" ;;

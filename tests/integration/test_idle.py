@@ -5,13 +5,15 @@ it with one resume; `hopxctl run` holds a lease for its child's life (the
 sandbox stays running across periods, HopX's deadline is re-armed, show
 lists the holder) and once it ends the sandbox is paused within a period;
 run passes the child's exit code, 128+N for a signal, and forwards
-SIGTERM."""
+SIGTERM; run --token-file keeps a 0600 file with the current token,
+rewritten at every renewal, removed at the end."""
+import os
 import json
 import signal
 import subprocess
 import time
 
-from hopxtest import (Agent, Sim, Tap, api_calls, cleanup, note_output,
+from hopxtest import (Agent, Sim, Tap, api_calls, cleanup, note_output, run,
                       setup, wait_for)
 
 RESUME = "POST /v1/sandboxes/{id}/resume"
@@ -21,6 +23,7 @@ hopxd, hopxctl, simbin, tmp = setup()
 t = Tap()
 sim = Sim(simbin, tmp).start()
 agent = Agent(hopxd, hopxctl, tmp, sim.url)
+others = ()
 
 
 def hopx_status(sid):
@@ -99,6 +102,40 @@ def exit_codes(sid):
          (rc, err))
 
 
+def token_file():
+    """6 s tokens, a child that calls the sandbox with the file's token
+    every second for 20 s."""
+    d = os.path.join(tmp, "tf")
+    os.makedirs(os.path.join(d, "xdg"), mode=0o700)
+    short = Sim(simbin, d, ["--token-lifetime", "6"]).start()
+    ag = Agent(hopxd, hopxctl, d, short.url).start()
+    sid = short.bulk(1)[0]
+    ag.rpc("attach", {"id": sid})
+    script = ('f=$HOPX_SANDBOX_TOKEN_FILE; echo "$f"; '
+              'echo "$(stat -c %a "$f") $(stat -c %a "$(dirname "$f")")"; '
+              'for i in $(seq 20); do t=$(cat "$f"); '
+              'c=$(curl -s -o /dev/null -w "%{http_code}" '
+              '-H "Authorization: Bearer $t" "$HOPX_SANDBOX_URL/health"); '
+              'echo "$c $(echo "$t" | md5sum | cut -c1-8)"; sleep 1; done')
+    p = run([hopxctl, "--socket", ag.sock, "run", sid, "--token-file", "--",
+             "sh", "-c", script], timeout=60,
+            env=dict(os.environ, XDG_RUNTIME_DIR=os.path.join(d, "xdg")))
+    lines = p.stdout.splitlines()
+    path, modes, calls = (lines[0], lines[1], [ln.split() for ln in
+                                               lines[2:]]) \
+        if len(lines) > 2 else ("", "", [])
+    seen = {h for _, h in calls}
+    t.ok(p.returncode == 0 and modes == "600 700" and len(calls) == 20 and
+         all(code == "200" for code, _ in calls) and len(seen) >= 3,
+         f"run --token-file: {len(seen)} tokens over 20 s of 6 s tokens, "
+         "every call accepted, file 0600 in a 0700 directory",
+         (p.returncode, modes, calls, p.stderr))
+    t.ok(path and not os.path.exists(path) and
+         not os.path.exists(os.path.dirname(path)),
+         "the file and its directory are gone when the child ends", path)
+    return ag, short
+
+
 try:
     agent.start()
     a = sim.bulk(1)[0]
@@ -119,6 +156,7 @@ try:
     t.ok(rc == 2, "an idle period under 2 s is refused (exit 2)", err)
     rc, out, _ = agent.ctl("policy", a, "--idle-pause", "off")
     t.ok(rc == 0 and "idle_pause=off" in out, "policy --idle-pause off", out)
+    others = token_file()
 finally:
-    cleanup(tmp, agent, sim, t=t)
+    cleanup(tmp, agent, sim, *others, t=t)
 t.done()
