@@ -84,6 +84,7 @@ cJSON *methods_sandbox_json(const struct store_sandbox *r)
 	json_add_i64(pol, "keepalive_s", r->keepalive_s);
 	cJSON_AddBoolToObject(pol, "pause_on_shutdown", r->pause_on_shutdown);
 	json_add_i64(pol, "idle_pause_s", r->idle_pause_s);
+	json_add_str(pol, "on_expiry", store_expiry_str(r->on_expiry));
 	return o;
 }
 
@@ -491,15 +492,22 @@ static const struct proto_param p_rename[] = {
 static const struct proto_param p_subscribe[] = {{"since", PT_INT, 0},
                                                  {NULL, 0, 0}};
 
-static const struct proto_param p_attach[] = {
-        {"id", PT_STRING, 1},   {"idle_pause_s", PT_INT, 0},
-        {"name", PT_STRING, 0}, {"labels", PT_OBJECT, 0},
-        {"resume", PT_BOOL, 0}, {NULL, 0, 0}};
-static const struct proto_param p_create[] = {
-        {"template", PT_STRING, 1}, {"idle_pause_s", PT_INT, 0},
-        {"name", PT_STRING, 0},     {"labels", PT_OBJECT, 0},
-        {"timeout_s", PT_INT, 0},   {"region", PT_STRING, 0},
-        {"env", PT_OBJECT, 0},      {NULL, 0, 0}};
+static const struct proto_param p_attach[] = {{"id", PT_STRING, 1},
+                                              {"idle_pause_s", PT_INT, 0},
+                                              {"on_expiry", PT_STRING, 0},
+                                              {"name", PT_STRING, 0},
+                                              {"labels", PT_OBJECT, 0},
+                                              {"resume", PT_BOOL, 0},
+                                              {NULL, 0, 0}};
+static const struct proto_param p_create[] = {{"template", PT_STRING, 1},
+                                              {"idle_pause_s", PT_INT, 0},
+                                              {"on_expiry", PT_STRING, 0},
+                                              {"name", PT_STRING, 0},
+                                              {"labels", PT_OBJECT, 0},
+                                              {"timeout_s", PT_INT, 0},
+                                              {"region", PT_STRING, 0},
+                                              {"env", PT_OBJECT, 0},
+                                              {NULL, 0, 0}};
 static const struct proto_param p_seconds[] = {
         {"ref", PT_STRING, 1}, {"seconds", PT_INT, 1}, {NULL, 0, 0}};
 static const struct proto_param p_token[] = {{"confirm", PT_BOOL, 0},
@@ -516,6 +524,7 @@ static const struct proto_param p_wait[] = {{"ref", PT_STRING, 1},
 static const struct proto_param p_policy[] = {{"ref", PT_STRING, 1},
                                               {"auto_resume", PT_BOOL, 0},
                                               {"idle_pause_s", PT_INT, 0},
+                                              {"on_expiry", PT_STRING, 0},
                                               {"pause_on_shutdown", PT_BOOL, 0},
                                               {NULL, 0, 0}};
 

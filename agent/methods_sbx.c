@@ -203,6 +203,11 @@ static int policy_params(struct call *c, struct store_policy *p)
 	if (ps)
 		p->pause_on_shutdown = cJSON_IsTrue(ps);
 	json_get_i64(c->params, "idle_pause_s", &p->idle_pause_s);
+	if (cJSON_GetObjectItem(c->params, "on_expiry") &&
+	    (p->on_expiry =
+	             store_expiry_parse(methods_param_str(c, "on_expiry"))) < 0)
+		return methods_fail(c, ERR_INVAL,
+		                    "on_expiry must be kill, pause or extend");
 	if (p->idle_pause_s != -1 &&
 	    (p->idle_pause_s < 0 || p->idle_pause_s > 30L * 86400 ||
 	     (p->idle_pause_s > 0 && p->idle_pause_s < IDLE_MIN_S)))
@@ -215,7 +220,7 @@ static int policy_params(struct call *c, struct store_policy *p)
 static int policy_named(const struct store_policy *p)
 {
 	return p->auto_resume >= 0 || p->pause_on_shutdown >= 0 ||
-	       p->idle_pause_s >= 0 || p->keepalive_s >= 0;
+	       p->idle_pause_s >= 0 || p->keepalive_s >= 0 || p->on_expiry >= 0;
 }
 
 int methods_policy(struct call *c)

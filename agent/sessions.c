@@ -25,10 +25,14 @@
 #define REFRESH_MIN_AGE_MS 1000
 /* A handed-out token lasts at least this long, whatever was asked. */
 #define TOKEN_MIN_TTL_MS 1000
-/* SESS_PAUSE's arg when the agent pauses a sandbox nobody uses. */
-#define PAUSE_IDLE    1
-#define RETRY_BASE_MS 1000
-#define RETRY_CAP_MS  60000
+/* SESS_PAUSE's arg when the agent pauses a sandbox nobody uses, and
+ * when it pauses one before HopX's deadline (on_expiry pause). */
+#define PAUSE_IDLE           1
+#define PAUSE_EXPIRY         2
+#define EXPIRY_MARGIN_MIN_MS 2000
+#define EXPIRY_MARGIN_MAX_MS 60000
+#define RETRY_BASE_MS        1000
+#define RETRY_CAP_MS         60000
 /* A renewal retries within a third of what is left of its token. */
 #define RETRY_MIN_MS  500
 #define AUTH_RETRY_MS 60000
@@ -77,6 +81,8 @@ struct sess {
 	int64_t timeout_s;    /* HopX's kill period, re-armed while leased */
 	int64_t used_at;      /* last use (a token asked, a lease let go) */
 	int leases;           /* clients holding it in use */
+	int on_expiry;        /* STORE_EXPIRY_*: what HopX's deadline does */
+	int64_t pause_after;  /* the agent's own pauses wait (one refused) */
 	int auto_resume, pause_on_shutdown, paused_by_agent;
 	uint32_t jitter; /* where in the renewal window this one renews */
 	int fails;       /* consecutive failed operations */
@@ -240,6 +246,7 @@ static void sess_load(struct sess *s, const struct store_sandbox *r)
 	s->expires_at = r->expires_at == STORE_NULL ? 0 : r->expires_at;
 	s->keepalive_s = r->keepalive_s;
 	s->idle_pause_s = r->idle_pause_s;
+	s->on_expiry = r->on_expiry;
 	s->timeout_s = r->timeout_seconds > 0 ? r->timeout_seconds : 0;
 	s->auto_resume = r->auto_resume;
 	s->pause_on_shutdown = r->pause_on_shutdown;
@@ -533,9 +540,11 @@ static int64_t renew_at(const struct sess *s)
 }
 
 /*
- * The period HopX's deadline is re-armed to: the keep-alive policy's, or
- * while a client holds a lease, the sandbox's own timeout (a sandbox in
- * use is never killed by it). 0: nothing to re-arm.
+ * The period HopX's deadline is re-armed to: the keep-alive policy's;
+ * else the sandbox's own timeout while a client holds a lease (a sandbox
+ * in use is never killed by it), with on_expiry extend, or with on_expiry
+ * pause once paused (whether HopX's clock runs while paused or not, the
+ * deadline never comes). 0: nothing to re-arm.
  */
 static int64_t rearm_period(const struct sess *s)
 {
@@ -544,7 +553,27 @@ static int64_t rearm_period(const struct sess *s)
 		return 0;
 	if (s->keepalive_s > 0)
 		return s->keepalive_s;
-	return s->leases > 0 ? s->timeout_s : 0;
+	if (s->leases > 0 || s->on_expiry == STORE_EXPIRY_EXTEND ||
+	    (s->on_expiry == STORE_EXPIRY_PAUSE && s->status == SBX_PAUSED))
+		return s->timeout_s;
+	return 0;
+}
+
+/*
+ * on_expiry pause: a running sandbox nobody holds is paused this long
+ * before HopX's deadline (a tenth of its timeout, 2-60 s); 0: never.
+ */
+static int64_t expiry_pause_at(const struct sess *s)
+{
+	int64_t margin = s->timeout_s * 100;
+
+	if (s->on_expiry != STORE_EXPIRY_PAUSE || s->status != SBX_RUNNING ||
+	    s->leases > 0 || s->expires_at <= 0)
+		return 0;
+	margin = margin < EXPIRY_MARGIN_MIN_MS   ? EXPIRY_MARGIN_MIN_MS
+	         : margin > EXPIRY_MARGIN_MAX_MS ? EXPIRY_MARGIN_MAX_MS
+	                                         : margin;
+	return s->expires_at - margin;
 }
 
 /* When an unused sandbox is paused for idleness (wall ms); 0: never. */
@@ -555,35 +584,45 @@ static int64_t idle_at(const struct sess *s)
 	               : 0;
 }
 
+/* Makes (k, what, with) the next action if it comes before *due. */
+static void earliest(int64_t *due, enum sess_act *act, int64_t *arg, int64_t k,
+                     enum sess_act what, int64_t with)
+{
+	if (k < *due) {
+		*due = k;
+		*act = what;
+		*arg = with;
+	}
+}
+
+/* When one of the agent's own pauses may come (at), INT64_MAX: never. */
+static int64_t pause_due(const struct sess *s, int64_t at)
+{
+	if (at == 0)
+		return INT64_MAX;
+	return at < s->pause_after ? s->pause_after : at;
+}
+
 /* When the next background action is due (wall ms), which, its arg. */
 static int64_t next_due(const struct sess *s, int64_t now, enum sess_act *act,
                         int64_t *arg)
 {
-	int64_t due = INT64_MAX, k, period = rearm_period(s);
+	int64_t due = INT64_MAX, period = rearm_period(s);
 
 	*arg = 0;
-	if (s->status == SBX_RUNNING) {
-		due = s->tok_exp > 0 ? renew_at(s) : now;
-		*act = SESS_REFRESH;
-	}
-	if (period > 0) {
-		k = timing_keepalive_at(s->expires_at, period, now);
-		if (k < due) {
-			due = k;
-			*act = SESS_TIMEOUT;
-			*arg = period;
-		}
-	}
-	k = idle_at(s);
-	if (k > 0 && k < due) {
-		due = k;
-		*act = SESS_PAUSE;
-		*arg = PAUSE_IDLE;
-	}
-	if (s->status == SBX_CREATING && s->poll_at < due) {
-		due = s->poll_at;
-		*act = SESS_SYNC;
-	}
+	if (s->status == SBX_RUNNING)
+		earliest(&due, act, arg, s->tok_exp > 0 ? renew_at(s) : now,
+		         SESS_REFRESH, 0);
+	if (period > 0)
+		earliest(&due, act, arg,
+		         timing_keepalive_at(s->expires_at, period, now),
+		         SESS_TIMEOUT, period);
+	earliest(&due, act, arg, pause_due(s, idle_at(s)), SESS_PAUSE,
+	         PAUSE_IDLE);
+	earliest(&due, act, arg, pause_due(s, expiry_pause_at(s)), SESS_PAUSE,
+	         PAUSE_EXPIRY);
+	if (s->status == SBX_CREATING)
+		earliest(&due, act, arg, s->poll_at, SESS_SYNC, 0);
 	if (due != INT64_MAX && due < s->retry_at)
 		due = s->retry_at;
 	return due;
@@ -786,17 +825,21 @@ static void op_finish(struct sess *s, int err, const char *fmt, ...)
 	}
 	o.after = s->status;
 	s->cur = NULL;
-	if (err != 0 && op->act == SESS_PAUSE && op->arg == PAUSE_IDLE) {
-		/* Reported, and tried again a whole idle period later. */
-		log_warn("could not pause idle sandbox %s: %s", s->id, o.msg);
-		s->used_at = now;
-	}
 	s->fails = err == 0 ? 0 : s->fails + 1;
 	s->retry_at = 0;
 	if (err_transient(err))
 		s->retry_at = now + retry_delay(s, now);
 	else if (err == ERR_AUTH)
 		s->retry_at = now + AUTH_RETRY_MS;
+	if (err != 0 && op->act == SESS_PAUSE && op->arg != 0) {
+		/* A pause of the agent's own that HopX refused: reported, and
+		 * tried again later (an idle period, a minute), never in a
+		 * loop. */
+		log_warn("could not pause sandbox %s (%s): %s", s->id,
+		         op->arg == PAUSE_IDLE ? "idle" : "before its deadline",
+		         o.msg);
+		s->pause_after = now + RETRY_CAP_MS;
+	}
 	s->refs++; /* a waiter may forget the sandbox */
 	for (w = op->waiters; w; w = next) {
 		next = w->next;
@@ -905,7 +948,9 @@ static void answered_ok(struct sess *s, const struct hopx_result *r)
 		break;
 	case HOPX_PAUSE:
 		set_status(s, SBX_PAUSED, NULL, cause,
-		           op->arg == PAUSE_IDLE ? "idle" : "paused");
+		           op->arg == PAUSE_IDLE     ? "idle"
+		           : op->arg == PAUSE_EXPIRY ? "deadline"
+		                                     : "paused");
 		break;
 	case HOPX_STOP:
 		set_status(s, SBX_STOPPED, NULL, cause, "stopped");

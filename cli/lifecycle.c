@@ -43,6 +43,18 @@ static long long seconds_arg(const char *s, long long lo, long long hi)
 	return -1;
 }
 
+/* --on-expiry kill|pause|extend into p; 0 or EXIT_USAGE. */
+static int expiry_opt(const char *v, cJSON *p)
+{
+	if (strcmp(v, "kill") != 0 && strcmp(v, "pause") != 0 &&
+	    strcmp(v, "extend") != 0)
+		return cli_usage_err("--on-expiry takes kill, pause or extend, "
+		                     "not",
+		                     v);
+	json_add_str(p, "on_expiry", v);
+	return 0;
+}
+
 /* --idle-pause DURATION|off into p; 0 or EXIT_USAGE. */
 static int idle_opt(const char *what, const char *v, cJSON *p)
 {
@@ -86,6 +98,8 @@ static int common_opt(int argc, char **argv, int *i, cJSON *p, int *r)
 	} else if (strcmp(a, "--idle-pause") == 0 && *i + 1 < argc) {
 		*r = idle_opt("--idle-pause takes a duration (15m) or off, not",
 		              argv[++*i], p);
+	} else if (strcmp(a, "--on-expiry") == 0 && *i + 1 < argc) {
+		*r = expiry_opt(argv[++*i], p);
 	} else if (strcmp(a, "--label") == 0 && *i + 1 < argc) {
 		cJSON *l = cJSON_GetObjectItem(p, "labels");
 
@@ -240,36 +254,38 @@ static int on_off(const char *s)
 	return strcmp(s, "off") == 0 ? 0 : -1;
 }
 
+/* One policy flag and its value into p; 0 or EXIT_USAGE. */
+static int policy_opt(const char *flag, const char *v, cJSON *p)
+{
+	int on = v ? on_off(v) : -1;
+
+	if (v && strcmp(flag, "--idle-pause") == 0)
+		return idle_opt("policy: --idle-pause takes a duration (15m) "
+		                "or off, not",
+		                v, p);
+	if (v && strcmp(flag, "--on-expiry") == 0)
+		return expiry_opt(v, p);
+	if (on >= 0 && strcmp(flag, "--auto-resume") == 0) {
+		cJSON_AddBoolToObject(p, "auto_resume", on);
+		return 0;
+	}
+	if (on >= 0 && strcmp(flag, "--pause-on-shutdown") == 0) {
+		cJSON_AddBoolToObject(p, "pause_on_shutdown", on);
+		return 0;
+	}
+	return cli_usage_err("policy: expected --auto-resume on|off, "
+	                     "--pause-on-shutdown on|off, --idle-pause "
+	                     "DURATION|off or --on-expiry kill|pause|extend at",
+	                     flag);
+}
+
 int run_policy(struct cli *c, int argc, char **argv)
 {
 	cJSON *p = cli_ref_params(argv[0]);
-	int i = 1, v, r = 0;
+	int i, r = 0;
 
-	while (i < argc && r == 0) {
-		if (strcmp(argv[i], "--idle-pause") == 0 && i + 1 < argc) {
-			r = idle_opt("policy: --idle-pause takes a duration "
-			             "(15m) or off, not",
-			             argv[i + 1], p);
-			i += 2;
-			continue;
-		}
-		const char *key = strcmp(argv[i], "--auto-resume") == 0
-		                          ? "auto_resume"
-		                  : strcmp(argv[i], "--pause-on-shutdown") == 0
-		                          ? "pause_on_shutdown"
-		                          : NULL;
-
-		if (key == NULL || i + 1 >= argc ||
-		    (v = on_off(argv[i + 1])) < 0)
-			r = cli_usage_err(
-			        "policy: expected --auto-resume "
-			        "on|off, --pause-on-shutdown on|off or "
-			        "--idle-pause DURATION|off at",
-			        argv[i]);
-		else
-			cJSON_AddBoolToObject(p, key, v);
-		i += 2;
-	}
+	for (i = 1; i < argc && r == 0; i += 2)
+		r = policy_opt(argv[i], i + 1 < argc ? argv[i + 1] : NULL, p);
 	if (r != 0) {
 		cJSON_Delete(p);
 		return r;

@@ -211,10 +211,10 @@ static void print_policy(const cJSON *pol)
 	if (s > 0)
 		fmt_duration(idle, sizeof(idle), (int64_t)s * 1000);
 	printf("%-17s auto_resume=%s keepalive=%ds pause_on_shutdown=%s "
-	       "idle_pause=%s\n",
+	       "idle_pause=%s on_expiry=%s\n",
 	       "policy", on_off(pol, "auto_resume"),
 	       cli_int(pol, "keepalive_s"), on_off(pol, "pause_on_shutdown"),
-	       idle);
+	       idle, cli_str(pol, "on_expiry"));
 }
 
 void cli_print_sandbox(const struct cli *c, const cJSON *sb)

@@ -27,12 +27,12 @@ _hopxctl_refs()
 _hopxctl_flags()
 {
 	case $1 in
-	attach) echo "--name --label --no-resume --idle-pause" ;;
-	create) echo "--template --name --label --timeout --region --env --idle-pause" ;;
+	attach) echo "--name --label --no-resume --idle-pause --on-expiry" ;;
+	create) echo "--template --name --label --timeout --region --env --idle-pause --on-expiry" ;;
 	events) echo "--since -f" ;;
 	label) echo "--rm" ;;
 	ls | list) echo "--status --label -q" ;;
-	policy) echo "--auto-resume --pause-on-shutdown --idle-pause" ;;
+	policy) echo "--auto-resume --pause-on-shutdown --idle-pause --on-expiry" ;;
 	reconcile) echo "--last" ;;
 	rename) echo "--clear" ;;
 	run) echo "--min-ttl --token-file --" ;;

@@ -29,7 +29,7 @@
 	"s.paused_by_agent, t.token, "                                         \
 	"t.expires_at, t.issued_at, s.status_since, "                          \
 	"(SELECT json_group_array(json_array(key, value)) FROM labels l "      \
-	"WHERE l.sandbox_id = s.id), s.idle_pause_s"
+	"WHERE l.sandbox_id = s.id), s.idle_pause_s, s.on_expiry"
 
 #define SBX_FROM " FROM sandboxes s LEFT JOIN tokens t ON t.sandbox_id = s.id "
 
@@ -50,18 +50,20 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "template_name, region, public_host, vcpu, memory_mb, disk_mb, "
                 "internet_access, timeout_seconds, expires_at, created_at, "
                 "confirmed_at, stale, last_error, auto_resume, keepalive_s, "
-                "pause_on_shutdown, tracked_at, updated_at, idle_pause_s) "
+                "pause_on_shutdown, tracked_at, updated_at, idle_pause_s, "
+                "on_expiry) "
                 "VALUES (?1, ?2, ?3, "
                 "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
                 "?17, "
-                "?18, ?19, ?20, ?21, ?21, ?22) ON CONFLICT (id) DO UPDATE SET "
+                "?18, ?19, ?20, ?21, ?21, ?22, ?23) ON CONFLICT (id) DO "
+                "UPDATE SET "
                 "name = ?2, status = ?3, template_id = ?4, template_name = ?5, "
                 "region = ?6, public_host = ?7, vcpu = ?8, memory_mb = ?9, "
                 "disk_mb = ?10, internet_access = ?11, timeout_seconds = ?12, "
                 "expires_at = ?13, created_at = ?14, confirmed_at = ?15, "
                 "stale = ?16, last_error = ?17, auto_resume = ?18, "
                 "keepalive_s = ?19, pause_on_shutdown = ?20, updated_at = ?21, "
-                "idle_pause_s = ?22",
+                "idle_pause_s = ?22, on_expiry = ?23",
         /* Two plain index seeks: an OR with ORDER BY needs a sorter. */
         [ST_SBX_GET_ID] = "SELECT " SBX_COLS SBX_FROM "WHERE s.id = ?1",
         [ST_SBX_GET_NAME] = "SELECT " SBX_COLS SBX_FROM "WHERE s.name = ?1",
@@ -102,9 +104,10 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "keepalive_s = coalesce(?3, keepalive_s), "
                 "pause_on_shutdown = coalesce(?4, pause_on_shutdown), "
                 "idle_pause_s = coalesce(?6, idle_pause_s), "
+                "on_expiry = coalesce(?7, on_expiry), "
                 "updated_at = ?5 WHERE id = ?1 "
                 "RETURNING auto_resume, keepalive_s, pause_on_shutdown, "
-                "idle_pause_s",
+                "idle_pause_s, on_expiry",
         [ST_SBX_FORGET] = "DELETE FROM sandboxes WHERE id = ?1",
         [ST_LABEL_SET] = "INSERT INTO labels (sandbox_id, key, value) "
                          "VALUES (?1, ?2, ?3) ON CONFLICT (sandbox_id, key) "

@@ -127,6 +127,7 @@ struct store_sandbox {
 	int64_t keepalive_s;   /* policy, 0 = off */
 	int pause_on_shutdown; /* policy, default 0 */
 	int64_t idle_pause_s;  /* policy: pause after this long unused; 0 off */
+	int on_expiry;         /* policy: STORE_EXPIRY_*, default KILL */
 	/* Filled by get and list, ignored by put: */
 	int paused_by_agent;  /* paused at shutdown, to resume at start */
 	int64_t status_since; /* when the status last changed (a trigger) */
@@ -238,12 +239,26 @@ int store_sandbox_set_paused_by_agent(struct store *s, const char *id, int on);
 int store_sandbox_mark_stale(struct store *s, const char *id,
                              const char *error);
 
+/* What happens at HopX's kill deadline (policy on_expiry). */
+enum {
+	STORE_EXPIRY_KILL,  /* HopX kills it: its own behaviour */
+	STORE_EXPIRY_PAUSE, /* paused before, the deadline kept off */
+	STORE_EXPIRY_EXTEND /* re-armed to its own timeout */
+};
+
+/* "kill", "pause", "extend"; NULL for anything else. */
+const char *store_expiry_str(int on_expiry);
+
+/* The STORE_EXPIRY_* a name stands for, or -1. */
+int store_expiry_parse(const char *s);
+
 /* The policies a sandbox has; in a change, a negative value keeps one. */
 struct store_policy {
 	int64_t auto_resume;       /* 0 or 1 */
 	int64_t keepalive_s;       /* 0: off */
 	int64_t pause_on_shutdown; /* 0 or 1 */
 	int64_t idle_pause_s;      /* 0: off */
+	int64_t on_expiry;         /* STORE_EXPIRY_* */
 };
 
 /* Sets every field of p to "keep". */

@@ -36,7 +36,8 @@ enum sbx_col {
 	C_TOKEN_ISSUED,
 	C_STATUS_SINCE,
 	C_LABELS,
-	C_IDLE_PAUSE_S
+	C_IDLE_PAUSE_S,
+	C_ON_EXPIRY
 };
 
 void store_sandbox_init(struct store_sandbox *r)
@@ -176,6 +177,8 @@ static int read_row(sqlite3_stmt *st, struct store_sandbox *r)
 	r->token_issued_at = col_i64(st, C_TOKEN_ISSUED);
 	r->status_since = col_i64(st, C_STATUS_SINCE);
 	r->idle_pause_s = sqlite3_column_int64(st, C_IDLE_PAUSE_S);
+	r->on_expiry = store_expiry_parse(
+	        (const char *)sqlite3_column_text(st, C_ON_EXPIRY));
 	return err ? err : read_labels(st, r);
 }
 
@@ -247,6 +250,7 @@ static int bind_put(struct store *s, sqlite3_stmt *st,
 	e |= store_bind_i64(st, 20, r->pause_on_shutdown ? 1 : 0);
 	e |= store_bind_i64(st, 21, store_now(s));
 	e |= store_bind_i64(st, 22, r->idle_pause_s);
+	e |= store_bind_str(st, 23, store_expiry_str(r->on_expiry));
 	return e ? ERR_NOMEM : 0;
 }
 
@@ -518,6 +522,7 @@ static int policy_event(struct store *s, const char *id, sqlite3_stmt *st,
 	json_add_i64(d, "keepalive_s", sqlite3_column_int64(st, 1));
 	json_add_bool(d, "pause_on_shutdown", sqlite3_column_int(st, 2));
 	json_add_i64(d, "idle_pause_s", sqlite3_column_int64(st, 3));
+	json_add_str(d, "on_expiry", (const char *)sqlite3_column_text(st, 4));
 	sqlite3_reset(st);
 	return event_json(s, id, "policy", cause, d);
 }
@@ -525,7 +530,26 @@ static int policy_event(struct store *s, const char *id, sqlite3_stmt *st,
 void store_policy_keep(struct store_policy *p)
 {
 	p->auto_resume = p->keepalive_s = p->pause_on_shutdown = -1;
-	p->idle_pause_s = -1;
+	p->idle_pause_s = p->on_expiry = -1;
+}
+
+static const char *const expiry_names[] = {"kill", "pause", "extend"};
+
+const char *store_expiry_str(int on_expiry)
+{
+	return on_expiry >= 0 && on_expiry <= STORE_EXPIRY_EXTEND
+	               ? expiry_names[on_expiry]
+	               : NULL;
+}
+
+int store_expiry_parse(const char *s)
+{
+	int i;
+
+	for (i = 0; s && i <= STORE_EXPIRY_EXTEND; i++)
+		if (strcmp(s, expiry_names[i]) == 0)
+			return i;
+	return -1;
 }
 
 static int64_t or_null(int64_t v)
@@ -540,7 +564,8 @@ int store_sandbox_set_policy(struct store *s, const char *id,
 	sqlite3_stmt *st;
 	int r, rc;
 
-	if (p->auto_resume > 1 || p->pause_on_shutdown > 1)
+	if (p->auto_resume > 1 || p->pause_on_shutdown > 1 ||
+	    p->on_expiry > STORE_EXPIRY_EXTEND)
 		return ERR_INVAL;
 	if ((r = store_wbegin(s)) != 0)
 		return r;
@@ -551,6 +576,7 @@ int store_sandbox_set_policy(struct store *s, const char *id,
 	store_bind_i64(st, 4, or_null(p->pause_on_shutdown));
 	store_bind_i64(st, 5, store_now(s));
 	store_bind_i64(st, 6, or_null(p->idle_pause_s));
+	store_bind_str(st, 7, store_expiry_str((int)p->on_expiry));
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		r = policy_event(s, id, st, cause);

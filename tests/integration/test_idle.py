@@ -5,7 +5,9 @@ it with one resume; `hopxctl run` holds a lease for its child's life (the
 sandbox stays running across periods, HopX's deadline is re-armed, show
 lists the holder) and once it ends the sandbox is paused within a period;
 run passes the child's exit code, 128+N for a signal, and forwards
-SIGTERM; run --token-file keeps a 0600 file with the current token,
+SIGTERM; on_expiry pause pauses before HopX's deadline and keeps it off
+(whether HopX's clock runs while paused or not), extend re-arms it; run
+--token-file keeps a 0600 file with the current token,
 rewritten at every renewal, removed at the end."""
 import os
 import json
@@ -133,7 +135,45 @@ def token_file():
     t.ok(path and not os.path.exists(path) and
          not os.path.exists(os.path.dirname(path)),
          "the file and its directory are gone when the child ends", path)
-    return ag, short
+    return [ag, short]
+
+
+def expiry_cases():
+    """on_expiry pause against both ways HopX may treat paused time, and
+    extend; 6 s timeouts watched for 15 s."""
+    made = []
+    for name, extra in (("runs", []), ("stops", ["--clock-stops-paused"])):
+        d = os.path.join(tmp, "exp-" + name)
+        os.makedirs(d)
+        sm = Sim(simbin, d, extra).start()
+        ag = Agent(hopxd, hopxctl, d, sm.url).start()
+        made.append((name, sm, ag))
+    ids = {}
+    for name, sm, ag in made:
+        for pol in ("pause", "extend"):
+            rc, out, err = ag.ctl("--json", "create", "--template", "base",
+                                  "--timeout", "6", "--on-expiry", pol)
+            ids[(name, pol)] = json.loads(out)["id"] if rc == 0 else err
+    first = {k: made[0][1].sandbox(v)[1].get("expires_at")
+             for k, v in ids.items() if k[0] == "runs"}
+    time.sleep(15)
+    for name, sm, ag in made:
+        sid = ids[(name, "pause")]
+        ev = ag.rpc("events", {"limit": 10000})["result"]["events"]
+        why = [e for e in ev if e["sandbox_id"] == sid and
+               (e["detail"] or {}).get("why") == "deadline"]
+        t.ok(sm.sandbox(sid)[1].get("status") == "paused" and why,
+             f"on_expiry pause (HopX's clock {name} while paused): paused "
+             "before the deadline and never killed after 2.5 timeouts",
+             sm.sandbox(sid))
+        sid = ids[(name, "extend")]
+        st = sm.sandbox(sid)[1]
+        t.ok(st.get("status") == "running" and (
+            name != "runs" or st.get("expires_at") >
+            first[("runs", "extend")]),
+             f"on_expiry extend ({name}): still running, the deadline "
+             "moved", st)
+    return [x for _, sm, ag in made for x in (ag, sm)]
 
 
 try:
@@ -157,6 +197,7 @@ try:
     rc, out, _ = agent.ctl("policy", a, "--idle-pause", "off")
     t.ok(rc == 0 and "idle_pause=off" in out, "policy --idle-pause off", out)
     others = token_file()
+    others += expiry_cases()
 finally:
     cleanup(tmp, agent, sim, *others, t=t)
 t.done()

@@ -234,8 +234,10 @@ static void check_populated(const char *path, int v)
 	       "intents",
 	       v >= 3 ? "51 open" : "null open");
 	expect(db, "SELECT count(*) FROM reports", v >= 2 ? "1" : "0");
-	/* 0006: the idle policy starts off */
-	expect(db, "SELECT count(*) FROM sandboxes WHERE idle_pause_s = 0",
+	/* 0006: the idle policy starts off, expiry is HopX's kill */
+	expect(db,
+	       "SELECT count(*) FROM sandboxes WHERE idle_pause_s = 0 "
+	       "AND on_expiry = 'kill'",
 	       "7");
 	/* the triggers work on the migrated rows */
 	exec_ok(db, "UPDATE sandboxes SET status = 'paused', updated_at = 900 "

@@ -442,7 +442,7 @@ static int set_policy(struct fx *f, const char *id, int64_t auto_resume,
                       int64_t idle_pause_s)
 {
 	struct store_policy p = {auto_resume, keepalive_s, pause_on_shutdown,
-	                         idle_pause_s};
+	                         idle_pause_s, -1};
 
 	return store_sandbox_set_policy(f->s, id, &p, STORE_CAUSE_USER);
 }
@@ -467,7 +467,8 @@ static void t_policy(void **state)
 	assert_string_equal(l.details[2], "{\"auto_resume\":false,"
 	                                  "\"keepalive_s\":300,"
 	                                  "\"pause_on_shutdown\":true,"
-	                                  "\"idle_pause_s\":900}");
+	                                  "\"idle_pause_s\":900,"
+	                                  "\"on_expiry\":\"kill\"}");
 	assert_int_equal(set_policy(f, "zz", 1, -1, -1, -1), ERR_NOTFOUND);
 	assert_int_equal(set_policy(f, "s1", 2, -1, -1, -1), ERR_INVAL);
 }
