@@ -52,7 +52,4 @@ struct agent {
 	int64_t started_mono; /* ms, for uptime */
 };
 
-/* Sends every event not yet sent to each subscriber. */
-void agent_publish(struct agent *a);
-
 #endif

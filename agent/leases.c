@@ -4,7 +4,6 @@
 #include "err.h"
 #include "ipc_server.h"
 #include "json.h"
-#include "rfc3339.h"
 #include "sbx.h"
 #include "sessions.h"
 
@@ -108,7 +107,6 @@ cJSON *leases_json(const struct agent *a, const char *id)
 {
 	cJSON *arr = cJSON_CreateArray(), *o;
 	const struct lease *l;
-	char since[RFC3339_MAX];
 
 	DL_FOREACH(a->leases, l)
 	{
@@ -120,8 +118,7 @@ cJSON *leases_json(const struct agent *a, const char *id)
 		}
 		json_add_i64(o, "pid", l->pid);
 		json_add_str(o, "command", l->command);
-		if (rfc3339_format(l->since, 0, since, sizeof(since)) == 0)
-			json_add_str(o, "since", since);
+		json_add_time(o, "since", l->since);
 		cJSON_AddItemToArray(arr, o);
 	}
 	return arr;

@@ -9,6 +9,7 @@
 #include "agent.h"
 #include "config.h"
 #include "err.h"
+#include "events.h"
 #include "hopx.h"
 #include "ipc_server.h"
 #include "json.h"
@@ -36,16 +37,6 @@ struct method {
 
 /* ---- JSON views of records and events ---- */
 
-void methods_add_time(cJSON *o, const char *key, int64_t ms)
-{
-	char buf[RFC3339_MAX];
-
-	if (ms == STORE_NULL || rfc3339_format(ms, 0, buf, sizeof(buf)) != 0)
-		cJSON_AddNullToObject(o, key);
-	else
-		cJSON_AddStringToObject(o, key, buf);
-}
-
 static void add_int(cJSON *o, const char *key, int64_t v)
 {
 	if (v == STORE_NULL)
@@ -63,7 +54,7 @@ cJSON *methods_sandbox_json(const struct store_sandbox *r)
 	json_add_str(o, "id", r->id);
 	json_add_str(o, "name", r->name);
 	json_add_str(o, "status", sbx_status_str(r->status));
-	methods_add_time(o, "status_since", r->status_since);
+	json_add_time(o, "status_since", r->status_since);
 	cJSON_AddBoolToObject(o, "stale", r->stale);
 	json_add_str(o, "last_error", r->last_error);
 	json_add_str(o, "template_id", r->template_id);
@@ -71,11 +62,11 @@ cJSON *methods_sandbox_json(const struct store_sandbox *r)
 	json_add_str(o, "region", r->region);
 	json_add_str(o, "public_host", r->public_host);
 	add_int(o, "timeout_seconds", r->timeout_seconds);
-	methods_add_time(o, "expires_at", r->expires_at);
-	methods_add_time(o, "created_at", r->created_at);
-	methods_add_time(o, "tracked_at", r->tracked_at);
-	methods_add_time(o, "confirmed_at", r->confirmed_at);
-	methods_add_time(o, "token_expires_at", r->token_expires_at);
+	json_add_time(o, "expires_at", r->expires_at);
+	json_add_time(o, "created_at", r->created_at);
+	json_add_time(o, "tracked_at", r->tracked_at);
+	json_add_time(o, "confirmed_at", r->confirmed_at);
+	json_add_time(o, "token_expires_at", r->token_expires_at);
 	labels = cJSON_AddObjectToObject(o, "labels");
 	for (i = 0; i < r->nlabels; i++)
 		json_add_str(labels, r->labels[i].key, r->labels[i].value);
@@ -85,21 +76,6 @@ cJSON *methods_sandbox_json(const struct store_sandbox *r)
 	cJSON_AddBoolToObject(pol, "pause_on_shutdown", r->pause_on_shutdown);
 	json_add_i64(pol, "idle_pause_s", r->idle_pause_s);
 	json_add_str(pol, "on_expiry", store_expiry_str(r->on_expiry));
-	return o;
-}
-
-static cJSON *event_json(const struct store_event *e)
-{
-	cJSON *o = cJSON_CreateObject(), *d = NULL;
-
-	json_add_i64(o, "seq", e->seq);
-	methods_add_time(o, "at", e->at);
-	json_add_str(o, "sandbox_id", e->sandbox_id);
-	json_add_str(o, "type", e->type);
-	json_add_str(o, "cause", store_cause_str(e->cause));
-	if (e->detail)
-		d = cJSON_Parse(e->detail);
-	cJSON_AddItemToObject(o, "detail", d ? d : cJSON_CreateNull());
 	return o;
 }
 
@@ -178,11 +154,11 @@ static void add_api_status(struct agent *a, cJSON *o)
 		cJSON_AddNullToObject(api, "clock_skew_ms");
 	/* Renewals are planned on HopX's clock; shown on this machine's. */
 	next = sessions_next_renewal(a->sess);
-	methods_add_time(o, "next_renewal", next ? next - skew : STORE_NULL);
+	json_add_time(o, "next_renewal", next ? next - skew : STORE_NULL);
 	cJSON_AddBoolToObject(o, "reconciling",
 	                      a->rec && reconcile_running(a->rec));
 	next = a->rec ? reconcile_next_at(a->rec) : 0;
-	methods_add_time(o, "next_reconcile", next ? next : STORE_NULL);
+	json_add_time(o, "next_reconcile", next ? next : STORE_NULL);
 }
 
 static int m_status(struct call *c)
@@ -431,7 +407,7 @@ static int m_detach(struct call *c)
 
 static int add_event(void *ud, const struct store_event *ev)
 {
-	return cJSON_AddItemToArray(ud, event_json(ev)) ? 0 : ERR_NOMEM;
+	return cJSON_AddItemToArray(ud, events_json(ev)) ? 0 : ERR_NOMEM;
 }
 
 static int m_events(struct call *c)
@@ -621,7 +597,7 @@ void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
 	}
 	ipc_conn_send(d->conn, text, len);
 	ipc_conn_release(d->conn);
-	agent_publish(d->a);
+	events_publish(d->a);
 	cJSON_Delete(d->id);
 	free(d);
 }
@@ -674,102 +650,5 @@ void methods_dispatch(struct agent *a, struct ipc_conn *conn, const char *line,
 	else if (e != 0)
 		methods_finish(c.deferred, e, NULL, c.msg);
 	proto_req_finish(&req);
-	agent_publish(a);
-}
-
-/* ---- events to subscribers ---- */
-
-struct pub {
-	struct ipc_conn *conn;
-	const cJSON *id;
-	int64_t seq;
-};
-
-static int send_event(void *ud, const struct store_event *ev)
-{
-	struct pub *p = ud;
-	size_t len = 0;
-	char *text = proto_event(p->id, event_json(ev), &len);
-
-	p->seq = ev->seq;
-	return ipc_conn_send(p->conn, text, len) == 0 ? 0 : 1;
-}
-
-/*
- * New events are read and printed once per publish; every subscriber at
- * the same point gets them from here, so a thousand subscribers cost one
- * query, not a thousand. Those behind (or joined since) read their own.
- */
-#define PUB_BATCH 256
-
-struct batch {
-	int64_t from; /* the events after this seq */
-	size_t n;
-	int64_t seq[PUB_BATCH];
-	char *text[PUB_BATCH];
-};
-
-static int batch_add(void *ud, const struct store_event *ev)
-{
-	struct batch *b = ud;
-	cJSON *o = event_json(ev);
-
-	b->text[b->n] = json_print(o);
-	cJSON_Delete(o);
-	if (b->text[b->n] == NULL)
-		return 1;
-	b->seq[b->n++] = ev->seq;
-	return 0;
-}
-
-static int64_t newest(void *ud, struct agent *a, struct ipc_conn *conn,
-                      const cJSON *id, int64_t seq)
-{
-	int64_t *max = ud;
-
-	(void)a;
-	(void)conn;
-	(void)id;
-	*max = seq > *max ? seq : *max;
-	return seq;
-}
-
-static int64_t publish_one(void *ud, struct agent *a, struct ipc_conn *conn,
-                           const cJSON *id, int64_t seq)
-{
-	const struct batch *b = ud;
-	struct pub p = {conn, id, seq};
-	size_t i, len = 0;
-	char *text;
-
-	if (seq != b->from) {
-		store_event_since(a->store, seq, 0, send_event, &p);
-		return p.seq;
-	}
-	for (i = 0; i < b->n; i++) {
-		text = proto_event_text(id, b->text[i], &len);
-		if (text == NULL || ipc_conn_send(conn, text, len) != 0)
-			break;
-		seq = b->seq[i];
-	}
-	return seq;
-}
-
-void agent_publish(struct agent *a)
-{
-	struct batch b = {.from = -1};
-	size_t i;
-
-	if (a->ipc == NULL || ipc_server_subscribers(a->ipc) == 0)
-		return;
-	ipc_server_each_subscriber(a->ipc, newest, &b.from);
-	do {
-		b.n = 0;
-		store_event_since(a->store, b.from, PUB_BATCH, batch_add, &b);
-		ipc_server_each_subscriber(a->ipc, publish_one, &b);
-		for (i = 0; i < b.n; i++)
-			free(b.text[i]);
-		if (b.n > 0)
-			b.from = b.seq[b.n - 1];
-	} while (b.n == PUB_BATCH);
+	events_publish(a);
 }

@@ -29,9 +29,6 @@ struct call {
 /* A record as clients see it (never the token itself). */
 cJSON *methods_sandbox_json(const struct store_sandbox *r);
 
-/* An RFC 3339 time, or null for STORE_NULL. */
-void methods_add_time(cJSON *o, const char *key, int64_t ms);
-
 /* A string parameter (types were checked by dispatch), or NULL. */
 const char *methods_param_str(const struct call *c, const char *key);
 

@@ -252,7 +252,7 @@ static cJSON *token_json(const char *id, const char *token, int64_t expires_at,
 
 	json_add_str(res, "id", id);
 	json_add_str(res, "token", token);
-	methods_add_time(res, "expires_at", expires_at);
+	json_add_time(res, "expires_at", expires_at);
 	json_add_str(res, "public_host", public_host);
 	return res;
 }

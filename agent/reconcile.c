@@ -3,6 +3,7 @@
 #include "adopt.h"
 #include "agent.h"
 #include "err.h"
+#include "events.h"
 #include "hopx.h"
 #include "json.h"
 #include "log.h"
@@ -308,7 +309,7 @@ static void on_list(void *ud, const struct hopx_result *r)
 	                             (size_t)run->pages < run->n);
 	if (run->adopt && r->err == 0 && !r->has_more)
 		settle_adoption(run);
-	agent_publish(run->rc->a);
+	events_publish(run->rc->a);
 	if (more)
 		list_page(run, r->next_cursor);
 	else
@@ -506,7 +507,7 @@ static void finish(struct run *run)
 		rc->first_done = 1;
 		sessions_background(rc->ss, 1);
 	}
-	agent_publish(rc->a);
+	events_publish(rc->a);
 	run_free(run, run->err, rep);
 	cJSON_Delete(rep);
 }

@@ -8,6 +8,7 @@
 
 #include "agent.h"
 #include "err.h"
+#include "events.h"
 #include "heap.h"
 #include "json.h"
 #include "log.h"
@@ -1087,7 +1088,7 @@ static void on_answer(void *ud, const struct hopx_result *r)
 		if (!s->dropped)
 			sessions_track(s->ss, s->id);
 	}
-	agent_publish(s->ss->a);
+	events_publish(s->ss->a);
 	sess_unref(s);
 }
 

@@ -160,6 +160,15 @@ int json_add_bool(cJSON *o, const char *key, int value)
 	return cJSON_AddBoolToObject(o, key, value) ? 0 : ERR_NOMEM;
 }
 
+int json_add_time(cJSON *o, const char *key, int64_t ms)
+{
+	char buf[RFC3339_MAX];
+
+	if (ms < 0 || rfc3339_format(ms, 0, buf, sizeof(buf)) != 0)
+		return json_add_str(o, key, NULL);
+	return json_add_str(o, key, buf);
+}
+
 char *json_print(const cJSON *o)
 {
 	return cJSON_PrintUnformatted(o);

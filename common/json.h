@@ -39,6 +39,10 @@ int json_add_str(cJSON *o, const char *key, const char *value);
 int json_add_i64(cJSON *o, const char *key, int64_t value);
 int json_add_bool(cJSON *o, const char *key, int value);
 
+/* Adds key: the RFC 3339 UTC time of ms, or null when ms is negative
+ * (unknown). 0 or ERR_NOMEM. */
+int json_add_time(cJSON *o, const char *key, int64_t ms);
+
 /* Compact text of o (free() it), or NULL when out of memory. */
 char *json_print(const cJSON *o);
 
