@@ -413,6 +413,110 @@ def store_and_sim(build, quick):
                     "10000" if quick else "100000"], check=True)
 
 
+# ---- 8. on demand: wake and saving ----
+
+def sdk_connect_ms(sim, sid, tmp):
+    """One Sandbox.connect of the official SDK: (ms, requests)."""
+    r = restart_bench.sdk(sim, [sid], 1, tmp)
+    if r["failed"]:
+        raise RuntimeError(f"wake: the SDK failed to connect {sid}")
+    return r["ms"], r["requests"]
+
+
+def wake_once(agent, sim, sid):
+    """An idle-paused sandbox woken by `hopxctl token`: (ms, requests,
+    accepted)."""
+    if not wait_for(lambda: sim.sandbox(sid)[1]["status"] == "paused", 30):
+        raise RuntimeError("wake: the idle pause did not happen")
+    seq = sim.last_seq()
+    t0 = time.monotonic()
+    rc, out, err = agent.ctl("token", sid)
+    ms = (time.monotonic() - t0) * 1000
+    if rc != 0:
+        raise RuntimeError(f"wake: token failed: {err}")
+    reqs = len([e for e in sim.log(seq) if e["path"].startswith("/v1/")])
+    return ms, reqs, sim.token_ok(sid, out.strip())
+
+
+def wake(build, quick):
+    section("wake: `hopxctl token` on an idle-paused sandbox vs the JS "
+            "SDK's Sandbox.connect on the same paused sandbox, 20 ms per "
+            "request, median of 5")
+    tmp, sim, agent = sim_and_agent(build, 3600, [])
+    try:
+        agent.start()
+        sid = sim.bulk(1)[0]
+        agent.ctl("attach", sid, "--idle-pause", "2s")
+        sim.faults(restart_bench.LATENCY)
+        ours, sdk_runs = [], []
+        for _ in range(5):
+            ours.append(wake_once(agent, sim, sid))
+            sim.behind(sid, "pause")
+            sdk_runs.append(sdk_connect_ms(sim, sid, tmp))
+        if not all(ok for _, _, ok in ours):
+            raise RuntimeError("wake: a token was refused by the sandbox")
+        ms = statistics.median(m for m, _, _ in ours)
+        reqs = max(r for _, r, _ in ours)
+        sdk_ms = statistics.median(m for m, _ in sdk_runs)
+        sdk_reqs = max(r for _, r in sdk_runs)
+        print(f"hopxd: {ms:.0f} ms, {reqs} requests; SDK connect: "
+              f"{sdk_ms:.0f} ms, {sdk_reqs} requests")
+        row("wake: idle-paused sandbox to token, ms", f"{ms:.0f}",
+            f"{sdk_ms:.0f}", f"{ms / sdk_ms:.2f}",
+            "≤ SDK, 2 requests", ms <= sdk_ms and reqs == 2)
+    finally:
+        cleanup(tmp, agent, sim)
+
+
+def running_fraction(sim, sid, seconds, use_every, use_for, agent):
+    """Uses the sandbox use_for s of every use_every s (a `run` holding
+    it); samples HopX's status every 0.1 s: the running fraction."""
+    running = samples = 0
+    start = time.monotonic()
+    proc = None
+    while time.monotonic() - start < seconds:
+        phase = (time.monotonic() - start) % use_every
+        if phase < use_for and proc is None:
+            proc = subprocess.Popen(
+                [agent.hopxctl, "--socket", agent.sock, "run", sid, "--",
+                 "sleep", str(use_for)], stdout=subprocess.DEVNULL)
+        if proc is not None and proc.poll() is not None:
+            if proc.returncode != 0:
+                raise RuntimeError("saving: run failed")
+            proc = None if phase >= use_for else proc
+        running += sim.sandbox(sid)[1]["status"] == "running"
+        samples += 1
+        time.sleep(0.1)
+    if proc is not None:
+        proc.wait(30)
+    return running / samples
+
+
+def saving(build, quick):
+    unit = 3
+    cycles = 2 if quick else 4
+    section(f"saving: a workload using a sandbox 1 of every 6 time units "
+            f"({unit} s units, {cycles} cycles), idle pause of 2 s; the "
+            "peer: the same workload without idle pause (running all along)")
+    tmp, sim, agent = sim_and_agent(build, 3600, [])
+    try:
+        agent.start()
+        sid = sim.bulk(1)[0]
+        agent.ctl("attach", sid, "--idle-pause", "2s")
+        frac = running_fraction(sim, sid, 6 * unit * cycles, 6 * unit,
+                                unit, agent)
+        agent.ctl("policy", sid, "--idle-pause", "off")
+        agent.ctl("token", sid)
+        base = running_fraction(sim, sid, 6 * unit, 6 * unit, unit, agent)
+        print(f"running {frac:.2f} of the time with idle pause, "
+              f"{base:.2f} without")
+        row("saving: running time, idle pause vs none", f"{frac:.2f}",
+            f"{base:.2f}", f"{frac / base:.2f}", "≤ 0.35",
+            frac / base <= 0.35)
+    finally:
+        cleanup(tmp, agent, sim)
+
+
 def table():
     head = ("figure", "hopxd", "peer", "ratio", "target", "met")
     w = [max(len(str(r[i])) for r in ROWS + [head]) for i in range(6)]
@@ -429,7 +533,7 @@ def main():
     quick = "--quick" in sys.argv[2:]
     t0 = time.monotonic()
     for step in (store_and_sim, token_broker, start_and_memory, listing,
-                 restart, steady, smoothness):
+                 restart, steady, smoothness, wake, saving):
         step(build, quick)
     table()
     print(f"\nbench: {time.monotonic() - t0:.0f} s"
