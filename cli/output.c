@@ -58,6 +58,18 @@ static void status_text(const cJSON *sb, char *out, size_t n)
 	                                                        : "");
 }
 
+/* For people: a paused sandbox that the next token resumes says so. */
+static const char *wake_note(const cJSON *sb)
+{
+	const cJSON *pol = cJSON_GetObjectItem(sb, "policy");
+
+	return strcmp(cli_str(sb, "status"), "paused") == 0 &&
+	                       cJSON_IsTrue(
+	                               cJSON_GetObjectItem(pol, "auto_resume"))
+	               ? " (wakes on use)"
+	               : "";
+}
+
 /* One table row for a person: relative times, labels cut to fit. */
 struct row {
 	const char *id, *name;
@@ -69,6 +81,9 @@ static void row_fill(const struct cli *c, const cJSON *sb, struct row *r)
 	r->id = cli_str(sb, "id");
 	r->name = cli_str(sb, "name");
 	status_text(sb, r->status, sizeof(r->status));
+	if (*wake_note(sb))
+		snprintf(r->status + strlen(r->status),
+		         sizeof(r->status) - strlen(r->status), ", wakes");
 	fmt_relative(r->since, sizeof(r->since), cli_str(sb, "status_since"),
 	             c->now_ms);
 	fmt_relative(r->expires, sizeof(r->expires), cli_str(sb, "expires_at"),
@@ -243,9 +258,10 @@ void cli_print_sandbox(const struct cli *c, const cJSON *sb)
 	size_t i;
 
 	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		if (i == 2 && c->colour) {
-			printf("%-17s %s%s%s\n", "status",
-			       fmt_status_colour(st), st, FMT_RESET);
+		if (i == 2) {
+			printf("%-17s %s%s%s%s\n", "status",
+			       c->colour ? fmt_status_colour(st) : "", st,
+			       c->colour ? FMT_RESET : "", wake_note(sb));
 			continue;
 		}
 		print_field(c, keys[i].key, cli_str(sb, keys[i].key),

@@ -42,6 +42,10 @@ def idle_then_wake(sid):
     t.ok(paused and idle and took <= IDLE + 2,
          f"unused for {IDLE} s: paused by the agent after {took:.1f} s, "
          "event cause agent, why idle", ev[-3:])
+    out = agent.ctl("show", sid)[1]
+    t.ok("paused (wakes on use)" in out and f"idle_pause={IDLE}s" in out,
+         "show says it is paused and wakes on use, and the idle policy",
+         out)
     seq = sim.last_seq()
     cmd = [hopxctl, "--socket", agent.sock, "token", sid]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE,
