@@ -275,16 +275,14 @@ static void token_done(void *ud, const struct connect_result *o)
 	free(p);
 }
 
-/* Asking HopX first: when told to (env, run) and the record was not
- * confirmed lately. */
-static unsigned connect_flags(struct call *c, const struct store_sandbox *r)
+/* Asking HopX first: when told to (env, run, attach) and the record was
+ * not confirmed lately. */
+static unsigned connect_flags(struct call *c, const struct store_sandbox *r,
+                              int confirm)
 {
-	const cJSON *confirm = cJSON_GetObjectItem(c->params, "confirm");
-
-	return cJSON_IsTrue(confirm) &&
-	                       (r->confirmed_at == STORE_NULL ||
-	                        clock_wall_ms(c->a->clk) - r->confirmed_at >=
-	                                c->a->cfg.confirm_after_s * 1000LL)
+	return confirm && (r->confirmed_at == STORE_NULL ||
+	                   clock_wall_ms(c->a->clk) - r->confirmed_at >=
+	                           c->a->cfg.confirm_after_s * 1000LL)
 	               ? CONNECT_CONFIRM
 	               : 0;
 }
@@ -323,8 +321,11 @@ int methods_token(struct call *c)
 	p = pend_new(c, r.id);
 	if (p)
 		connect_sandbox(c->a->sess, r.id, r.name ? r.name : r.id,
-		                ttl * 1000, connect_flags(c, &r), rejected,
-		                token_done, p);
+		                ttl * 1000,
+		                connect_flags(c, &r,
+		                              cJSON_IsTrue(cJSON_GetObjectItem(
+		                                      c->params, "confirm"))),
+		                rejected, token_done, p);
 	store_sandbox_finish(&r);
 	return p ? 0 : ERR_NOMEM;
 }
@@ -623,6 +624,37 @@ static int check_new(struct call *c)
 	return 0;
 }
 
+static void attach_connected(void *ud, const struct connect_result *o)
+{
+	struct pend *p = ud;
+
+	finish_record(p->d, p->id, o->err, o->msg);
+	free(p);
+}
+
+/*
+ * Attaching what is tracked already is HopX's connect(): HopX is asked
+ * unless it spoke lately, a paused sandbox is resumed (its policy
+ * allowing), stopped and gone are refused with the fix. --no-resume, or
+ * no API key: the record as it is.
+ */
+static int attach_tracked(struct call *c, const struct store_sandbox *r,
+                          int resume)
+{
+	struct pend *p;
+
+	if (!resume || c->a->hopx == NULL || c->a->stopping) {
+		c->result = methods_sandbox_json(r);
+		return c->result ? 0 : ERR_NOMEM;
+	}
+	if ((p = pend_new(c, r->id)) == NULL)
+		return ERR_NOMEM;
+	sessions_use(c->a->sess, r->id);
+	connect_sandbox(c->a->sess, r->id, r->name ? r->name : r->id, 0,
+	                connect_flags(c, r, 1), NULL, attach_connected, p);
+	return 0;
+}
+
 int methods_attach(struct call *c)
 {
 	const char *id = methods_param_str(c, "id");
@@ -636,11 +668,10 @@ int methods_attach(struct call *c)
 	if (sbx_id_check(id) != 0)
 		return methods_fail(c, ERR_INVAL,
 		                    "ids are 1-128 of [A-Za-z0-9_-]");
-	/* Attaching what is tracked already changes nothing. */
 	if (store_sandbox_get(c->a->store, id, &r) == 0) {
-		c->result = methods_sandbox_json(&r);
+		e = attach_tracked(c, &r, !cJSON_IsFalse(resume));
 		store_sandbox_finish(&r);
-		return 0;
+		return e;
 	}
 	if ((e = check_new(c)) != 0 || (e = need_api(c)) != 0)
 		return e;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """connect() on every path: token, env and run of a paused sandbox resume
 it first (one resume, one refresh, however many ask); a pause made behind
-the agent's back is seen by run (it asks HopX first) and by token
---rejected; paused with auto-resume off, stopped and gone are refused
+the agent's back is seen by run (it asks HopX first), by token
+--rejected and by attach; paused with auto-resume off, stopped and gone are refused
 with exit 9 and the command that fixes them."""
 import subprocess
 
@@ -89,6 +89,22 @@ def rejected(sid):
          api_calls(sim.log(seq)))
 
 
+def attach_again(sid):
+    sim.behind(sid, "pause")
+    seq = sim.last_seq()
+    rc, out, err = agent.ctl("attach", sid)
+    t.ok(rc == 0 and sim.sandbox(sid)[1]["status"] == "running" and
+         len(calls(seq, RESUME)) == 1 and len(calls(seq, GET)) >= 1,
+         "attach of a tracked sandbox paused behind the agent's back: "
+         "asked HopX, resumed it", (rc, err, api_calls(sim.log(seq))))
+    sim.behind(sid, "pause")
+    seq = sim.last_seq()
+    rc, out, err = agent.ctl("attach", sid, "--no-resume")
+    t.ok(rc == 0 and not calls(seq, RESUME),
+         "attach --no-resume of a tracked sandbox resumes nothing",
+         (rc, err))
+
+
 def refused(sid, how, fix):
     rc, _, err = agent.ctl("token", sid)
     t.ok(rc == 9 and fix in err, f"{how}: exit 9 naming '{fix}'", (rc, err))
@@ -105,6 +121,7 @@ try:
     paused_by_hopxctl(sid)
     paused_behind_back(sid)
     rejected(sid)
+    attach_again(sid)
     agent.ctl("policy", off, "--auto-resume", "off")
     agent.ctl("pause", off)
     refused(off, "paused, auto-resume off", f"hopxctl resume {off}")
