@@ -482,8 +482,8 @@ int ipc_server_start(struct agent *a, int fd, struct ipc_server **out,
 		r = uv_pipe_open(&s->listener, fd) == 0 ? 0 : ERR_SYS;
 	else
 		r = bind_path(s, a->cfg.socket, cause);
-	if (r == 0 &&
-	    uv_listen((uv_stream_t *)&s->listener, 511, on_connection) != 0) {
+	if (r == 0 && uv_listen((uv_stream_t *)&s->listener, SOMAXCONN,
+	                        on_connection) != 0) {
 		set_cause(cause, "cannot listen on %s", a->cfg.socket);
 		r = ERR_SYS;
 	}

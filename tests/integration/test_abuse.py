@@ -8,6 +8,7 @@ its connections and memory come back down (the heap is trimmed once
 most connections are gone)."""
 import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -76,6 +77,24 @@ def flood_events(ids, stop):
                             "set": {"flood": "x" * 200 + str(n)}})
 
 
+def burst(n):
+    """n non-blocking connects at once, as a fleet of clients starting
+    together makes them: how many the listen backlog refused (EAGAIN)."""
+    socks, refused = [], 0
+    for _ in range(n):
+        s = socket.socket(socket.AF_UNIX)
+        s.setblocking(False)
+        try:
+            s.connect(agent.sock)
+            socks.append(s)
+        except BlockingIOError:
+            refused += 1
+            s.close()
+    for s in socks:
+        s.close()
+    return refused
+
+
 def subscribe_flood(count):
     """One connection sends count subscribe requests without reading its
     answers. Returns how the agent bounded it: "backpressure" (it stopped
@@ -99,6 +118,16 @@ try:
     ids = sim.bulk(50)
     for s in ids:
         agent.rpc("attach", {"id": s, "labels": {"pad": "y" * 200}})
+    # Stopped, the agent accepts nothing: the listen backlog alone must
+    # hold the burst (it held 511).
+    agent.proc.send_signal(signal.SIGSTOP)
+    try:
+        refused = burst(900)
+    finally:
+        agent.proc.send_signal(signal.SIGCONT)
+    t.ok(refused == 0, f"900 connects at once to a busy agent: {refused} "
+         "refused by the listen backlog")
+    wait_for(lambda: conn_count() <= 1, 30)
     rss0 = rss_kib()
     t0 = time.monotonic()
     socks, kinds = open_abusers(CONNS)
