@@ -468,7 +468,8 @@ int sessions_do(struct sessions *ss, const char *id, enum sess_act act,
 	struct op *op;
 
 	if (s == NULL)
-		return sess_refuse(fn, ud, ERR_NOTFOUND, "no such tracked sandbox");
+		return sess_refuse(fn, ud, ERR_NOTFOUND,
+		                   "no such tracked sandbox");
 	if (ss->hx == NULL)
 		return sess_refuse(fn, ud, ERR_AUTH, ss->api_msg);
 	if ((op = find_joinable(s, act, arg)) != NULL) {
@@ -476,7 +477,8 @@ int sessions_do(struct sessions *ss, const char *id, enum sess_act act,
 			op->prio = prio; /* only matters while queued here */
 		return add_waiter(op, fn, ud) == 0
 		               ? 0
-		               : sess_refuse(fn, ud, ERR_NOMEM, "out of memory");
+		               : sess_refuse(fn, ud, ERR_NOMEM,
+		                             "out of memory");
 	}
 	if ((op = calloc(1, sizeof(*op))) == NULL ||
 	    add_waiter(op, fn, ud) != 0) {

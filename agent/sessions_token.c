@@ -157,7 +157,8 @@ int sessions_wait(struct sessions *ss, const char *id, enum sbx_status want,
 	struct swait *w;
 
 	if (s == NULL)
-		return sess_refuse(fn, ud, ERR_NOTFOUND, "no such tracked sandbox");
+		return sess_refuse(fn, ud, ERR_NOTFOUND,
+		                   "no such tracked sandbox");
 	if (s->status == want) {
 		struct sess_outcome o = {.before = want, .after = want};
 
