@@ -37,7 +37,7 @@ def refreshes(sim, seq, ids):
 def skewed(sim, offset, want_skew_ms, life, seconds, out):
     """One agent off by offset, asking both sandboxes' tokens every
     second; out gets what the checks need."""
-    agent = Agent(hopxd, hopxctl, sub(f"a{offset}{life}"), sim.url,
+    agent = Agent(hopxd, hopxctl, sub(f"a{offset}-{life}"), sim.url,
                   clock=offset)
     out["agent"] = agent
     agent.start()
@@ -92,10 +92,10 @@ def skew_cases():
     sim_short = Sim(simbin, sub("sim-30s"), ["--token-lifetime", "30"])
     sim_long.start()
     sim_short.start()
-    cases = [(sim_long, "+2h", -7200000, 3600, 8),
-             (sim_long, "-2h", 7200000, 3600, 8),
-             (sim_short, "+10m", -600000, 30, 45),
-             (sim_short, "-10m", 600000, 30, 45)]
+    cases = [(sim, off, ms, life, 8 if life > 60 else 45)
+             for sim, life in ((sim_long, 3600), (sim_short, 30))
+             for off, ms in (("+2h", -7200000), ("-2h", 7200000),
+                             ("+10m", -600000), ("-10m", 600000))]
     results = [{} for _ in cases]
     threads = [threading.Thread(target=skewed, args=(c[0], c[1], c[2], c[3],
                                                      c[4], r))
