@@ -438,15 +438,23 @@ def wake_once(agent, sim, sid):
     return ms, reqs, sim.token_ok(sid, out.strip())
 
 
+def idle_sandbox(agent, sim):
+    """Starts the agent and attaches one sandbox with a 2 s idle pause."""
+    agent.start()
+    sid = sim.bulk(1)[0]
+    rc, _, err = agent.ctl("attach", sid, "--idle-pause", "2s")
+    if rc != 0:
+        raise RuntimeError(f"attach --idle-pause failed: {err}")
+    return sid
+
+
 def wake(build, quick):
     section("wake: `hopxctl token` on an idle-paused sandbox vs the JS "
             "SDK's Sandbox.connect on the same paused sandbox, 20 ms per "
             "request, median of 5")
     tmp, sim, agent = sim_and_agent(build, 3600, [])
     try:
-        agent.start()
-        sid = sim.bulk(1)[0]
-        agent.ctl("attach", sid, "--idle-pause", "2s")
+        sid = idle_sandbox(agent, sim)
         sim.faults(restart_bench.LATENCY)
         ours, sdk_runs = [], []
         for _ in range(5):
@@ -500,9 +508,7 @@ def saving(build, quick):
             "peer: the same workload without idle pause (running all along)")
     tmp, sim, agent = sim_and_agent(build, 3600, [])
     try:
-        agent.start()
-        sid = sim.bulk(1)[0]
-        agent.ctl("attach", sid, "--idle-pause", "2s")
+        sid = idle_sandbox(agent, sim)
         frac = running_fraction(sim, sid, 6 * unit * cycles, 6 * unit,
                                 unit, agent)
         agent.ctl("policy", sid, "--idle-pause", "off")
