@@ -97,6 +97,11 @@ static void record_from(struct store_sandbox *r, const struct hopx_sandbox *h)
 	        h->timeout_seconds >= 0 ? h->timeout_seconds : STORE_NULL;
 	r->expires_at = h->expires_at > 0 ? h->expires_at : STORE_NULL;
 	r->created_at = h->created_at > 0 ? h->created_at : STORE_NULL;
+	r->vcpu = h->vcpu >= 0 ? h->vcpu : STORE_NULL;
+	r->memory_mb = h->memory_mb >= 0 ? h->memory_mb : STORE_NULL;
+	r->disk_mb = h->disk_mb >= 0 ? h->disk_mb : STORE_NULL;
+	r->internet_access =
+	        h->internet_access >= 0 ? h->internet_access : STORE_NULL;
 }
 
 static int put_labels(struct store *st, const char *id, const cJSON *labels,

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "store.h"
 
+struct apiep;
 struct hopx;
 struct ipc_server;
 struct methods_flight;
@@ -32,8 +33,10 @@ struct agent_config {
 	int budget;       /* HopX requests per minute */
 	int max_inflight; /* HTTP transfers at once */
 	int shutdown_timeout_s;
-	int confirm_after_s; /* env/run ask HopX when its word is older */
-	int http_timeout_s;  /* one HTTP attempt */
+	int confirm_after_s;  /* env/run ask HopX when its word is older */
+	int http_timeout_s;   /* one HTTP attempt */
+	char api_listen[512]; /* the HopX-compatible endpoint; "" off */
+	char local_key_file[4096];
 };
 
 struct agent {
@@ -48,6 +51,7 @@ struct agent {
 	/* creates of a name in flight: another create of it joins (methods) */
 	struct methods_flight *creating;
 	struct lease *leases; /* held by clients (leases.c) */
+	struct apiep *apiep;  /* NULL unless --api-listen */
 	int stopping;         /* shutting down: refuse new lifecycle work */
 	int64_t started_mono; /* ms, for uptime */
 };

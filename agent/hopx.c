@@ -30,11 +30,14 @@ struct pending {
 	char *id;
 	char *body;
 	char *query;
+	char *method;
+	char *path;
 	hopx_done_fn fn;
 	void *ud;
 	int attempts;
 	int max;
 	int64_t not_before; /* monotonic ms */
+	int64_t sent_at;    /* monotonic ms, of the attempt in flight */
 	struct http_req *req;
 	struct pending *prev, *next;
 };
@@ -75,7 +78,25 @@ struct hopx {
 	struct clock hclock; /* ours plus the skew: HopX's time */
 	hopx_skew_fn on_skew;
 	void *skew_ud;
+	struct hopx_stats stats;
 };
+
+const double hopx_buckets[HOPX_NBUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,  0.5,  1,     2.5,  10};
+
+const char *hopx_op_str(enum hopx_op op)
+{
+	static const char *const names[HOPX_NOPS] = {
+	        [HOPX_GET] = "get",         [HOPX_LIST] = "list",
+	        [HOPX_CREATE] = "create",   [HOPX_DELETE] = "delete",
+	        [HOPX_PAUSE] = "pause",     [HOPX_RESUME] = "resume",
+	        [HOPX_START] = "start",     [HOPX_STOP] = "stop",
+	        [HOPX_TIMEOUT] = "timeout", [HOPX_REFRESH] = "refresh",
+	        [HOPX_HEALTH] = "health",   [HOPX_FORWARD] = "forward",
+	};
+
+	return (unsigned)op < HOPX_NOPS ? names[op] : "unknown";
+}
 
 static void pump(struct hopx *hx);
 
@@ -173,6 +194,23 @@ static int parse_status(const cJSON *o, enum sbx_status *st)
 	return 0;
 }
 
+/* resources{vcpu, memory_mb, disk_mb} and internet_access, if given. */
+static void parse_resources(const cJSON *o, struct hopx_sandbox *s)
+{
+	const cJSON *res = cJSON_GetObjectItemCaseSensitive(o, "resources");
+	const cJSON *net =
+	        cJSON_GetObjectItemCaseSensitive(o, "internet_access");
+
+	s->vcpu = s->memory_mb = s->disk_mb = -1;
+	if (json_get_i64(res, "vcpu", &s->vcpu) != 0)
+		s->vcpu = -1;
+	if (json_get_i64(res, "memory_mb", &s->memory_mb) != 0)
+		s->memory_mb = -1;
+	if (json_get_i64(res, "disk_mb", &s->disk_mb) != 0)
+		s->disk_mb = -1;
+	s->internet_access = cJSON_IsBool(net) ? cJSON_IsTrue(net) : -1;
+}
+
 static int parse_sandbox(const cJSON *o, struct hopx_sandbox *s)
 {
 	const char *id = NULL, *tok = NULL;
@@ -198,6 +236,7 @@ static int parse_sandbox(const cJSON *o, struct hopx_sandbox *s)
 	    json_get_str_opt(o, "auth_token", &tok) ||
 	    json_get_time_opt(o, "token_expires_at", &exp))
 		return ERR_BADRESP;
+	parse_resources(o, s);
 	/* A token counts only with its expiry (what both SDKs require). */
 	if (tok && exp > 0 && strlen(tok) < sizeof(s->token)) {
 		snprintf(s->token, sizeof(s->token), "%s", tok);
@@ -274,7 +313,8 @@ static int is_transition(enum hopx_op op)
 /* The SDKs ignore these answers' bodies: the status says it all. */
 static int body_optional(enum hopx_op op)
 {
-	return is_transition(op) || op == HOPX_DELETE || op == HOPX_HEALTH;
+	return is_transition(op) || op == HOPX_DELETE || op == HOPX_HEALTH ||
+	       op == HOPX_FORWARD;
 }
 
 static int status_err(enum hopx_op op, long status)
@@ -313,8 +353,11 @@ static void classify(const struct pending *p, const struct http_result *res,
 		return;
 	}
 	json_parse(res->body, res->body_len, &j);
+	r->raw = res->body;
+	r->raw_len = res->body_len;
+	memcpy(r->request_id, res->request_id, sizeof(r->request_id));
 	if (res->status >= 200 && res->status < 300) {
-		if (j)
+		if (j && p->call.op != HOPX_FORWARD)
 			r->err = parse_ok(p->call.op, j, r);
 		else if (body_optional(p->call.op))
 			r->err = 0;
@@ -346,6 +389,8 @@ static int64_t retry_delay(struct hopx *hx, int attempts, int64_t ra_ms)
 
 static void pending_free(struct pending *p)
 {
+	free(p->method);
+	free(p->path);
 	free(p->id);
 	free(p->body);
 	free(p->query);
@@ -365,6 +410,25 @@ static void learn_skew(struct hopx *hx, int64_t date_ms)
 		hx->on_skew(hx->skew_ud, before, skew_offset(&hx->skew));
 }
 
+static void count(struct hopx *hx, const struct pending *p,
+                  const struct http_result *res)
+{
+	struct hopx_stats *st = &hx->stats;
+	double s = (double)(now(hx) - p->sent_at) / 1000.0;
+	int b = 0, cl = HOPX_NOANSWER;
+
+	if (res->err == 0 && res->status >= 200 && res->status < 600)
+		cl = res->status < 400   ? HOPX_2XX
+		     : res->status < 500 ? HOPX_4XX
+		                         : HOPX_5XX;
+	st->answers[p->call.op][cl]++;
+	while (b < HOPX_NBUCKETS && s > hopx_buckets[b])
+		b++;
+	st->latency[b]++;
+	st->latency_sum_s += s;
+	st->latency_count++;
+}
+
 static void on_http(void *ud, const struct http_result *res)
 {
 	struct pending *p = ud;
@@ -376,6 +440,7 @@ static void on_http(void *ud, const struct http_result *res)
 	p->req = NULL;
 	p->attempts++;
 	DL_DELETE(hx->running, p);
+	count(hx, p, res);
 	if (res->date_ms > 0)
 		learn_skew(hx, res->date_ms);
 	classify(p, res, &r, &ra_ms);
@@ -417,13 +482,15 @@ static const char *op_path(enum hopx_op op)
 	return paths[op];
 }
 
-static const char *op_method(enum hopx_op op)
+static const char *op_method(const struct pending *p)
 {
-	switch (op) {
+	switch (p->call.op) {
 	case HOPX_GET:
 	case HOPX_LIST:
 	case HOPX_HEALTH:
 		return "GET";
+	case HOPX_FORWARD:
+		return p->method;
 	case HOPX_DELETE:
 		return "DELETE";
 	case HOPX_TIMEOUT:
@@ -439,6 +506,9 @@ static void build_url(const struct hopx *hx, const struct pending *p, char *url,
 	switch (p->call.op) {
 	case HOPX_HEALTH:
 		snprintf(url, n, "%s/health", hx->base);
+		break;
+	case HOPX_FORWARD:
+		snprintf(url, n, "%s%s", hx->base, p->path);
 		break;
 	case HOPX_LIST:
 		snprintf(url, n, "%s/v1/sandboxes%s%s", hx->base,
@@ -474,11 +544,12 @@ static void send_one(struct hopx *hx, struct pending *p)
 		b = body;
 	}
 	hx->spent[hx->nspent++ % SPENT_RING] = now(hx);
+	p->sent_at = now(hx);
 	if (p->call.on_send)
 		p->call.on_send(p->ud);
 	DL_APPEND(hx->running, p);
-	if (http_request(hx->http, op_method(p->call.op), url, headers, b,
-	                 on_http, p, &p->req) != 0) {
+	if (http_request(hx->http, op_method(p), url, headers, b, on_http, p,
+	                 &p->req) != 0) {
 		memset(&fail, 0, sizeof(fail));
 		fail.err = ERR_NOMEM;
 		fail.body = "";
@@ -645,12 +716,16 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 {
 	struct pending *p;
 	int needs_id = c->op != HOPX_LIST && c->op != HOPX_CREATE &&
-	               c->op != HOPX_HEALTH;
+	               c->op != HOPX_HEALTH && c->op != HOPX_FORWARD;
+	int fwd = c->op == HOPX_FORWARD;
 
 	if (hx->closing || fn == NULL || c->prio >= HOPX_NPRIO ||
 	    (needs_id && sbx_id_check(c->id) != 0) ||
 	    (c->op == HOPX_CREATE && c->body == NULL) ||
-	    (c->op == HOPX_TIMEOUT && c->timeout_s <= 0))
+	    (c->op == HOPX_TIMEOUT && c->timeout_s <= 0) ||
+	    (unsigned)c->op >= HOPX_NOPS ||
+	    (fwd &&
+	     (c->method == NULL || c->path == NULL || c->path[0] != '/')))
 		return ERR_INVAL;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return ERR_NOMEM;
@@ -665,8 +740,13 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 	 * let tokens expire while a call was still retrying).
 	 */
 	p->max = c->max_attempts > 0 ? c->max_attempts : 3;
+	/* What is forwarded is retried only when asking twice is harmless. */
+	if (fwd && strcmp(c->method, "GET") != 0 &&
+	    strcmp(c->method, "HEAD") != 0)
+		p->max = 1;
 	if (dup_opt(&p->id, c->id) || dup_opt(&p->body, c->body) ||
-	    dup_opt(&p->query, c->query)) {
+	    dup_opt(&p->query, c->query) || dup_opt(&p->method, c->method) ||
+	    dup_opt(&p->path, c->path)) {
 		pending_free(p);
 		return ERR_NOMEM;
 	}
@@ -675,6 +755,29 @@ int hopx_call(struct hopx *hx, const struct hopx_call *c, hopx_done_fn fn,
 	hx->npending++;
 	pump(hx);
 	return 0;
+}
+
+int64_t hopx_wait_ms(const struct hopx *hx, enum hopx_prio prio)
+{
+	double tokens = hx->tokens + (double)(now(hx) - hx->refilled_at) *
+	                                     hx->budget / 60000.0;
+	const struct pending *p;
+	int ahead = 0, i;
+
+	if (tokens > hx->burst)
+		tokens = hx->burst;
+	for (i = 0; i <= (int)prio && i < HOPX_NPRIO; i++)
+		DL_FOREACH(hx->queue[i], p)
+	ahead++;
+	tokens -= ahead;
+	return tokens >= 1.0
+	               ? 0
+	               : (int64_t)((1.0 - tokens) * 60000.0 / hx->budget) + 1;
+}
+
+const struct hopx_stats *hopx_stats(const struct hopx *hx)
+{
+	return &hx->stats;
 }
 
 int hopx_pending(const struct hopx *hx)

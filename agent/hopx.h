@@ -41,7 +41,12 @@ enum hopx_op {
 	HOPX_TIMEOUT,
 	HOPX_REFRESH,
 	HOPX_HEALTH,
+	HOPX_FORWARD, /* any other request, answered as HopX sent it */
+	HOPX_NOPS
 };
+
+/* "get", "list", ..., "forward": an operation's name, for metrics. */
+const char *hopx_op_str(enum hopx_op op);
 
 struct hopx_opts {
 	const char *base_url; /* "https://api.hopx.dev" */
@@ -64,10 +69,12 @@ struct hopx_sandbox {
 	char template_id[32];
 	char template_name[64];
 	char region[32];
-	int64_t timeout_seconds; /* -1: none */
-	int64_t expires_at;      /* ms; 0: none */
-	int64_t created_at;      /* ms; 0: unknown */
-	char token[2048];        /* "" when the answer carried none */
+	int64_t timeout_seconds;          /* -1: none */
+	int64_t expires_at;               /* ms; 0: none */
+	int64_t created_at;               /* ms; 0: unknown */
+	int64_t vcpu, memory_mb, disk_mb; /* resources; -1: unknown */
+	int internet_access;              /* 0, 1; -1: unknown */
+	char token[2048];                 /* "" when the answer carried none */
 	int64_t token_expires_at;
 };
 
@@ -83,16 +90,22 @@ struct hopx_result {
 	int nitems;
 	int has_more;
 	char next_cursor[128];
+	/* The answer as it came (any op), valid during the callback. */
+	const char *raw;
+	size_t raw_len;
+	char request_id[48]; /* X-Request-ID, or "" */
 };
 
 typedef void (*hopx_done_fn)(void *ud, const struct hopx_result *r);
 
 struct hopx_call {
 	enum hopx_op op;
-	const char *id;    /* sandbox id, for per-sandbox operations */
-	const char *body;  /* CREATE: the JSON request */
-	const char *query; /* LIST: "limit=100&cursor=..." or NULL */
-	int64_t timeout_s; /* TIMEOUT: the new timeout */
+	const char *id;     /* sandbox id, for per-sandbox operations */
+	const char *body;   /* CREATE: the JSON request */
+	const char *query;  /* LIST: "limit=100&cursor=..." or NULL */
+	const char *method; /* FORWARD: "GET", ... */
+	const char *path;   /* FORWARD: "/v1/templates?x=1" (starts with /) */
+	int64_t timeout_s;  /* TIMEOUT: the new timeout */
 	enum hopx_prio prio;
 	int max_attempts; /* 0: 3 */
 	/* Called (with the call's ud) just before each attempt leaves. */
@@ -140,6 +153,26 @@ void hopx_skew_restart(struct hopx *hx);
  */
 typedef void (*hopx_skew_fn)(void *ud, int64_t before, int64_t after);
 void hopx_on_skew(struct hopx *hx, hopx_skew_fn fn, void *ud);
+
+/*
+ * How long a call queued now at prio would wait for budget (ms, 0: it
+ * leaves at once): what a caller that would rather refuse than wait
+ * (the local endpoint's 429) looks at.
+ */
+int64_t hopx_wait_ms(const struct hopx *hx, enum hopx_prio prio);
+
+/* What was asked of HopX since creation, for metrics. */
+enum hopx_class { HOPX_2XX, HOPX_4XX, HOPX_5XX, HOPX_NOANSWER, HOPX_NCLASS };
+#define HOPX_NBUCKETS 10
+/* Upper bounds of the latency histogram's buckets, seconds. */
+extern const double hopx_buckets[HOPX_NBUCKETS];
+struct hopx_stats {
+	uint64_t answers[HOPX_NOPS][HOPX_NCLASS]; /* one per attempt */
+	uint64_t latency[HOPX_NBUCKETS + 1];      /* per bucket (last: +Inf) */
+	double latency_sum_s;
+	uint64_t latency_count;
+};
+const struct hopx_stats *hopx_stats(const struct hopx *hx);
 
 /* The budget (attempts per minute), and attempts made since creation. */
 int hopx_budget(const struct hopx *hx);

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "agent.h"
+#include "apiep.h"
 #include "err.h"
 #include "hopx.h"
 #include "ipc_server.h"
@@ -84,6 +85,14 @@ static void usage(FILE *f)
 	        "  --confirm-after S     env and run ask HopX first when its "
 	        "word on the sandbox\n"
 	        "                        is older (default 30)\n"
+	        "  --api-listen ADDR     serve a HopX-compatible API for the "
+	        "SDKs on ADDR\n"
+	        "                        (127.0.0.1:PORT or unix:PATH; off "
+	        "by default)\n"
+	        "  --local-key-file PATH the key its clients may send instead "
+	        "of the API key\n"
+	        "                        (default ~/.config/hopxd/local-key, "
+	        "made if missing)\n"
 	        "  --log-level LEVEL     error, warn, info (default) or "
 	        "debug\n"
 	        "  -v, --verbose         same as --log-level debug\n"
@@ -130,7 +139,9 @@ enum {
 	O_INFLIGHT,
 	O_SHUTDOWN,
 	O_CONFIRM,
-	O_HTTP_TIMEOUT
+	O_HTTP_TIMEOUT,
+	O_API_LISTEN,
+	O_LOCAL_KEY
 };
 
 /*
@@ -207,6 +218,13 @@ static int apply_api_opt(struct agent_config *cfg, int c)
 	case O_HTTP_TIMEOUT:
 		return int_opt(optarg, "--http-timeout", 1, 600,
 		               &cfg->http_timeout_s);
+	case O_API_LISTEN:
+		return copy_path(cfg->api_listen, sizeof(cfg->api_listen),
+		                 optarg, "--api-listen");
+	case O_LOCAL_KEY:
+		return copy_path(cfg->local_key_file,
+		                 sizeof(cfg->local_key_file), optarg,
+		                 "local key");
 	default:
 		return -1;
 	}
@@ -276,6 +294,8 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN},
 	        {"confirm-after", required_argument, NULL, O_CONFIRM},
 	        {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
+	        {"api-listen", required_argument, NULL, O_API_LISTEN},
+	        {"local-key-file", required_argument, NULL, O_LOCAL_KEY},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -427,6 +447,8 @@ static void stop_all(struct main_state *m)
 	a->rec = NULL;
 	sessions_destroy(a->sess);
 	a->sess = NULL;
+	apiep_stop(a->apiep); /* after what could still answer its clients */
+	a->apiep = NULL;
 }
 
 /*
@@ -653,6 +675,31 @@ static int start_hopx(struct agent *a)
 	return 0;
 }
 
+/* The HopX-compatible endpoint, when asked for. */
+static int start_apiep(struct agent *a)
+{
+	struct apiep_opts o = {.listen = a->cfg.api_listen,
+	                       .local_key_file = a->cfg.local_key_file[0]
+	                                                 ? a->cfg.local_key_file
+	                                                 : NULL,
+	                       .max_connections = 256,
+	                       .timeout_s = 60};
+	char why[4400];
+	int r;
+
+	if (a->cfg.api_listen[0] == '\0')
+		return 0;
+	if ((r = apiep_start(a, &o, &a->apiep, why, sizeof(why))) != 0) {
+		log_error("%s", why);
+		return r;
+	}
+	log_info("HopX-compatible API on %s (SDKs: HOPX_BASE_URL=%s, key: "
+	         "the API key or %s)",
+	         apiep_url(a->apiep), apiep_url(a->apiep),
+	         apiep_key_file(a->apiep));
+	return 0;
+}
+
 static void close_handle(uv_handle_t *h, void *arg)
 {
 	(void)arg;
@@ -683,6 +730,8 @@ static int run(struct main_state *m)
 		r = check_start(m);
 	if (r == 0)
 		r = start_hopx(&m->a);
+	if (r == 0)
+		r = start_apiep(&m->a);
 	if (r == 0)
 		r = watch_clock(m);
 	if (r == 0) {

@@ -7,6 +7,7 @@
 #include "methods_int.h"
 
 #include "agent.h"
+#include "apiep.h"
 #include "config.h"
 #include "err.h"
 #include "events.h"
@@ -33,6 +34,7 @@ struct method {
 	const char *name;
 	const struct proto_param *params;
 	method_fn *fn;
+	int conn_only; /* belongs to a client's connection */
 };
 
 /* ---- JSON views of records and events ---- */
@@ -196,6 +198,8 @@ static int m_status(struct call *c)
 	json_add_i64(o, "subscribers",
 	             (int64_t)ipc_server_subscribers(c->a->ipc));
 	add_api_status(c->a, o);
+	json_add_str(o, "endpoint",
+	             c->a->apiep ? apiep_url(c->a->apiep) : NULL);
 	return 0;
 }
 
@@ -475,15 +479,12 @@ static const struct proto_param p_attach[] = {{"id", PT_STRING, 1},
                                               {"labels", PT_OBJECT, 0},
                                               {"resume", PT_BOOL, 0},
                                               {NULL, 0, 0}};
-static const struct proto_param p_create[] = {{"template", PT_STRING, 1},
-                                              {"idle_pause_s", PT_INT, 0},
-                                              {"on_expiry", PT_STRING, 0},
-                                              {"name", PT_STRING, 0},
-                                              {"labels", PT_OBJECT, 0},
-                                              {"timeout_s", PT_INT, 0},
-                                              {"region", PT_STRING, 0},
-                                              {"env", PT_OBJECT, 0},
-                                              {NULL, 0, 0}};
+static const struct proto_param p_create[] = {
+        {"template", PT_STRING, 1},      {"idle_pause_s", PT_INT, 0},
+        {"on_expiry", PT_STRING, 0},     {"name", PT_STRING, 0},
+        {"labels", PT_OBJECT, 0},        {"timeout_s", PT_INT, 0},
+        {"region", PT_STRING, 0},        {"env", PT_OBJECT, 0},
+        {"internet_access", PT_BOOL, 0}, {NULL, 0, 0}};
 static const struct proto_param p_seconds[] = {
         {"ref", PT_STRING, 1}, {"seconds", PT_INT, 1}, {NULL, 0, 0}};
 static const struct proto_param p_token[] = {{"confirm", PT_BOOL, 0},
@@ -505,30 +506,30 @@ static const struct proto_param p_policy[] = {{"ref", PT_STRING, 1},
                                               {NULL, 0, 0}};
 
 static const struct method methods[] = {
-        {"attach", p_attach, methods_attach},
-        {"create", p_create, methods_create},
-        {"detach", p_ref, m_detach},
-        {"events", p_events, m_events},
-        {"hello", p_none, m_hello},
-        {"keepalive", p_seconds, methods_keepalive},
-        {"kill", p_ref, methods_lifecycle},
-        {"label", p_label, m_label},
-        {"lease", p_ref, methods_lease},
-        {"list", p_list, m_list},
-        {"pause", p_ref, methods_lifecycle},
-        {"policy", p_policy, methods_policy},
-        {"reconcile", p_reconcile, methods_reconcile},
-        {"release", p_ref, methods_release},
-        {"rename", p_rename, m_rename},
-        {"resume", p_ref, methods_lifecycle},
-        {"show", p_ref, m_show},
-        {"start", p_ref, methods_lifecycle},
-        {"status", p_none, m_status},
-        {"stop", p_ref, methods_lifecycle},
-        {"subscribe", p_subscribe, m_subscribe},
-        {"timeout", p_seconds, methods_timeout},
-        {"token", p_token, methods_token},
-        {"wait", p_wait, methods_wait},
+        {"attach", p_attach, methods_attach, 0},
+        {"create", p_create, methods_create, 0},
+        {"detach", p_ref, m_detach, 0},
+        {"events", p_events, m_events, 0},
+        {"hello", p_none, m_hello, 0},
+        {"keepalive", p_seconds, methods_keepalive, 0},
+        {"kill", p_ref, methods_lifecycle, 0},
+        {"label", p_label, m_label, 0},
+        {"lease", p_ref, methods_lease, 1},
+        {"list", p_list, m_list, 0},
+        {"pause", p_ref, methods_lifecycle, 0},
+        {"policy", p_policy, methods_policy, 0},
+        {"reconcile", p_reconcile, methods_reconcile, 0},
+        {"release", p_ref, methods_release, 1},
+        {"rename", p_rename, m_rename, 0},
+        {"resume", p_ref, methods_lifecycle, 0},
+        {"show", p_ref, m_show, 0},
+        {"start", p_ref, methods_lifecycle, 0},
+        {"status", p_none, m_status, 0},
+        {"stop", p_ref, methods_lifecycle, 0},
+        {"subscribe", p_subscribe, m_subscribe, 1},
+        {"timeout", p_seconds, methods_timeout, 0},
+        {"token", p_token, methods_token, 0},
+        {"wait", p_wait, methods_wait, 0},
 };
 
 static int method_cmp(const void *key, const void *elem)
@@ -539,6 +540,8 @@ static int method_cmp(const void *key, const void *elem)
 struct deferred {
 	struct agent *a;
 	struct ipc_conn *conn;
+	methods_reply_fn reply_fn;
+	void *reply_ud;
 	cJSON *id;
 };
 
@@ -553,7 +556,10 @@ struct deferred *methods_defer(struct call *c)
 	}
 	d->a = c->a;
 	d->conn = c->conn;
-	ipc_conn_hold(c->conn);
+	d->reply_fn = c->reply_fn;
+	d->reply_ud = c->reply_ud;
+	if (c->conn)
+		ipc_conn_hold(c->conn);
 	c->deferred = d;
 	return d;
 }
@@ -588,6 +594,12 @@ void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
 	size_t len = 0;
 	char *text;
 
+	if (d->conn == NULL) {
+		d->reply_fn(d->reply_ud, e, e == 0 ? result : NULL,
+		            e ? err_text(e, msg, buf, sizeof(buf)) : NULL);
+		cJSON_Delete(result);
+		goto done;
+	}
 	if (e == 0) {
 		text = proto_result(d->id, result, &len);
 	} else {
@@ -597,6 +609,7 @@ void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
 	}
 	ipc_conn_send(d->conn, text, len);
 	ipc_conn_release(d->conn);
+done:
 	events_publish(d->a);
 	cJSON_Delete(d->id);
 	free(d);
@@ -608,6 +621,13 @@ static void reply(struct call *c, int e)
 	size_t len = 0;
 	char *text;
 
+	if (c->conn == NULL) {
+		c->reply_fn(c->reply_ud, e, e == 0 ? c->result : NULL,
+		            e ? err_text(e, c->msg, buf, sizeof(buf)) : NULL);
+		cJSON_Delete(c->result);
+		c->result = NULL;
+		return;
+	}
 	if (e == 0)
 		text = proto_result(c->id, c->result, &len);
 	else
@@ -619,36 +639,61 @@ static void reply(struct call *c, int e)
 	ipc_conn_send(c->conn, text, len);
 }
 
+/* Looks the method up, checks its parameters and runs it; answers. */
+static void run_call(struct call *c, const char *method)
+{
+	const struct method *m;
+	int e = 0;
+
+	if ((m = bsearch(method, methods, sizeof(methods) / sizeof(*m),
+	                 sizeof(*m), method_cmp)) == NULL ||
+	    (c->conn == NULL && m->conn_only)) {
+		snprintf(c->msg, sizeof(c->msg), "unknown method '%.64s'",
+		         method);
+		e = ERR_INVAL;
+	}
+	if (e == 0)
+		e = proto_check_params(c->params, m->params, c->msg,
+		                       sizeof(c->msg));
+	if (e == 0) {
+		c->method = m->name;
+		e = m->fn(c);
+	}
+	/* A deferred call that failed before deferring answers now. */
+	if (c->deferred == NULL)
+		reply(c, e);
+	else if (e != 0)
+		methods_finish(c->deferred, e, NULL, c->msg);
+	events_publish(c->a);
+}
+
 void methods_dispatch(struct agent *a, struct ipc_conn *conn, const char *line,
                       size_t len)
 {
 	struct call c = {.a = a, .conn = conn};
-	const struct method *m;
 	struct proto_req req;
 	int e;
 
 	e = proto_req_parse(line, len, &req, c.msg, sizeof(c.msg));
 	c.id = req.id;
 	c.params = req.params;
-	if (e == 0 &&
-	    (m = bsearch(req.method, methods, sizeof(methods) / sizeof(*m),
-	                 sizeof(*m), method_cmp)) == NULL) {
-		snprintf(c.msg, sizeof(c.msg), "unknown method '%.64s'",
-		         req.method);
-		e = ERR_INVAL;
-	}
 	if (e == 0)
-		e = proto_check_params(req.params, m->params, c.msg,
-		                       sizeof(c.msg));
-	if (e == 0) {
-		c.method = m->name;
-		e = m->fn(&c);
-	}
-	/* A deferred call that failed before deferring answers now. */
-	if (c.deferred == NULL)
+		run_call(&c, req.method);
+	else
 		reply(&c, e);
-	else if (e != 0)
-		methods_finish(c.deferred, e, NULL, c.msg);
 	proto_req_finish(&req);
-	events_publish(a);
+}
+
+void methods_call(struct agent *a, const char *method, const cJSON *params,
+                  methods_reply_fn fn, void *ud)
+{
+	cJSON *p = params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject();
+	struct call c = {.a = a, .reply_fn = fn, .reply_ud = ud, .params = p};
+
+	if (p == NULL) {
+		fn(ud, ERR_NOMEM, NULL, err_str(ERR_NOMEM));
+		return;
+	}
+	run_call(&c, method);
+	cJSON_Delete(p);
 }

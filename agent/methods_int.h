@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "methods.h"
 #include "store.h"
 
 struct agent;
@@ -17,7 +18,9 @@ struct deferred;
 
 struct call {
 	struct agent *a;
-	struct ipc_conn *conn;
+	struct ipc_conn *conn; /* NULL: an in-process call (methods_call) */
+	methods_reply_fn reply_fn;
+	void *reply_ud;
 	const char *method;
 	const cJSON *id;
 	const cJSON *params;

@@ -691,6 +691,7 @@ static cJSON *create_body(struct call *c)
 	const char *tpl = methods_param_str(c, "template");
 	const char *region = methods_param_str(c, "region");
 	const cJSON *env = cJSON_GetObjectItem(c->params, "env");
+	const cJSON *net = cJSON_GetObjectItem(c->params, "internet_access");
 	cJSON *b = cJSON_CreateObject();
 	int64_t timeout = 0;
 
@@ -704,6 +705,8 @@ static cJSON *create_body(struct call *c)
 	json_add_str(b, "region", region);
 	if (env)
 		cJSON_AddItemToObject(b, "env_vars", cJSON_Duplicate(env, 1));
+	if (net)
+		json_add_bool(b, "internet_access", cJSON_IsTrue(net));
 	return b;
 }
 

@@ -43,7 +43,9 @@ static void meta_from(struct store_meta *m, const struct hopx_sandbox *h)
 	        h->timeout_seconds >= 0 ? h->timeout_seconds : STORE_NULL;
 	m->expires_at = h->expires_at > 0 ? h->expires_at : STORE_NULL;
 	m->created_at = h->created_at > 0 ? h->created_at : STORE_NULL;
-	m->vcpu = m->memory_mb = m->disk_mb = STORE_NULL;
+	m->vcpu = h->vcpu >= 0 ? h->vcpu : STORE_NULL;
+	m->memory_mb = h->memory_mb >= 0 ? h->memory_mb : STORE_NULL;
+	m->disk_mb = h->disk_mb >= 0 ? h->disk_mb : STORE_NULL;
 }
 
 /* Records a status (and metadata) HopX confirmed. */

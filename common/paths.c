@@ -50,15 +50,25 @@ int paths_db(char *out, size_t n)
 	return ERR_NOTFOUND;
 }
 
-int paths_key_file(char *out, size_t n)
+static int config_file(char *out, size_t n, const char *name)
 {
 	const char *v;
 
 	if ((v = abs_env("XDG_CONFIG_HOME")) != NULL)
-		return fit(snprintf(out, n, "%s/hopxd/api-key", v), n);
+		return fit(snprintf(out, n, "%s/hopxd/%s", v, name), n);
 	if ((v = abs_env("HOME")) != NULL)
-		return fit(snprintf(out, n, "%s/.config/hopxd/api-key", v), n);
+		return fit(snprintf(out, n, "%s/.config/hopxd/%s", v, name), n);
 	return ERR_NOTFOUND;
+}
+
+int paths_key_file(char *out, size_t n)
+{
+	return config_file(out, n, "api-key");
+}
+
+int paths_local_key_file(char *out, size_t n)
+{
+	return config_file(out, n, "local-key");
 }
 
 int paths_make_parents(const char *path, char *failed, size_t n)

@@ -24,6 +24,13 @@ int paths_db(char *out, size_t n);
 int paths_key_file(char *out, size_t n);
 
 /*
+ * The local key clients of the HopX-compatible endpoint may send instead
+ * of the API key: $XDG_CONFIG_HOME/hopxd/local-key, else
+ * $HOME/.config/hopxd/local-key. Same returns as above.
+ */
+int paths_local_key_file(char *out, size_t n);
+
+/*
  * Creates every missing parent directory of the file path with mode 0700
  * (existing ones are left alone). Returns 0 or an ERR_* code from errno;
  * on failure, failed (if not NULL, at least n bytes) names the directory.
