@@ -332,7 +332,8 @@ int httpd_respond(struct httpd_req *rq, int status, const char *ctype,
 
 /* ---- listening ---- */
 
-static void log_mhd(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void
+log_mhd(void *cls, const char *fmt, va_list ap)
 {
 	char buf[256];
 
