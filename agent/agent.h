@@ -13,6 +13,7 @@
 #include "store.h"
 
 struct apiep;
+struct httpd;
 struct hopx;
 struct ipc_server;
 struct methods_flight;
@@ -37,6 +38,15 @@ struct agent_config {
 	int http_timeout_s;   /* one HTTP attempt */
 	char api_listen[512]; /* the HopX-compatible endpoint; "" off */
 	char local_key_file[4096];
+	char metrics_listen[512]; /* GET /metrics; "" off */
+};
+
+/* Counters for metrics (metrics.c), moved where things happen. */
+struct agent_stats {
+	uint64_t tokens_socket;   /* tokens handed out over the socket */
+	uint64_t tokens_endpoint; /* ... and by the HopX-compatible endpoint */
+	uint64_t renewals;        /* background token refreshes that worked */
+	uint64_t renewal_failures;
 };
 
 struct agent {
@@ -50,8 +60,10 @@ struct agent {
 	struct reconcile *rec;
 	/* creates of a name in flight: another create of it joins (methods) */
 	struct methods_flight *creating;
-	struct lease *leases; /* held by clients (leases.c) */
-	struct apiep *apiep;  /* NULL unless --api-listen */
+	struct lease *leases;  /* held by clients (leases.c) */
+	struct apiep *apiep;   /* NULL unless --api-listen */
+	struct httpd *metrics; /* NULL unless --metrics-listen */
+	struct agent_stats stats;
 	int stopping;         /* shutting down: refuse new lifecycle work */
 	int64_t started_mono; /* ms, for uptime */
 };

@@ -371,6 +371,7 @@ static void token_done(void *ud, const struct sess_outcome *o,
 		fail_err(x, o->err, o->msg);
 		return;
 	}
+	x->ep->a->stats.tokens_endpoint++;
 	j = cJSON_CreateObject();
 	json_add_str(j, "id", x->id);
 	json_add_str(j, "auth_token", token);

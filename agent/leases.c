@@ -123,3 +123,13 @@ cJSON *leases_json(const struct agent *a, const char *id)
 	}
 	return arr;
 }
+
+size_t leases_count(const struct agent *a)
+{
+	const struct lease *l;
+	size_t n = 0;
+
+	DL_FOREACH(a->leases, l)
+	n++;
+	return n;
+}

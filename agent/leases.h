@@ -35,4 +35,7 @@ void leases_conn_closed(struct agent *a, struct ipc_conn *c);
  */
 cJSON *leases_json(const struct agent *a, const char *id);
 
+/* Leases held now, by every client. */
+size_t leases_count(const struct agent *a);
+
 #endif

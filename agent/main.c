@@ -6,6 +6,8 @@
 
 #include "agent.h"
 #include "apiep.h"
+#include "httpd.h"
+#include "metrics.h"
 #include "err.h"
 #include "hopx.h"
 #include "ipc_server.h"
@@ -93,6 +95,8 @@ static void usage(FILE *f)
 	        "of the API key\n"
 	        "                        (default ~/.config/hopxd/local-key, "
 	        "made if missing)\n"
+	        "  --metrics-listen ADDR serve GET /metrics (Prometheus) on "
+	        "ADDR (127.0.0.1:PORT)\n"
 	        "  --log-level LEVEL     error, warn, info (default) or "
 	        "debug\n"
 	        "  -v, --verbose         same as --log-level debug\n"
@@ -141,7 +145,8 @@ enum {
 	O_CONFIRM,
 	O_HTTP_TIMEOUT,
 	O_API_LISTEN,
-	O_LOCAL_KEY
+	O_LOCAL_KEY,
+	O_METRICS
 };
 
 /*
@@ -221,6 +226,10 @@ static int apply_api_opt(struct agent_config *cfg, int c)
 	case O_API_LISTEN:
 		return copy_path(cfg->api_listen, sizeof(cfg->api_listen),
 		                 optarg, "--api-listen");
+	case O_METRICS:
+		return copy_path(cfg->metrics_listen,
+		                 sizeof(cfg->metrics_listen), optarg,
+		                 "--metrics-listen");
 	case O_LOCAL_KEY:
 		return copy_path(cfg->local_key_file,
 		                 sizeof(cfg->local_key_file), optarg,
@@ -296,6 +305,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"http-timeout", required_argument, NULL, O_HTTP_TIMEOUT},
 	        {"api-listen", required_argument, NULL, O_API_LISTEN},
 	        {"local-key-file", required_argument, NULL, O_LOCAL_KEY},
+	        {"metrics-listen", required_argument, NULL, O_METRICS},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -449,6 +459,8 @@ static void stop_all(struct main_state *m)
 	a->sess = NULL;
 	apiep_stop(a->apiep); /* after what could still answer its clients */
 	a->apiep = NULL;
+	httpd_destroy(a->metrics);
+	a->metrics = NULL;
 }
 
 /*
@@ -675,7 +687,7 @@ static int start_hopx(struct agent *a)
 	return 0;
 }
 
-/* The HopX-compatible endpoint, when asked for. */
+/* The HTTP servers, when asked for: metrics and the HopX endpoint. */
 static int start_apiep(struct agent *a)
 {
 	struct apiep_opts o = {.listen = a->cfg.api_listen,
@@ -687,6 +699,13 @@ static int start_apiep(struct agent *a)
 	char why[4400];
 	int r;
 
+	if (a->cfg.metrics_listen[0] &&
+	    (r = metrics_listen(a, a->cfg.metrics_listen, why, sizeof(why)))) {
+		log_error("%s", why);
+		return r;
+	}
+	if (a->metrics)
+		log_info("metrics on http://%s/metrics", a->cfg.metrics_listen);
 	if (a->cfg.api_listen[0] == '\0')
 		return 0;
 	if ((r = apiep_start(a, &o, &a->apiep, why, sizeof(why))) != 0) {

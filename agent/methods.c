@@ -12,9 +12,11 @@
 #include "err.h"
 #include "events.h"
 #include "hopx.h"
+#include "httpd.h"
 #include "ipc_server.h"
 #include "json.h"
 #include "leases.h"
+#include "metrics.h"
 #include "proto.h"
 #include "reconcile.h"
 #include "rfc3339.h"
@@ -200,6 +202,22 @@ static int m_status(struct call *c)
 	add_api_status(c->a, o);
 	json_add_str(o, "endpoint",
 	             c->a->apiep ? apiep_url(c->a->apiep) : NULL);
+	if (c->a->metrics)
+		json_add_i64(o, "metrics_port", httpd_port(c->a->metrics));
+	return 0;
+}
+
+/* metrics: Prometheus's text format, as GET /metrics serves it. */
+static int m_metrics(struct call *c)
+{
+	size_t len = 0;
+	char *text = metrics_text(c->a, &len);
+
+	if (text == NULL)
+		return ERR_NOMEM;
+	c->result = cJSON_CreateObject();
+	json_add_str(c->result, "text", text);
+	free(text);
 	return 0;
 }
 
@@ -516,6 +534,7 @@ static const struct method methods[] = {
         {"label", p_label, m_label, 0},
         {"lease", p_ref, methods_lease, 1},
         {"list", p_list, m_list, 0},
+        {"metrics", p_none, m_metrics, 0},
         {"pause", p_ref, methods_lifecycle, 0},
         {"policy", p_policy, methods_policy, 0},
         {"reconcile", p_reconcile, methods_reconcile, 0},

@@ -267,6 +267,7 @@ static void token_done(void *ud, const struct connect_result *o)
 	if (e == 0 && (e = store_sandbox_get(methods_agent(p->d)->store, p->id,
 	                                     &r)) == 0) {
 		res = token_json(p->id, o->token, o->expires_at, r.public_host);
+		methods_agent(p->d)->stats.tokens_socket++;
 		if (res && o->resumed)
 			cJSON_AddBoolToObject(res, "resumed", 1);
 		store_sandbox_finish(&r);
@@ -311,6 +312,7 @@ int methods_token(struct call *c)
 	    sessions_token_cached(c->a->sess, methods_param_str(c, "ref"),
 	                          ttl * 1000, &tk) == 0) {
 		sessions_use(c->a->sess, tk.id);
+		c->a->stats.tokens_socket++;
 		c->result = token_json(tk.id, tk.token, tk.expires_at,
 		                       tk.public_host);
 		return c->result ? 0 : ERR_NOMEM;

@@ -154,6 +154,9 @@ static void op_finish(struct sess *s, int err, const char *fmt, ...)
 	}
 	o.after = s->status;
 	s->cur = NULL;
+	if (op->act == SESS_REFRESH && op->prio == HOPX_PRIO_RENEW)
+		++*(err ? &s->ss->a->stats.renewal_failures
+		        : &s->ss->a->stats.renewals);
 	s->fails = err == 0 ? 0 : s->fails + 1;
 	s->retry_at = 0;
 	if (err_transient(err))

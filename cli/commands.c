@@ -132,6 +132,24 @@ int run_status(struct cli *c, int argc, char **argv)
 	return r;
 }
 
+/* The exposition as the agent wrote it (--json: the method's answer). */
+int run_metrics(struct cli *c, int argc, char **argv)
+{
+	cJSON *res = NULL;
+	int r = cli_call(c, "metrics", NULL, &res);
+
+	(void)argc;
+	(void)argv;
+	if (r != EXIT_OK)
+		return r;
+	if (c->json)
+		cli_print_json(c, res);
+	else
+		fputs(cli_str(res, "text") ? cli_str(res, "text") : "", stdout);
+	cJSON_Delete(res);
+	return EXIT_OK;
+}
+
 struct ls_opts {
 	const char *status;
 	const char *label;

@@ -12,6 +12,7 @@ int run_rename(struct cli *c, int argc, char **argv);
 int run_detach(struct cli *c, int argc, char **argv);
 int run_doctor(struct cli *c, int argc, char **argv);
 int run_events(struct cli *c, int argc, char **argv);
+int run_metrics(struct cli *c, int argc, char **argv);
 
 /* lifecycle.c: what goes through HopX. */
 int run_attach(struct cli *c, int argc, char **argv);

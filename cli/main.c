@@ -62,6 +62,8 @@ static const struct cmd cmd_table[] = {
          run_ls},
         {"ls", "[--status S] [--label K[=V]] [-q]",
          "list tracked sandboxes (-q: ids only)", 0, 5, run_ls},
+        {"metrics", "", "print the agent's metrics (Prometheus text format)", 0,
+         0, run_metrics},
         {"pause", "REF", "pause the sandbox", 1, 1, run_pause},
         {"policy", "REF [--auto-resume on|off] [--pause-on-shutdown on|off]",
          "show or change the sandbox's policies", 1, 5, run_policy},

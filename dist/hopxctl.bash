@@ -7,7 +7,7 @@
 # bash-completion package.
 
 _hopxctl_commands="attach create detach doctor env events help keepalive kill
-label list ls pause policy reconcile rename resume run show start status stop
+label list ls metrics pause policy reconcile rename resume run show start status stop
 timeout token version wait"
 _hopxctl_statuses="creating running paused stopped gone unknown"
 
