@@ -227,6 +227,15 @@ static int add_to_array(void *ud, const struct store_sandbox *r)
 	                                                         : ERR_NOMEM;
 }
 
+/* The record with its token, for an export that asked for them. */
+static int add_with_token(void *ud, const struct store_sandbox *r)
+{
+	cJSON *o = methods_sandbox_json(r);
+
+	json_add_str(o, "token", r->token);
+	return cJSON_AddItemToArray(ud, o) ? 0 : ERR_NOMEM;
+}
+
 /* list's filter from params; label is "key" or "key=value". */
 static int list_filter(struct call *c, struct store_filter *f, char *key,
                        size_t keyn)
@@ -270,7 +279,12 @@ static int m_list(struct call *c)
 		return e;
 	c->result = cJSON_CreateObject();
 	arr = cJSON_AddArrayToObject(c->result, "sandboxes");
-	if ((e = store_sandbox_list(c->a->store, &f, add_to_array, arr)) != 0)
+	if ((e = store_sandbox_list(
+	             c->a->store, &f,
+	             cJSON_IsTrue(cJSON_GetObjectItem(c->params, "with_tokens"))
+	                     ? add_with_token
+	                     : add_to_array,
+	             arr)) != 0)
 		return e;
 	last = cJSON_GetArrayItem(arr, cJSON_GetArraySize(arr) - 1);
 	/* A full page may have more: the client pages with "after". */
@@ -481,10 +495,13 @@ static const struct proto_param p_label[] = {{"ref", PT_STRING, 1},
                                              {"set", PT_OBJECT, 0},
                                              {"unset", PT_ARRAY, 0},
                                              {NULL, 0, 0}};
-static const struct proto_param p_list[] = {
-        {"status", PT_STRING, 0}, {"label", PT_STRING, 0},
-        {"name", PT_STRING, 0},   {"after", PT_STRING, 0},
-        {"limit", PT_INT, 0},     {NULL, 0, 0}};
+static const struct proto_param p_list[] = {{"status", PT_STRING, 0},
+                                            {"label", PT_STRING, 0},
+                                            {"name", PT_STRING, 0},
+                                            {"after", PT_STRING, 0},
+                                            {"limit", PT_INT, 0},
+                                            {"with_tokens", PT_BOOL, 0},
+                                            {NULL, 0, 0}};
 static const struct proto_param p_rename[] = {
         {"ref", PT_STRING, 1}, {"name", PT_STRING_OR_NULL, 1}, {NULL, 0, 0}};
 static const struct proto_param p_subscribe[] = {{"since", PT_INT, 0},

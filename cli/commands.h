@@ -14,6 +14,10 @@ int run_doctor(struct cli *c, int argc, char **argv);
 int run_events(struct cli *c, int argc, char **argv);
 int run_metrics(struct cli *c, int argc, char **argv);
 
+/* registry.c: the registry as JSON, out and in. */
+int run_export(struct cli *c, int argc, char **argv);
+int run_import(struct cli *c, int argc, char **argv);
+
 /* lifecycle.c: what goes through HopX. */
 int run_attach(struct cli *c, int argc, char **argv);
 int run_create(struct cli *c, int argc, char **argv);

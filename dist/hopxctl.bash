@@ -6,7 +6,7 @@
 # stuck agent never stalls the shell. Needs bash only, not the
 # bash-completion package.
 
-_hopxctl_commands="attach create detach doctor env events help keepalive kill
+_hopxctl_commands="attach create detach doctor env events export help import keepalive kill
 label list ls metrics pause policy reconcile rename resume run show start status stop
 timeout token version wait"
 _hopxctl_statuses="creating running paused stopped gone unknown"
@@ -30,6 +30,7 @@ _hopxctl_flags()
 	attach) echo "--name --label --no-resume --idle-pause --on-expiry" ;;
 	create) echo "--template --name --label --timeout --region --env --idle-pause --on-expiry" ;;
 	events) echo "--since -f" ;;
+	export) echo "--with-tokens -o" ;;
 	label) echo "--rm" ;;
 	ls | list) echo "--status --label -q" ;;
 	policy) echo "--auto-resume --pause-on-shutdown --idle-pause --on-expiry" ;;
