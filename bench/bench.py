@@ -523,6 +523,68 @@ def saving(build, quick):
         cleanup(tmp, agent, sim)
 
 
+# ---- SDK processes through the agent's HopX-compatible endpoint ----
+
+def sdk_wave(sim, base, key, ids, procs, tmp):
+    """procs SDK processes at once, each calling Sandbox.connect on every
+    id (4 at a time): (wall ms, HopX requests, failed connects)."""
+    path = os.path.join(tmp, "ids.json")
+    with open(path, "w") as f:
+        json.dump(ids, f)
+    env = dict(os.environ, NODE_PATH=os.path.join(HERE, "sdk",
+                                                  "node_modules"))
+    seq = sim.last_seq()
+    t0 = time.monotonic()
+    ps = [subprocess.Popen(["node", os.path.join(HERE, "sdk",
+                                                 "connect.cjs"),
+                            key, base, path, "4"], stdout=subprocess.PIPE,
+                           text=True, env=env) for _ in range(procs)]
+    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1])
+            for p in ps]
+    ms = (time.monotonic() - t0) * 1000
+    if any(p.returncode for p in ps):
+        raise RuntimeError("sdk: a connect process failed")
+    reqs = len([e for e in sim.log(seq) if e["path"].startswith("/v1/")])
+    return ms, reqs, sum(o["failed"] for o in outs)
+
+
+def sdk_endpoint(build, quick):
+    procs, n = (10, 20) if quick else (50, 100)
+    section(f"sdk: {procs} JS SDK processes each calling Sandbox.connect "
+            f"on the same {n} sandboxes, through hopxd --api-listen vs "
+            "straight to hopx-sim (20 ms per request)")
+    # A large budget only so that attaching the sandboxes (setup, not
+    # measured) is quick.
+    tmp, sim, agent = sim_and_agent(build, 3600, [
+        "--api-listen", "127.0.0.1:0", "--budget", "100000"])
+    try:
+        agent.start()
+        ids = sim.bulk(n)
+        for sid in ids:
+            rc, _, err = agent.ctl("attach", sid)
+            if rc != 0:
+                raise RuntimeError(f"sdk: attach failed: {err}")
+        base = agent.rpc("status")["result"]["endpoint"]
+        with open(os.path.join(tmp, "config", "hopxd", "local-key")) as f:
+            key = f.read().strip()
+        sim.faults(restart_bench.LATENCY)
+        ms, reqs, failed = sdk_wave(sim, base, key, ids, procs, tmp)
+        d_ms, d_reqs, d_failed = sdk_wave(sim, sim.url, sim.key, ids,
+                                          procs, tmp)
+        if failed or d_failed:
+            raise RuntimeError(f"sdk: {failed} (agent) and {d_failed} "
+                               "(direct) connects failed")
+        print(f"through hopxd: {ms:.0f} ms, {reqs} HopX requests; "
+              f"straight: {d_ms:.0f} ms, {d_reqs} requests")
+        ratio = reqs / d_reqs
+        row(f"sdk: {procs}×{n} connects, HopX requests", reqs, d_reqs,
+            f"{ratio:.3f}", "≤ 0.1×", ratio <= 0.1)
+        row(f"sdk: {procs}×{n} connects, wall ms", f"{ms:.0f}",
+            f"{d_ms:.0f}", f"{ms / d_ms:.2f}", "-", None)
+    finally:
+        cleanup(tmp, agent, sim)
+
+
 def table():
     head = ("figure", "hopxd", "peer", "ratio", "target", "met")
     w = [max(len(str(r[i])) for r in ROWS + [head]) for i in range(6)]
@@ -539,7 +601,7 @@ def main():
     quick = "--quick" in sys.argv[2:]
     t0 = time.monotonic()
     for step in (store_and_sim, token_broker, start_and_memory, listing,
-                 restart, steady, smoothness, wake, saving):
+                 restart, steady, smoothness, wake, saving, sdk_endpoint):
         step(build, quick)
     table()
     print(f"\nbench: {time.monotonic() - t0:.0f} s"
