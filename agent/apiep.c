@@ -86,7 +86,8 @@ static void answer(struct xreq *x, int status, const char *body,
 }
 
 /* Answers with o (consumed) plus the request id. */
-static void answer_json(struct xreq *x, int status, cJSON *o)
+static void answer_with(struct xreq *x, int status, cJSON *o,
+                        const char *const *extra)
 {
 	char *text;
 
@@ -97,20 +98,41 @@ static void answer_json(struct xreq *x, int status, cJSON *o)
 		return;
 	}
 	cJSON_Delete(o);
-	answer(x, status, text, NULL);
+	answer(x, status, text, extra);
 	free(text);
 }
 
-/* HopX's error envelope (shared/hopx-api.md 7). */
-static void fail(struct xreq *x, int status, const char *code, const char *msg)
+static void answer_json(struct xreq *x, int status, cJSON *o)
+{
+	answer_with(x, status, o, NULL);
+}
+
+/*
+ * HopX's error envelope (shared/hopx-api.md 7); retry_s >= 0 adds its
+ * retry_after and the Retry-After header.
+ */
+static void fail_retry(struct xreq *x, int status, const char *code,
+                       const char *msg, int64_t retry_s)
 {
 	cJSON *o = cJSON_CreateObject();
+	char ra[48];
+	const char *extra[2] = {ra, NULL};
 
 	json_add_str(o, "error", msg);
 	json_add_str(o, "code", code);
+	if (retry_s >= 0) {
+		json_add_i64(o, "retry_after", retry_s);
+		snprintf(ra, sizeof(ra), "Retry-After: %lld",
+		         (long long)retry_s);
+	}
 	if (status >= 400 && status < 500 && status != 404)
 		x->ep->stats.refused++;
-	answer_json(x, status, o);
+	answer_with(x, status, o, retry_s >= 0 ? extra : NULL);
+}
+
+static void fail(struct xreq *x, int status, const char *code, const char *msg)
+{
+	fail_retry(x, status, code, msg, -1);
 }
 
 /* The agent's error codes as HopX would have said them. */
@@ -233,9 +255,7 @@ static int over_budget(struct xreq *x)
 {
 	struct hopx *hx = x->ep->a->hopx;
 	int64_t wait;
-	char ra[48], msg[160];
-	const char *extra[2] = {ra, NULL};
-	cJSON *o;
+	char msg[160];
 
 	if (hx == NULL) {
 		fail(x, 503, "SERVICE_UNAVAILABLE",
@@ -249,21 +269,7 @@ static int over_budget(struct xreq *x)
 	         "Rate limit exceeded: hopxd's budget of %d requests per "
 	         "minute is spent",
 	         hopx_budget(hx));
-	snprintf(ra, sizeof(ra), "Retry-After: %lld",
-	         (long long)((wait + 999) / 1000));
-	o = cJSON_CreateObject();
-	json_add_str(o, "error", msg);
-	json_add_str(o, "code", "RATE_LIMIT_EXCEEDED");
-	json_add_i64(o, "retry_after", (wait + 999) / 1000);
-	json_add_str(o, "request_id", x->rid);
-	x->ep->stats.refused++;
-	{
-		char *text = json_print(o);
-
-		cJSON_Delete(o);
-		answer(x, 429, text ? text : "{}", extra);
-		free(text);
-	}
+	fail_retry(x, 429, "RATE_LIMIT_EXCEEDED", msg, (wait + 999) / 1000);
 	return 1;
 }
 

@@ -80,11 +80,25 @@ static void on_poll(uv_poll_t *p, int status, int events)
 	run(p->data);
 }
 
+static unsigned connections(const struct httpd *h)
+{
+	const union MHD_DaemonInfo *di =
+	        MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return di ? di->num_connections : 0;
+}
+
 static void run(struct httpd *h)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
+	unsigned before = connections(h);
 
 	MHD_run(h->d);
+	/* At the connection cap MHD stops watching its listening socket and
+	 * takes it back only at the start of a run: once connections closed,
+	 * one more run does it, as no event would come to cause one. */
+	if (connections(h) < before)
+		MHD_run(h->d);
 	if (MHD_get_timeout(h->d, &ms) == MHD_YES)
 		uv_timer_start(&h->timer, on_timer, ms, 0);
 	else
@@ -431,17 +445,18 @@ static struct MHD_Daemon *start(struct httpd *h, const struct httpd_opts *o,
 	                                               fd, NULL}
 	                     : (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0,
 	                                               &ss};
-	d = MHD_start_daemon(flags | (v6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL,
-	                     on_request, h, MHD_OPTION_ARRAY, where,
-	                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-	                     MHD_OPTION_CONNECTION_LIMIT,
-	                     o->max_connections ? o->max_connections : 256u,
-	                     MHD_OPTION_CONNECTION_TIMEOUT,
-	                     o->timeout_s ? o->timeout_s : 60u,
-	                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-	                     MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL,
-	                     MHD_OPTION_LISTEN_BACKLOG_SIZE,
-	                     (unsigned)SOMAXCONN, MHD_OPTION_END);
+	d = MHD_start_daemon(
+	        flags | (v6 ? MHD_USE_IPv6 : 0), 0, NULL, NULL, on_request, h,
+	        /* first, so that every message comes to us */
+	        MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_ARRAY,
+	        where, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	        MHD_OPTION_CONNECTION_LIMIT,
+	        o->max_connections ? o->max_connections : 256u,
+	        MHD_OPTION_CONNECTION_TIMEOUT,
+	        o->timeout_s ? o->timeout_s : 60u,
+	        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+	        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)SOMAXCONN,
+	        MHD_OPTION_END);
 	if (d == NULL) {
 		*why = "cannot listen there (is the port in use?)";
 		if (fd >= 0) {

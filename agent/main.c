@@ -690,12 +690,13 @@ static int start_hopx(struct agent *a)
 /* The HTTP servers, when asked for: metrics and the HopX endpoint. */
 static int start_apiep(struct agent *a)
 {
-	struct apiep_opts o = {.listen = a->cfg.api_listen,
-	                       .local_key_file = a->cfg.local_key_file[0]
-	                                                 ? a->cfg.local_key_file
-	                                                 : NULL,
-	                       .max_connections = 256,
-	                       .timeout_s = 60};
+	struct apiep_opts o = {
+	        .listen = a->cfg.api_listen,
+	        .local_key_file =
+	                a->cfg.local_key_file[0] ? a->cfg.local_key_file : NULL,
+	        /* Bounded like the socket. */
+	        .max_connections = (unsigned)a->cfg.max_connections,
+	        .timeout_s = (unsigned)a->cfg.idle_timeout_s};
 	char why[4400];
 	int r;
 

@@ -205,6 +205,77 @@ t.ok(r.status == 200 and ubody["object"] == "list" and
 usock.term()
 t.ok(not os.path.exists(path), "its socket is removed at exit")
 
+# -- bounds: body, headers, connections, idle time -------------------------
+lim = Agent(hopxd, hopxctl, os.path.join(tmp, "l"), sim.url,
+            args=["--api-listen", "127.0.0.1:0", "--max-connections", "4",
+                  "--idle-timeout", "2"])
+os.makedirs(lim.tmp, exist_ok=True)
+lim.start()
+lurl = lim.rpc("status")["result"]["endpoint"]
+with open(os.path.join(lim.tmp, "config", "hopxd", "local-key")) as f:
+    lkey = f.read().strip()
+lport = int(lurl.rsplit(":", 1)[1])
+st, _, body = req("POST", "/v1/sandboxes", {"pad": "x" * (2 << 20)},
+                  key=lkey, url=lurl)
+t.ok(st == 413 and body["code"] == "PAYLOAD_TOO_LARGE",
+     "a body over 1 MiB: 413", (st, body))
+
+
+def raw(data, wait=5.0):
+    """Sends data on a new connection; what comes back until the
+    server closes it (or wait runs out: None)."""
+    with socket.create_connection(("127.0.0.1", lport), timeout=wait) as s:
+        s.sendall(data)
+        got = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return got
+                got += chunk
+        except socket.timeout:
+            return None
+
+
+big = raw(b"GET /v1/sandboxes HTTP/1.1\r\nHost: x\r\nX-Pad: " +
+          b"a" * 65536 + b"\r\n\r\n")
+t.ok(big is not None and (big == b"" or big.split(b" ")[1] in
+                          (b"413", b"414", b"431")),
+     "64 KiB of headers: refused and closed", big[:80] if big else big)
+idle = [socket.create_connection(("127.0.0.1", lport)) for _ in range(4)]
+# Beyond --max-connections a connection waits (in the kernel's backlog)
+# until one closes: never more are served at once.
+extra = socket.create_connection(("127.0.0.1", lport))
+extra.sendall(f"GET /v1/sandboxes HTTP/1.1\r\nHost: x\r\nX-API-Key: "
+              f"{lkey}\r\nConnection: close\r\n\r\n".encode())
+extra.settimeout(1)
+try:
+    early = extra.recv(100)
+except socket.timeout:
+    early = None
+closed = []
+for s in idle:
+    s.settimeout(6)
+    try:
+        closed.append(s.recv(1) == b"")
+    except socket.timeout:
+        closed.append(False)
+    s.close()
+extra.settimeout(6)
+try:
+    late = extra.recv(100)
+except socket.timeout:
+    late = None
+extra.close()
+t.ok(early is None and late and late.startswith(b"HTTP/1.1 200"),
+     "a connection beyond --max-connections is served only once one of "
+     "the others closed", (early, late))
+t.ok(all(closed), "idle connections are closed after --idle-timeout",
+     closed)
+st, _, body = req("GET", "/v1/sandboxes", key=lkey, url=lurl)
+t.ok(st == 200, "the endpoint answers after all that", body)
+lim.term()
+
 # -- refusals at start ----------------------------------------------------
 os.chmod(key_file, 0o644)
 agent.term()
