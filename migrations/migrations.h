@@ -12,4 +12,8 @@ struct migration {
 extern const struct migration migrations[];
 extern const int migrations_count;
 
+/* The same for the fleet's registry on PostgreSQL (pg/, generated). */
+extern const struct migration pg_migrations[];
+extern const int pg_migrations_count;
+
 #endif

@@ -20,6 +20,7 @@
 
 #include "err.h"
 #include "pgconn.h"
+#include "pgschema.h"
 #include "testutil.h"
 
 static const char *script;
@@ -113,7 +114,8 @@ struct fixture {
 
 static int make(struct fixture *f, const char *ci, int64_t timeout_ms)
 {
-	static const char *const channels[] = {"hopxd_test", NULL};
+	static const char *const channels[] = {"hopxd_test", "hopxd_events",
+	                                       NULL};
 	struct pgconn_opts o = {.conninfo = ci,
 	                        .timeout_ms = timeout_ms,
 	                        .reconnect_ms = 200,
@@ -280,6 +282,138 @@ static void test_destroy_pending(void **state)
 	assert_int_equal(q.err, ERR_UNAVAIL);
 }
 
+/* ---- the registry's schema ---- */
+
+struct migrated {
+	int n, err, version;
+	char msg[512];
+};
+
+static void on_migrated(void *ud, int err, int version, const char *msg)
+{
+	struct migrated *m = ud;
+
+	m->err = err;
+	m->version = version;
+	snprintf(m->msg, sizeof(m->msg), "%s", msg);
+	m->n++;
+}
+
+/* A database of its own for a test, and the connection string to it. */
+static void new_db(const char *name, char *ci, size_t n)
+{
+	struct fixture f;
+	char sql[128];
+
+	assert_int_equal(make(&f, conninfo, 5000), 0);
+	assert_int_equal(run_until(&f.loop, &f.s.ups, 1, 15000), 0);
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+	query(&f, sql, 0, NULL);
+	assert_int_equal(f.s.err, 0);
+	unmake(&f);
+	snprintf(ci, n, "%.*s dbname=%s",
+	         (int)(strstr(conninfo, " dbname=") - conninfo), conninfo,
+	         name);
+}
+
+static void migrate(struct fixture *f, struct migrated *m)
+{
+	int before = m->n;
+
+	pgschema_migrate(f->pc, on_migrated, m);
+	assert_int_equal(run_until(&f->loop, &m->n, before + 1, 30000), 0);
+}
+
+static void test_schema(void **state)
+{
+	struct fixture f;
+	struct migrated m = {0};
+	char ci[600];
+	const char *const ins[] = {"sb1"};
+
+	(void)state;
+	new_db("fresh", ci, sizeof(ci));
+	assert_int_equal(make(&f, ci, 5000), 0);
+	migrate(&f, &m);
+	assert_int_equal(m.err, 0);
+	assert_int_equal(m.version, pgschema_latest());
+	assert_true(pgschema_latest() >= 2);
+	/* Again: nothing to do. */
+	migrate(&f, &m);
+	assert_int_equal(m.err, 0);
+	assert_int_equal(m.version, pgschema_latest());
+	/* The triggers: status_since follows the status; events notify. */
+	query(&f,
+	      "INSERT INTO sandboxes (id, status, tracked_at, updated_at) "
+	      "VALUES ($1, 'running', 10, 10)",
+	      1, ins);
+	assert_int_equal(f.s.err, 0);
+	query(&f,
+	      "UPDATE sandboxes SET status = 'paused', updated_at = 20; "
+	      "SELECT status_since FROM sandboxes",
+	      0, NULL);
+	assert_string_equal(f.s.value, "20");
+	query(&f,
+	      "INSERT INTO events (at, sandbox_id, type, cause, host) "
+	      "VALUES (30, 'sb1', 'status', 'user', 'a') RETURNING seq",
+	      0, NULL);
+	assert_int_equal(f.s.err, 0);
+	assert_int_equal(run_until(&f.loop, &f.s.notified, 1, 5000), 0);
+	assert_string_equal(f.s.channel, "hopxd_events");
+	assert_string_equal(f.s.payload, f.s.value);
+	unmake(&f);
+}
+
+static void test_schema_together(void **state)
+{
+	struct fixture f[3];
+	struct migrated m[3] = {{0}};
+	char ci[600];
+	int i, all = 0;
+
+	(void)state;
+	new_db("together", ci, sizeof(ci));
+	for (i = 0; i < 3; i++)
+		assert_int_equal(make(&f[i], ci, 10000), 0);
+	for (i = 0; i < 3; i++)
+		pgschema_migrate(f[i].pc, on_migrated, &m[i]);
+	/* Three loops, one thread: turn each until all have answered. */
+	for (int turns = 0; turns < 100000 && all < 3; turns++) {
+		all = 0;
+		for (i = 0; i < 3; i++) {
+			uv_run(&f[i].loop, UV_RUN_NOWAIT);
+			all += m[i].n;
+		}
+	}
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(m[i].n, 1);
+		assert_int_equal(m[i].err, 0);
+		assert_int_equal(m[i].version, pgschema_latest());
+		unmake(&f[i]);
+	}
+}
+
+static void test_schema_newer(void **state)
+{
+	struct fixture f;
+	struct migrated m = {0};
+	char ci[600];
+
+	(void)state;
+	new_db("newer", ci, sizeof(ci));
+	assert_int_equal(make(&f, ci, 5000), 0);
+	migrate(&f, &m);
+	assert_int_equal(m.err, 0);
+	query(&f, "UPDATE hopxd_schema SET version = 99", 0, NULL);
+	migrate(&f, &m);
+	assert_int_equal(m.err, ERR_TOONEW);
+	assert_non_null(strstr(m.msg, "upgrade hopxd"));
+	/* Refused, untouched: the version stays. */
+	query(&f, "SELECT version FROM hopxd_schema", 0, NULL);
+	assert_string_equal(f.s.value, "99");
+	unmake(&f);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +423,9 @@ int main(int argc, char **argv)
 	        cmocka_unit_test(test_restart),
 	        cmocka_unit_test(test_nobody_there),
 	        cmocka_unit_test(test_destroy_pending),
+	        cmocka_unit_test(test_schema),
+	        cmocka_unit_test(test_schema_together),
+	        cmocka_unit_test(test_schema_newer),
 	};
 	int rc;
 
