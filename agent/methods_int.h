@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "methods.h"
 #include "store.h"
 
@@ -25,6 +26,7 @@ struct call {
 	const cJSON *id;
 	const cJSON *params;
 	cJSON *result;
+	struct buf result_text;    /* or the result as JSON text (when len) */
 	struct deferred *deferred; /* set: the reply comes later */
 	char msg[256];
 };

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -18,7 +19,8 @@ struct ipc_client {
 	int fd;
 	struct buf in;
 	long next_id;
-	long sub_id; /* id of the subscribe call, 0 when none */
+	long sub_id;   /* id of the subscribe call, 0 when none */
+	size_t handed; /* bytes of a line handed out as text, to drop */
 };
 
 int ipc_client_connect(const char *path, struct ipc_client **out)
@@ -108,25 +110,35 @@ static int fill(struct ipc_client *c, int64_t deadline)
 	return buf_append(&c->in, chunk, (size_t)n);
 }
 
-/* Takes the next complete line as JSON; waits for it until deadline. */
-static int next_line(struct ipc_client *c, int64_t deadline, cJSON **out)
+/* The next complete line's text; waits for it until deadline. */
+static int next_text(struct ipc_client *c, int64_t deadline, const char **line,
+                     size_t *len, size_t *used)
 {
-	const char *line;
-	size_t len, used;
 	int r;
 
+	buf_consume(&c->in, c->handed);
+	c->handed = 0;
 	for (;;) {
-		r = proto_next_line(&c->in, &line, &len, &used);
-		if (r == 0) {
-			r = json_parse(line, len, out);
-			buf_consume(&c->in, used);
-			return r == 0 && cJSON_IsObject(*out) ? 0 : ERR_PROTO;
-		}
+		r = proto_next_line(&c->in, line, len, used);
 		if (r != ERR_NOTFOUND)
 			return r;
 		if ((r = fill(c, deadline)) != 0)
 			return r;
 	}
+}
+
+/* Takes the next complete line as JSON; waits for it until deadline. */
+static int next_line(struct ipc_client *c, int64_t deadline, cJSON **out)
+{
+	const char *line;
+	size_t len, used;
+	int r = next_text(c, deadline, &line, &len, &used);
+
+	if (r != 0)
+		return r;
+	r = json_parse(line, len, out);
+	buf_consume(&c->in, used);
+	return r == 0 && cJSON_IsObject(*out) ? 0 : ERR_PROTO;
 }
 
 /* Turns an error member into its code and message. */
@@ -199,6 +211,50 @@ int ipc_client_call(struct ipc_client *c, const char *method, cJSON *params,
 		r = ERR_PROTO;
 	}
 	cJSON_Delete(line);
+	return r;
+}
+
+/* Whether line is the result of request id, as the agent writes it. */
+static int is_result(const char *line, size_t len, long id)
+{
+	char head[64];
+	int n = snprintf(head, sizeof(head), "{\"id\":%ld,\"result\":", id);
+
+	return (size_t)n < len && memcmp(line, head, (size_t)n) == 0;
+}
+
+int ipc_client_call_text(struct ipc_client *c, const char *method,
+                         cJSON *params, int timeout_ms, const char **text,
+                         size_t *len, char **message)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	const char *line;
+	size_t n, used;
+	cJSON *j = NULL, *v;
+	int r;
+
+	*text = NULL;
+	if ((r = send_request(c, method, params)) != 0)
+		return r;
+	for (;;) {
+		if ((r = next_text(c, deadline, &line, &n, &used)) != 0)
+			return r;
+		if (is_result(line, n, c->next_id)) {
+			*text = line;
+			*len = n;
+			c->handed = used;
+			return 0;
+		}
+		if (json_parse(line, n, &j) != 0)
+			return ERR_PROTO;
+		buf_consume(&c->in, used);
+		/* An error for this request, or about the connection. */
+		if ((v = cJSON_GetObjectItem(j, "error")) != NULL)
+			break;
+		cJSON_Delete(j); /* an event of an older subscription */
+	}
+	r = take_error(v, message);
+	cJSON_Delete(j);
 	return r;
 }
 

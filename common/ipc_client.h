@@ -29,6 +29,16 @@ int ipc_client_call(struct ipc_client *c, const char *method, cJSON *params,
                     int timeout_ms, cJSON **result, char **message);
 
 /*
+ * ipc_client_call for a caller that passes the result through without
+ * parsing it: on 0, *text is the whole reply line ({"id":N,"result":...},
+ * without the newline; *len bytes, valid until the next call on c).
+ * Errors as ipc_client_call.
+ */
+int ipc_client_call_text(struct ipc_client *c, const char *method,
+                         cJSON *params, int timeout_ms, const char **text,
+                         size_t *len, char **message);
+
+/*
  * Reads the next event of a subscription made with ipc_client_call
  * ("subscribe"). timeout_ms < 0 waits forever. *event is the "event"
  * member (caller deletes). ERR_TIMEOUT, ERR_NET, ERR_PROTO as above; an

@@ -115,19 +115,35 @@ char *proto_event(const cJSON *id, cJSON *event, size_t *len)
 	return line_with(id, "event", event, len);
 }
 
-char *proto_event_text(const cJSON *id, const char *event, size_t *len)
+/* {"id":ID,"KEY":TEXT}\n around text already printed. */
+static char *line_text(const cJSON *id, const char *key, const char *text,
+                       size_t tn, size_t *len)
 {
 	char *idt = id ? cJSON_PrintUnformatted(id) : NULL;
 	const char *ids = idt ? idt : "null";
-	size_t n =
-	        strlen(ids) + strlen(event) + sizeof("{\"id\":,\"event\":}\n");
-	char *out = malloc(n);
+	size_t head = strlen(ids) + strlen(key) + sizeof("{\"id\":,\"\":");
+	char *out = malloc(head + tn + 3);
+	int k;
 
-	if (out)
-		*len = (size_t)snprintf(out, n, "{\"id\":%s,\"event\":%s}\n",
-		                        ids, event);
+	if (out) {
+		k = snprintf(out, head, "{\"id\":%s,\"%s\":", ids, key);
+		memcpy(out + k, text, tn);
+		memcpy(out + k + tn, "}\n", 3);
+		*len = (size_t)k + tn + 2;
+	}
 	free(idt);
 	return out;
+}
+
+char *proto_event_text(const cJSON *id, const char *event, size_t *len)
+{
+	return line_text(id, "event", event, strlen(event), len);
+}
+
+char *proto_result_text(const cJSON *id, const char *result, size_t n,
+                        size_t *len)
+{
+	return line_text(id, "result", result, n, len);
 }
 
 char *proto_error(const cJSON *id, int code, const char *message, size_t *len)

@@ -67,6 +67,10 @@ char *proto_event(const cJSON *id, cJSON *event, size_t *len);
  */
 char *proto_event_text(const cJSON *id, const char *event, size_t *len);
 
+/* A result already written as JSON text (n bytes), in its line. */
+char *proto_result_text(const cJSON *id, const char *result, size_t n,
+                        size_t *len);
+
 /*
  * A parameter rule for the dispatch table: name, JSON type, required.
  * proto_check_params checks every rule and rejects unknown keys, writing

@@ -143,6 +143,45 @@ int rfc3339_parse(const char *s, int64_t *out_ms)
 	return 0;
 }
 
+/* Writes v as exactly width digits (v >= 0 and small enough). */
+static char *put_digits(char *p, int v, int width)
+{
+	int i;
+
+	for (i = width - 1; i >= 0; i--, v /= 10)
+		p[i] = (char)('0' + v % 10);
+	return p + width;
+}
+
+/* The common case without printf (a 10k list writes 50k times). */
+static int format_fast(int64_t y, int m, int d, int64_t rem, int frac,
+                       char *out, size_t n)
+{
+	size_t len = frac >= 0 ? 24 : 20;
+	char *p = out;
+
+	if (y < 0 || y > 9999 || n <= len)
+		return -1;
+	p = put_digits(p, (int)y, 4);
+	*p++ = '-';
+	p = put_digits(p, m, 2);
+	*p++ = '-';
+	p = put_digits(p, d, 2);
+	*p++ = 'T';
+	p = put_digits(p, (int)(rem / 3600), 2);
+	*p++ = ':';
+	p = put_digits(p, (int)(rem / 60 % 60), 2);
+	*p++ = ':';
+	p = put_digits(p, (int)(rem % 60), 2);
+	if (frac >= 0) {
+		*p++ = '.';
+		p = put_digits(p, frac, 3);
+	}
+	*p++ = 'Z';
+	*p = '\0';
+	return 0;
+}
+
 int rfc3339_format(int64_t ms, int with_ms, char *out, size_t n)
 {
 	int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
@@ -151,6 +190,9 @@ int rfc3339_format(int64_t ms, int with_ms, char *out, size_t n)
 	int m, d, len;
 
 	civil_from_days(days, &y, &m, &d);
+	if (format_fast(y, m, d, rem, with_ms ? (int)(ms - secs * 1000) : -1,
+	                out, n) == 0)
+		return 0;
 	if (with_ms)
 		len = snprintf(out, n, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
 		               (long long)y, m, d, (int)(rem / 3600),

@@ -20,16 +20,20 @@
 #define STORE_APPLICATION_ID  0x68707864
 #define STORE_BUSY_TIMEOUT_MS 5000
 
-#define SBX_COLS                                                               \
+/* The columns of enum sbx_col; LABELS is C_LABELS's expression. */
+#define SBX_COLS_WITH(LABELS)                                                  \
 	"s.id, s.name, s.status, s.template_id, s.template_name, s.region, "   \
 	"s.public_host, s.vcpu, s.memory_mb, s.disk_mb, s.internet_access, "   \
 	"s.timeout_seconds, s.expires_at, s.created_at, s.tracked_at, "        \
 	"s.updated_at, s.confirmed_at, s.stale, s.last_error, "                \
 	"s.auto_resume, s.keepalive_s, s.pause_on_shutdown, "                  \
 	"s.paused_by_agent, t.token, "                                         \
-	"t.expires_at, t.issued_at, s.status_since, "                          \
-	"(SELECT json_group_array(json_array(key, value)) FROM labels l "      \
-	"WHERE l.sandbox_id = s.id), s.idle_pause_s, s.on_expiry"
+	"t.expires_at, t.issued_at, s.status_since, " LABELS                   \
+	", s.idle_pause_s, s.on_expiry"
+
+#define SBX_COLS                                                               \
+	SBX_COLS_WITH("(SELECT json_group_array(json_array(key, value)) FROM " \
+	              "labels l WHERE l.sandbox_id = s.id)")
 
 #define SBX_FROM " FROM sandboxes s LEFT JOIN tokens t ON t.sandbox_id = s.id "
 
@@ -75,6 +79,20 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "l.sandbox_id = s.id AND l.key = ?3 AND "
                 "(?4 IS NULL OR l.value = ?4))) "
                 "AND s.id > ?5 ORDER BY s.id LIMIT ?6",
+        /* list's rows with the labels as one object in key order, for
+         * store_json.c to write as text. */
+        [ST_SBX_LIST_JSON] = "SELECT " SBX_COLS_WITH(
+                "NULL") ", (SELECT "
+                        "json_group_object(key, value) FROM (SELECT key, value "
+                        "FROM "
+                        "labels l WHERE l.sandbox_id = s.id ORDER BY "
+                        "key))" SBX_FROM "WHERE (?1 IS NULL OR s.status = ?1) "
+                        "AND (?2 IS NULL OR s.name = ?2) "
+                        "AND (?3 IS NULL OR EXISTS (SELECT 1 FROM labels l "
+                        "WHERE "
+                        "l.sandbox_id = s.id AND l.key = ?3 AND "
+                        "(?4 IS NULL OR l.value = ?4))) "
+                        "AND s.id > ?5 ORDER BY s.id LIMIT ?6",
         [ST_SBX_COUNT] = "SELECT status, n FROM status_counts",
         [ST_SBX_RENAME] =
                 "UPDATE sandboxes SET name = ?2, updated_at = ?3 WHERE id = ?1",

@@ -180,6 +180,16 @@ typedef int (*store_sandbox_cb)(void *ud, const struct store_sandbox *r);
 int store_sandbox_list(struct store *s, const struct store_filter *f,
                        store_sandbox_cb cb, void *ud);
 
+/*
+ * The same walk, each record as its JSON text (the shape of the agent's
+ * sandbox objects, never the token unless with_token: then a "token"
+ * member too); text is valid during the call.
+ */
+typedef int (*store_json_cb)(void *ud, const char *id, const char *text,
+                             size_t len);
+int store_sandbox_list_json(struct store *s, const struct store_filter *f,
+                            int with_token, store_json_cb cb, void *ud);
+
 /* Number of records in each status, indexed by enum sbx_status. */
 int store_sandbox_count(struct store *s, size_t counts[SBX_STATUS_COUNT]);
 

@@ -20,6 +20,7 @@ enum stmt_id {
 	ST_SBX_GET_ID,
 	ST_SBX_GET_NAME,
 	ST_SBX_LIST,
+	ST_SBX_LIST_JSON,
 	ST_SBX_COUNT,
 	ST_SBX_RENAME,
 	ST_SBX_STATUS,
@@ -79,5 +80,42 @@ int store_bind_str(sqlite3_stmt *st, int i, const char *v);
 int store_bind_i64(sqlite3_stmt *st, int i, int64_t v);
 
 int64_t store_now(const struct store *s);
+
+/* The columns of SBX_COLS (store.c), in order. */
+enum sbx_col {
+	C_ID,
+	C_NAME,
+	C_STATUS,
+	C_TEMPLATE_ID,
+	C_TEMPLATE_NAME,
+	C_REGION,
+	C_PUBLIC_HOST,
+	C_VCPU,
+	C_MEMORY_MB,
+	C_DISK_MB,
+	C_INTERNET,
+	C_TIMEOUT_S,
+	C_EXPIRES_AT,
+	C_CREATED_AT,
+	C_TRACKED_AT,
+	C_UPDATED_AT,
+	C_CONFIRMED_AT,
+	C_STALE,
+	C_LAST_ERROR,
+	C_AUTO_RESUME,
+	C_KEEPALIVE_S,
+	C_PAUSE_ON_SHUTDOWN,
+	C_PAUSED_BY_AGENT,
+	C_TOKEN,
+	C_TOKEN_EXPIRES,
+	C_TOKEN_ISSUED,
+	C_STATUS_SINCE,
+	C_LABELS,
+	C_IDLE_PAUSE_S,
+	C_ON_EXPIRY
+};
+
+/* Binds list's filter to a list statement's ?1..?6. */
+void store_bind_filter(sqlite3_stmt *st, const struct store_filter *f);
 
 #endif

@@ -7,38 +7,6 @@
 #include <string.h>
 
 /* Column order of SBX_COLS in store.c. */
-enum sbx_col {
-	C_ID,
-	C_NAME,
-	C_STATUS,
-	C_TEMPLATE_ID,
-	C_TEMPLATE_NAME,
-	C_REGION,
-	C_PUBLIC_HOST,
-	C_VCPU,
-	C_MEMORY_MB,
-	C_DISK_MB,
-	C_INTERNET,
-	C_TIMEOUT_S,
-	C_EXPIRES_AT,
-	C_CREATED_AT,
-	C_TRACKED_AT,
-	C_UPDATED_AT,
-	C_CONFIRMED_AT,
-	C_STALE,
-	C_LAST_ERROR,
-	C_AUTO_RESUME,
-	C_KEEPALIVE_S,
-	C_PAUSE_ON_SHUTDOWN,
-	C_PAUSED_BY_AGENT,
-	C_TOKEN,
-	C_TOKEN_EXPIRES,
-	C_TOKEN_ISSUED,
-	C_STATUS_SINCE,
-	C_LABELS,
-	C_IDLE_PAUSE_S,
-	C_ON_EXPIRY
-};
 
 void store_sandbox_init(struct store_sandbox *r)
 {
@@ -314,7 +282,7 @@ int store_sandbox_get(struct store *s, const char *ref,
 	return r;
 }
 
-static void bind_filter(sqlite3_stmt *st, const struct store_filter *f)
+void store_bind_filter(sqlite3_stmt *st, const struct store_filter *f)
 {
 	if (f && f->has_status)
 		store_bind_str(st, 1, sbx_status_str(f->status));
@@ -332,7 +300,7 @@ int store_sandbox_list(struct store *s, const struct store_filter *f,
 	struct store_sandbox r;
 	int rc, ret = 0;
 
-	bind_filter(st, f);
+	store_bind_filter(st, f);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		store_sandbox_init(&r);
 		ret = read_row(st, &r);

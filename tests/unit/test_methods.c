@@ -305,12 +305,56 @@ static void t_no_api(void **state)
 	cJSON_Delete(j);
 }
 
+/*
+ * list writes its records as text straight from SQLite's rows; show
+ * builds them as trees: the two must say the same, escapes included.
+ */
+static void t_list_as_show(void **state)
+{
+	struct fx *f = *state;
+	struct store_sandbox r;
+	cJSON *list, *show, *item, *want;
+	static const struct store_label labels[] = {{"k", "q\"uote\\d"},
+	                                            {"z", "caf\xc3\xa9"}};
+
+	store_sandbox_init(&r);
+	r.id = "sbx0003";
+	r.name = "odd";
+	r.status = SBX_STOPPED;
+	r.last_error = "HopX said \"no\"\n\tthen \x01\\ and caf\xc3\xa9";
+	r.template_id = "73";
+	r.timeout_seconds = 600;
+	r.expires_at = 1796238311123;
+	r.created_at = 0;
+	r.keepalive_s = 30;
+	r.labels = (struct store_label *)labels;
+	r.nlabels = 2;
+	assert_int_equal(
+	        store_sandbox_put(f->a.store, &r, STORE_CAUSE_USER, NULL), 0);
+	assert_int_equal(sessions_track(f->a.sess, "sbx0003"), 0);
+	list = rpc(f, "{\"id\":1,\"method\":\"list\",\"params\":{}}\n");
+	show = rpc(f, "{\"id\":2,\"method\":\"show\",\"params\":{\"ref\":"
+	              "\"odd\"}}\n");
+	want = cJSON_GetObjectItem(show, "result");
+	cJSON_DeleteItemFromObject(want, "leases");
+	item = cJSON_GetArrayItem(
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(list, "result"),
+	                            "sandboxes"),
+	        2);
+	assert_non_null(item);
+	if (!cJSON_Compare(item, want, 1))
+		fail_msg("list: %s\nshow: %s", cJSON_PrintUnformatted(item),
+		         cJSON_PrintUnformatted(want));
+	cJSON_Delete(list);
+	cJSON_Delete(show);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 	        T(t_table_checks),   T(t_local_methods), T(t_pipelined),
-	        T(t_oversize_frame), T(t_no_api),
+	        T(t_oversize_frame), T(t_no_api),        T(t_list_as_show),
 	};
 #undef T
 
