@@ -642,13 +642,22 @@ static int start_ipc(struct agent *a)
 	return 0;
 }
 
-/* Every record is in memory: the first reconcile can see them all. */
+/*
+ * Every record is in memory: the first reconcile can see them all. The
+ * database check starts now too: it reads the whole file on a second
+ * core, and before the load it doubled the time to the first answer.
+ */
 static void on_loaded(void *ud)
 {
 	struct agent *a = ud;
+	struct main_state *m = (struct main_state *)(void *)a; /* its first */
 
-	if (a->hopx && !a->stopping)
+	if (a->stopping)
+		return;
+	if (a->hopx)
 		reconcile_run(a->rec, "start", NULL, NULL);
+	if (check_start(m) != 0)
+		log_error("cannot start the database check");
 }
 
 /* The HopX side: client, sessions, reconcile; the first run starts once
@@ -746,8 +755,6 @@ static int run(struct main_state *m)
 	/* The socket first: it answers whatever the network is doing. */
 	if (r == 0)
 		r = start_ipc(&m->a);
-	if (r == 0)
-		r = check_start(m);
 	if (r == 0)
 		r = start_hopx(&m->a);
 	if (r == 0)
