@@ -1,10 +1,12 @@
 #include "json.h"
 
+#include "buf.h"
 #include "err.h"
 #include "rfc3339.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Integers a double represents exactly: |v| <= 2^53. */
 #define JSON_INT_MAX 9007199254740992.0
@@ -172,4 +174,53 @@ int json_add_time(cJSON *o, const char *key, int64_t ms)
 char *json_print(const cJSON *o)
 {
 	return cJSON_PrintUnformatted(o);
+}
+
+void json_buf_str(struct buf *b, const char *str)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)str, *run = s;
+	char esc[8];
+
+	buf_append(b, "\"", 1);
+	for (; *s; s++) {
+		const char *e = NULL;
+
+		if (*s >= 0x20 && *s != '"' && *s != '\\')
+			continue;
+		buf_append(b, run, (size_t)(s - run));
+		run = s + 1;
+		switch (*s) {
+		case '"':
+			e = "\\\"";
+			break;
+		case '\\':
+			e = "\\\\";
+			break;
+		case '\b':
+			e = "\\b";
+			break;
+		case '\f':
+			e = "\\f";
+			break;
+		case '\n':
+			e = "\\n";
+			break;
+		case '\r':
+			e = "\\r";
+			break;
+		case '\t':
+			e = "\\t";
+			break;
+		default:
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[*s >> 4];
+			esc[5] = hex[*s & 15];
+			esc[6] = '\0';
+			e = esc;
+		}
+		buf_append(b, e, strlen(e));
+	}
+	buf_append(b, run, (size_t)(s - run));
+	buf_append(b, "\"", 1);
 }

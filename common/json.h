@@ -43,6 +43,15 @@ int json_add_bool(cJSON *o, const char *key, int value);
  * (unknown). 0 or ERR_NOMEM. */
 int json_add_time(cJSON *o, const char *key, int64_t ms);
 
+struct buf;
+
+/*
+ * Appends str as a JSON string, escaped as cJSON escapes (UTF-8 as it
+ * is), for replies written as text. An append that fails leaves the
+ * buffer short (the caller checks what it wrote).
+ */
+void json_buf_str(struct buf *b, const char *str);
+
 /* Compact text of o (free() it), or NULL when out of memory. */
 char *json_print(const cJSON *o);
 

@@ -115,12 +115,31 @@ char *proto_event(const cJSON *id, cJSON *event, size_t *len)
 	return line_with(id, "event", event, len);
 }
 
+/*
+ * An id as JSON text: whole numbers (what clients send) without cJSON's
+ * printer, which prints and reads back every number; idt (freed by the
+ * caller) holds anything else.
+ */
+static const char *id_text(const cJSON *id, char *num, size_t n, char **idt)
+{
+	double v = id ? id->valuedouble : 0;
+
+	*idt = NULL;
+	if (cJSON_IsNumber(id) && v >= -9007199254740991.0 &&
+	    v <= 9007199254740991.0 && v == (double)(long long)v) {
+		snprintf(num, n, "%lld", (long long)v);
+		return num;
+	}
+	*idt = id ? cJSON_PrintUnformatted(id) : NULL;
+	return *idt ? *idt : "null";
+}
+
 /* {"id":ID,"KEY":TEXT}\n around text already printed. */
 static char *line_text(const cJSON *id, const char *key, const char *text,
                        size_t tn, size_t *len)
 {
-	char *idt = id ? cJSON_PrintUnformatted(id) : NULL;
-	const char *ids = idt ? idt : "null";
+	char num[32], *idt;
+	const char *ids = id_text(id, num, sizeof(num), &idt);
 	size_t head = strlen(ids) + strlen(key) + sizeof("{\"id\":,\"\":");
 	char *out = malloc(head + tn + 3);
 	int k;

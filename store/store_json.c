@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "json.h"
 #include "rfc3339.h"
 
 #include <stdint.h>
@@ -14,56 +15,6 @@
 #include <string.h>
 
 #define C_LABEL_OBJECT (C_ON_EXPIRY + 1) /* the extra column */
-
-/* A JSON string, escaped as cJSON does (UTF-8 left as it is). */
-static void put_str(struct buf *b, const unsigned char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *run = s;
-	char esc[8];
-
-	buf_append(b, "\"", 1);
-	for (; *s; s++) {
-		const char *e = NULL;
-
-		if (*s >= 0x20 && *s != '"' && *s != '\\')
-			continue;
-		buf_append(b, run, (size_t)(s - run));
-		run = s + 1;
-		switch (*s) {
-		case '"':
-			e = "\\\"";
-			break;
-		case '\\':
-			e = "\\\\";
-			break;
-		case '\b':
-			e = "\\b";
-			break;
-		case '\f':
-			e = "\\f";
-			break;
-		case '\n':
-			e = "\\n";
-			break;
-		case '\r':
-			e = "\\r";
-			break;
-		case '\t':
-			e = "\\t";
-			break;
-		default:
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[*s >> 4];
-			esc[5] = hex[*s & 15];
-			esc[6] = '\0';
-			e = esc;
-		}
-		buf_append(b, e, strlen(e));
-	}
-	buf_append(b, run, (size_t)(s - run));
-	buf_append(b, "\"", 1);
-}
 
 /* ,"key": */
 static void key(struct buf *b, const char *k)
@@ -78,7 +29,7 @@ static void col_str(struct buf *b, sqlite3_stmt *st, int col)
 	const unsigned char *s = sqlite3_column_text(st, col);
 
 	if (s)
-		put_str(b, s);
+		json_buf_str(b, (const char *)s);
 	else
 		buf_append(b, "null", 4);
 }
@@ -115,7 +66,7 @@ static void col_time(struct buf *b, sqlite3_stmt *st, int col)
 		buf_append(b, "null", 4);
 		return;
 	}
-	put_str(b, (const unsigned char *)t);
+	json_buf_str(b, t);
 }
 
 static void policy(struct buf *b, sqlite3_stmt *st)
