@@ -68,6 +68,7 @@ struct hopx {
 	int64_t refilled_at;
 	struct pending *queue[HOPX_NPRIO];
 	struct pending *running;
+	int nrunning, max_inflight;
 	int npending;
 	int64_t spent[SPENT_RING]; /* times of recent attempts */
 	unsigned nspent;
@@ -440,6 +441,7 @@ static void on_http(void *ud, const struct http_result *res)
 	p->req = NULL;
 	p->attempts++;
 	DL_DELETE(hx->running, p);
+	hx->nrunning--;
 	count(hx, p, res);
 	if (res->date_ms > 0)
 		learn_skew(hx, res->date_ms);
@@ -548,6 +550,7 @@ static void send_one(struct hopx *hx, struct pending *p)
 	if (p->call.on_send)
 		p->call.on_send(p->ud);
 	DL_APPEND(hx->running, p);
+	hx->nrunning++;
 	if (http_request(hx->http, op_method(p), url, headers, b, on_http, p,
 	                 &p->req) != 0) {
 		memset(&fail, 0, sizeof(fail));
@@ -600,6 +603,12 @@ static void pump(struct hopx *hx)
 			int64_t w;
 
 			if (p->not_before <= t && hx->tokens >= 1.0) {
+				/* Every transfer slot taken: the next answer
+				 * pumps again. Handing calls to http.c only as
+				 * slots free keeps the priorities: its queue is
+				 * first come, first served. */
+				if (hx->nrunning >= hx->max_inflight)
+					goto full;
 				hx->tokens -= 1.0;
 				DL_DELETE(hx->queue[prio], p);
 				send_one(hx, p);
@@ -611,6 +620,7 @@ static void pump(struct hopx *hx)
 				wake = w;
 		}
 	}
+full:
 	if (wake >= 0)
 		uv_timer_start(&hx->timer, on_timer, (uint64_t)wake + 1, 0);
 }
@@ -651,6 +661,7 @@ int hopx_create(uv_loop_t *loop, const struct hopx_opts *o, struct hopx **out)
 	hx->hclock = (struct clock){hopx_wall_ms, hopx_mono_ms, hx};
 	ho.ca_file = o->ca_file;
 	ho.max_inflight = o->max_inflight > 0 ? o->max_inflight : 8;
+	hx->max_inflight = ho.max_inflight;
 	ho.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
 	ho.connect_timeout_ms = ho.timeout_ms < 10000 ? ho.timeout_ms : 10000;
 	/* A stalled answer fails well before the whole-transfer limit. */
