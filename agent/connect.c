@@ -169,7 +169,10 @@ static void step(struct conn *k)
 		            STORE_CAUSE_REMOTE, on_op, k);
 		return;
 	}
-	if (sessions_view(k->ss, k->id, &v) != 0) {
+	/* Asked before its chunk of the start's load came: load it now. */
+	if (sessions_view(k->ss, k->id, &v) != 0 &&
+	    (!sessions_loading(k->ss) || sessions_track(k->ss, k->id) != 0 ||
+	     sessions_view(k->ss, k->id, &v) != 0)) {
 		fail(k, ERR_NOTFOUND,
 		     "no tracked sandbox %s: 'hopxctl ls' lists them", k->ref);
 		return;

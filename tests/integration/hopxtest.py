@@ -424,8 +424,14 @@ class Agent:
                 if "error" in r]
 
     def records(self):
-        return {r["id"]: r for r in self.rpc("list", {"limit": 10000})
-                ["result"]["sandboxes"]}
+        """Every record, page by page (a reply line stays under 1 MiB)."""
+        out, after = {}, None
+        while True:
+            p = {"limit": 1000, **({"after": after} if after else {})}
+            page = self.rpc("list", p)["result"]
+            out.update((r["id"], r) for r in page["sandboxes"])
+            if not (after := page.get("next_after")):
+                return out
 
     def last_report(self):
         r = self.rpc("reconcile", {"last": True})
