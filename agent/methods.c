@@ -676,9 +676,8 @@ static void reply(struct call *c, int e)
 	size_t len = 0;
 	char *text;
 
-	if (c->conn == NULL)
-		text_to_tree(c);
 	if (c->conn == NULL) {
+		text_to_tree(c);
 		c->reply_fn(c->reply_ud, e, e == 0 ? c->result : NULL,
 		            e ? err_text(e, c->msg, buf, sizeof(buf)) : NULL);
 		cJSON_Delete(c->result);
