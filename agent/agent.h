@@ -13,6 +13,7 @@
 #include "store.h"
 
 struct apiep;
+struct fleet;
 struct httpd;
 struct hopx;
 struct ipc_server;
@@ -39,6 +40,7 @@ struct agent_config {
 	char api_listen[512]; /* the HopX-compatible endpoint; "" off */
 	char local_key_file[4096];
 	char metrics_listen[512]; /* GET /metrics; "" off */
+	char store[4096];         /* "" or "sqlite": alone; else PostgreSQL's */
 };
 
 /* Counters for metrics (metrics.c), moved where things happen. */
@@ -63,6 +65,7 @@ struct agent {
 	struct lease *leases;  /* held by clients (leases.c) */
 	struct apiep *apiep;   /* NULL unless --api-listen */
 	struct httpd *metrics; /* NULL unless --metrics-listen */
+	struct fleet *fleet;   /* NULL unless --store names PostgreSQL */
 	struct agent_stats stats;
 	int stopping;         /* shutting down: refuse new lifecycle work */
 	int64_t started_mono; /* ms, for uptime */

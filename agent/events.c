@@ -16,6 +16,8 @@ cJSON *events_json(const struct store_event *e)
 	json_add_str(o, "sandbox_id", e->sandbox_id);
 	json_add_str(o, "type", e->type);
 	json_add_str(o, "cause", store_cause_str(e->cause));
+	if (e->host)
+		json_add_str(o, "host", e->host);
 	if (e->detail)
 		d = cJSON_Parse(e->detail);
 	cJSON_AddItemToObject(o, "detail", d ? d : cJSON_CreateNull());

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "agent.h"
+#include "fleetlink.h"
 #include "apiep.h"
 #include "httpd.h"
 #include "metrics.h"
@@ -59,7 +60,14 @@ static void usage(FILE *f)
 	        "Usage: hopxd [OPTION]...\n"
 	        "Keep HopX sandboxes attached to this machine.\n\n"
 	        "  --db PATH             database (env HOPXD_DB; default "
-	        "$XDG_STATE_HOME/hopxd/hopxd.db)\n"
+	        "$XDG_STATE_HOME/hopxd/hopxd.db;\n"
+	        "                        with --store PostgreSQL, its local "
+	        "copy, default fleet.db)\n"
+	        "  --store STORE         sqlite (the default) or a PostgreSQL "
+	        "connection string or\n"
+	        "                        URI shared by a fleet of agents "
+	        "(env HOPXD_STORE; password\n"
+	        "                        in ~/.pgpass or PGPASSFILE)\n"
 	        "  --socket PATH         control socket (env HOPXD_SOCKET; "
 	        "default $XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
 	        "  --idle-timeout S      close clients idle for S seconds "
@@ -146,7 +154,8 @@ enum {
 	O_HTTP_TIMEOUT,
 	O_API_LISTEN,
 	O_LOCAL_KEY,
-	O_METRICS
+	O_METRICS,
+	O_STORE
 };
 
 /*
@@ -194,6 +203,18 @@ static int set_base(struct agent_config *cfg, const char *url)
 	}
 	snprintf(cfg->api_base, sizeof(cfg->api_base), "%s", url);
 	return 0;
+}
+
+/* A password given here would show in ps and in logs: refused. */
+static int set_store(struct agent_config *cfg, const char *v)
+{
+	char why[256];
+
+	if (fleetlink_is_pg(v) && fleetlink_check(v, why, sizeof(why)) != 0) {
+		fprintf(stderr, "hopxd: %s\n", why);
+		return 2;
+	}
+	return copy_path(cfg->store, sizeof(cfg->store), v, "--store");
 }
 
 static int apply_api_opt(struct agent_config *cfg, int c)
@@ -248,6 +269,8 @@ static int apply_opt(struct agent_config *cfg, enum log_level *lvl, int c)
 	switch (c) {
 	case O_DB:
 		return copy_path(cfg->db, sizeof(cfg->db), optarg, "database");
+	case O_STORE:
+		return set_store(cfg, optarg);
 	case O_SOCKET:
 		return copy_path(cfg->socket, sizeof(cfg->socket), optarg,
 		                 "socket");
@@ -306,6 +329,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"api-listen", required_argument, NULL, O_API_LISTEN},
 	        {"local-key-file", required_argument, NULL, O_LOCAL_KEY},
 	        {"metrics-listen", required_argument, NULL, O_METRICS},
+	        {"store", required_argument, NULL, O_STORE},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -355,8 +379,38 @@ static int default_api(struct agent_config *cfg)
 	return 0;
 }
 
+/*
+ * A fleet's local copy is made the same as the registry, records it does
+ * not have forgotten: never the database of an agent on its own.
+ */
+static int default_store(struct agent_config *cfg)
+{
+	const char *env = getenv("HOPXD_STORE");
+	char why[256], *slash;
+
+	if (cfg->store[0] == '\0' && env && *env) {
+		if (fleetlink_is_pg(env) &&
+		    fleetlink_check(env, why, sizeof(why)) != 0 &&
+		    strstr(why, "password") == NULL) {
+			fprintf(stderr, "hopxd: HOPXD_STORE%s\n", why + 7);
+			return 2;
+		}
+		snprintf(cfg->store, sizeof(cfg->store), "%s", env);
+	}
+	if (!fleetlink_is_pg(cfg->store) || cfg->db[0] || getenv("HOPXD_DB"))
+		return 0;
+	if (paths_db(cfg->db, sizeof(cfg->db)) == 0 &&
+	    (slash = strrchr(cfg->db, '/')) != NULL)
+		snprintf(slash + 1,
+		         sizeof(cfg->db) - (size_t)(slash + 1 - cfg->db),
+		         "fleet.db");
+	return 0;
+}
+
 static int default_paths(struct agent_config *cfg)
 {
+	if (default_store(cfg) != 0)
+		return 2;
 	if (cfg->db[0] == '\0' && paths_db(cfg->db, sizeof(cfg->db)) != 0) {
 		fprintf(stderr, "hopxd: cannot choose a database path: set "
 		                "--db, HOPXD_DB, XDG_STATE_HOME or HOME\n");
@@ -457,6 +511,7 @@ static void stop_all(struct main_state *m)
 	a->rec = NULL;
 	sessions_destroy(a->sess);
 	a->sess = NULL;
+	fleetlink_stop(a); /* pushes in flight fail: their callers are gone */
 	apiep_stop(a->apiep); /* after what could still answer its clients */
 	a->apiep = NULL;
 	httpd_destroy(a->metrics);
@@ -757,6 +812,8 @@ static int run(struct main_state *m)
 		r = start_ipc(&m->a);
 	if (r == 0)
 		r = start_hopx(&m->a);
+	if (r == 0)
+		r = fleetlink_start(&m->a);
 	if (r == 0)
 		r = start_apiep(&m->a);
 	if (r == 0)

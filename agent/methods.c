@@ -11,6 +11,8 @@
 #include "config.h"
 #include "err.h"
 #include "events.h"
+#include "fleet.h"
+#include "fleetlink.h"
 #include "hopx.h"
 #include "httpd.h"
 #include "ipc_server.h"
@@ -36,7 +38,14 @@ struct method {
 	const char *name;
 	const struct proto_param *params;
 	method_fn *fn;
-	int conn_only; /* belongs to a client's connection */
+	int flags;
+};
+
+/* A method's flags. */
+enum {
+	M_CONN = 1,   /* belongs to a client's connection */
+	M_CHANGES = 2 /* changes the registry: refused while it cannot be
+	               * stored, answered once stored (a fleet's database) */
 };
 
 /* ---- JSON views of records and events ---- */
@@ -200,6 +209,7 @@ static int m_status(struct call *c)
 	json_add_i64(o, "subscribers",
 	             (int64_t)ipc_server_subscribers(c->a->ipc));
 	add_api_status(c->a, o);
+	fleetlink_status(c->a, o);
 	json_add_str(o, "endpoint",
 	             c->a->apiep ? apiep_url(c->a->apiep) : NULL);
 	if (c->a->metrics)
@@ -551,29 +561,29 @@ static const struct proto_param p_policy[] = {{"ref", PT_STRING, 1},
                                               {NULL, 0, 0}};
 
 static const struct method methods[] = {
-        {"attach", p_attach, methods_attach, 0},
-        {"create", p_create, methods_create, 0},
-        {"detach", p_ref, m_detach, 0},
+        {"attach", p_attach, methods_attach, M_CHANGES},
+        {"create", p_create, methods_create, M_CHANGES},
+        {"detach", p_ref, m_detach, M_CHANGES},
         {"events", p_events, m_events, 0},
         {"hello", p_none, m_hello, 0},
-        {"keepalive", p_seconds, methods_keepalive, 0},
-        {"kill", p_ref, methods_lifecycle, 0},
-        {"label", p_label, m_label, 0},
-        {"lease", p_ref, methods_lease, 1},
+        {"keepalive", p_seconds, methods_keepalive, M_CHANGES},
+        {"kill", p_ref, methods_lifecycle, M_CHANGES},
+        {"label", p_label, m_label, M_CHANGES},
+        {"lease", p_ref, methods_lease, M_CONN},
         {"list", p_list, m_list, 0},
         {"metrics", p_none, m_metrics, 0},
-        {"pause", p_ref, methods_lifecycle, 0},
-        {"policy", p_policy, methods_policy, 0},
+        {"pause", p_ref, methods_lifecycle, M_CHANGES},
+        {"policy", p_policy, methods_policy, M_CHANGES},
         {"reconcile", p_reconcile, methods_reconcile, 0},
-        {"release", p_ref, methods_release, 1},
-        {"rename", p_rename, m_rename, 0},
-        {"resume", p_ref, methods_lifecycle, 0},
+        {"release", p_ref, methods_release, M_CONN},
+        {"rename", p_rename, m_rename, M_CHANGES},
+        {"resume", p_ref, methods_lifecycle, M_CHANGES},
         {"show", p_ref, m_show, 0},
-        {"start", p_ref, methods_lifecycle, 0},
+        {"start", p_ref, methods_lifecycle, M_CHANGES},
         {"status", p_none, m_status, 0},
-        {"stop", p_ref, methods_lifecycle, 0},
-        {"subscribe", p_subscribe, m_subscribe, 1},
-        {"timeout", p_seconds, methods_timeout, 0},
+        {"stop", p_ref, methods_lifecycle, M_CHANGES},
+        {"subscribe", p_subscribe, m_subscribe, M_CONN},
+        {"timeout", p_seconds, methods_timeout, M_CHANGES},
         {"token", p_token, methods_token, 0},
         {"wait", p_wait, methods_wait, 0},
 };
@@ -589,6 +599,8 @@ struct deferred {
 	methods_reply_fn reply_fn;
 	void *reply_ud;
 	cJSON *id;
+	int barrier;   /* answer once the fleet's registry holds the change */
+	cJSON *result; /* ... kept meanwhile */
 };
 
 struct deferred *methods_defer(struct call *c)
@@ -604,6 +616,7 @@ struct deferred *methods_defer(struct call *c)
 	d->conn = c->conn;
 	d->reply_fn = c->reply_fn;
 	d->reply_ud = c->reply_ud;
+	d->barrier = c->changes && c->a->fleet;
 	if (c->conn)
 		ipc_conn_hold(c->conn);
 	c->deferred = d;
@@ -634,12 +647,35 @@ static const char *err_text(int e, const char *msg, char *buf, size_t n)
 	return err_str(e);
 }
 
+static void stored(void *ud, int err, const char *msg)
+{
+	struct deferred *d = ud;
+	cJSON *result = d->result;
+
+	d->result = NULL;
+	methods_finish(d, err, result, msg);
+}
+
+/* The sandbox a change's answer is about ("": agent-wide). */
+static const char *result_id(const cJSON *result)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(result, "id");
+
+	return cJSON_IsString(id) ? id->valuestring : "";
+}
+
 void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg)
 {
 	char buf[160];
 	size_t len = 0;
 	char *text;
 
+	if (d->barrier && e == 0 && d->a->fleet) {
+		d->barrier = 0;
+		d->result = result;
+		fleet_barrier(d->a->fleet, result_id(result), stored, d);
+		return;
+	}
 	if (d->conn == NULL) {
 		d->reply_fn(d->reply_ud, e, e == 0 ? result : NULL,
 		            e ? err_text(e, msg, buf, sizeof(buf)) : NULL);
@@ -698,6 +734,18 @@ static void reply(struct call *c, int e)
 	ipc_conn_send(c->conn, text, len);
 }
 
+/* A change answered at once becomes one answered once it is stored. */
+static void defer_done(struct call *c)
+{
+	struct deferred *d;
+
+	text_to_tree(c);
+	if ((d = methods_defer(c)) == NULL)
+		return; /* answered now: the change is pushed all the same */
+	methods_finish(d, 0, c->result, NULL);
+	c->result = NULL;
+}
+
 /* Looks the method up, checks its parameters and runs it; answers. */
 static void run_call(struct call *c, const char *method)
 {
@@ -706,7 +754,7 @@ static void run_call(struct call *c, const char *method)
 
 	if ((m = bsearch(method, methods, sizeof(methods) / sizeof(*m),
 	                 sizeof(*m), method_cmp)) == NULL ||
-	    (c->conn == NULL && m->conn_only)) {
+	    (c->conn == NULL && (m->flags & M_CONN))) {
 		snprintf(c->msg, sizeof(c->msg), "unknown method '%.64s'",
 		         method);
 		e = ERR_INVAL;
@@ -714,10 +762,17 @@ static void run_call(struct call *c, const char *method)
 	if (e == 0)
 		e = proto_check_params(c->params, m->params, c->msg,
 		                       sizeof(c->msg));
+	if (e == 0 && (m->flags & M_CHANGES)) {
+		c->changes = 1;
+		e = fleetlink_writable(c->a, c->msg, sizeof(c->msg));
+	}
 	if (e == 0) {
 		c->method = m->name;
 		e = m->fn(c);
 	}
+	/* In a fleet, a change is answered once the registry holds it. */
+	if (e == 0 && c->changes && c->a->fleet && c->deferred == NULL)
+		defer_done(c);
 	/* A deferred call that failed before deferring answers now. */
 	if (c->deferred == NULL)
 		reply(c, e);

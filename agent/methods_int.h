@@ -28,6 +28,7 @@ struct call {
 	cJSON *result;
 	struct buf result_text;    /* or the result as JSON text (when len) */
 	struct deferred *deferred; /* set: the reply comes later */
+	int changes;               /* the method changes the registry */
 	char msg[256];
 };
 

@@ -69,6 +69,29 @@ static void print_skew(const cJSON *skew)
 	                                 : "");
 }
 
+/* A fleet's registry: its state and who else shares it. */
+static void print_store(const cJSON *st)
+{
+	const cJSON *m;
+
+	if (strcmp(cli_str(st, "kind"), "postgresql") != 0)
+		return;
+	printf("store     PostgreSQL, %s%s%s; %d change(s) to store\n",
+	       cli_str(st, "state"),
+	       cJSON_GetObjectItem(st, "error") ? ": " : "",
+	       cJSON_GetObjectItem(st, "error") ? cli_str(st, "error") : "",
+	       cli_int(st, "pending"));
+	cJSON_ArrayForEach(m, cJSON_GetObjectItem(st, "members"))
+	{
+		printf("fleet     %s pid %d, last seen %s%s\n",
+		       cli_str(m, "hostname"), cli_int(m, "pid"),
+		       cli_str(m, "last_seen"),
+		       strcmp(cli_str(m, "host_id"), cli_str(st, "host_id"))
+		               ? ""
+		               : " (this agent)");
+	}
+}
+
 static void print_status(const struct cli *c, const cJSON *res)
 {
 	const cJSON *by = cJSON_GetObjectItem(res, "by_status");
@@ -82,6 +105,7 @@ static void print_status(const struct cli *c, const cJSON *res)
 	       cli_int(res, "pid"), up);
 	printf("database  %s\nsocket    %s\n", cli_str(res, "db"),
 	       cli_str(res, "socket"));
+	print_store(cJSON_GetObjectItem(res, "store"));
 	printf("sandboxes %d:", cli_int(res, "sandboxes"));
 	for (cJSON *s = by ? by->child : NULL; s; s = s->next)
 		if (s->valuedouble > 0)
@@ -107,7 +131,18 @@ static void print_status(const struct cli *c, const cJSON *res)
 	               : when(c, cli_str(res, "next_reconcile"), t, sizeof(t)));
 }
 
-/* status exits 3 when HopX refuses the key, 6 when it cannot be reached. */
+static int store_down(const cJSON *res)
+{
+	const cJSON *st = cJSON_GetObjectItem(res, "store");
+
+	return strcmp(cli_str(st, "kind"), "postgresql") == 0 &&
+	       strcmp(cli_str(st, "state"), "up") != 0;
+}
+
+/*
+ * status exits 3 when HopX refuses the key, 6 when it or the fleet's
+ * database cannot be reached.
+ */
 int run_status(struct cli *c, int argc, char **argv)
 {
 	cJSON *res = NULL;
@@ -127,6 +162,8 @@ int run_status(struct cli *c, int argc, char **argv)
 	if (api && strcmp(api, "auth_error") == 0)
 		r = EXIT_AUTH;
 	else if (api && strcmp(api, "unreachable") == 0)
+		r = EXIT_NETWORK;
+	else if (store_down(res))
 		r = EXIT_NETWORK;
 	cJSON_Delete(res);
 	return r;

@@ -355,6 +355,51 @@ static enum verdict check_database(struct doctor *d)
 	return say(d, V_OK, "%s: quick_check ok, mode 0600", path);
 }
 
+/* The members of a fleet as "host (pid N), ...", bounded. */
+static void members_text(const cJSON *members, char *out, size_t n)
+{
+	const cJSON *m;
+	size_t len = 0;
+
+	out[0] = '\0';
+	cJSON_ArrayForEach(m, members)
+	{
+		if (len + 1 >= n)
+			break;
+		len += (size_t)snprintf(out + len, n - len, "%s%s (pid %d)",
+		                        len ? ", " : "", cli_str(m, "hostname"),
+		                        cli_int(m, "pid"));
+	}
+}
+
+static enum verdict check_store(struct doctor *d)
+{
+	const cJSON *st =
+	        d->status ? cJSON_GetObjectItem(d->status, "store") : NULL;
+	const char *kind =
+	        cJSON_GetStringValue(cJSON_GetObjectItem(st, "kind"));
+	const char *state = cli_str(st, "state");
+	char who[512];
+
+	if (kind == NULL)
+		return say(d, V_SKIP, "no agent to ask");
+	if (strcmp(kind, "sqlite") == 0)
+		return say(d, V_OK, "SQLite, this machine's own");
+	members_text(cJSON_GetObjectItem(st, "members"), who, sizeof(who));
+	if (strcmp(state, "up") == 0)
+		return say(
+		        d, V_OK, "PostgreSQL, up; %d in the fleet: %s",
+		        cJSON_GetArraySize(cJSON_GetObjectItem(st, "members")),
+		        who);
+	if (strcmp(state, "refused") == 0)
+		return say(d, V_FAIL, "PostgreSQL refuses this hopxd: %s",
+		           cli_str(st, "error"));
+	return say(d, V_FAIL,
+	           "PostgreSQL is %s: %s; tokens in memory are still served, "
+	           "changes refused (try: psql \"$HOPXD_STORE\")",
+	           state, cli_str(st, "error"));
+}
+
 static const struct {
 	const char *name;
 	enum verdict (*run)(struct doctor *d);
@@ -366,6 +411,7 @@ static const struct {
         {"api", check_api},
         {"clock", check_clock},
         {"database", check_database},
+        {"store", check_store},
 };
 
 static const char *const verdict_names[] = {"ok", "warn", "FAIL", "skip"};

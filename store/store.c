@@ -138,9 +138,11 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "SET token = ?2, expires_at = ?3, issued_at = ?4 "
                 "WHERE ?3 > tokens.expires_at",
         [ST_EVENT_ADD] = "INSERT INTO events (at, sandbox_id, type, cause, "
-                         "detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        [ST_EVENT_SINCE] = "SELECT seq, at, sandbox_id, type, cause, detail "
-                           "FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                         "detail, host, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+                         "?7)",
+        [ST_EVENT_SINCE] = "SELECT seq, at, sandbox_id, type, cause, detail, "
+                           "host FROM events WHERE seq > ?1 ORDER BY seq "
+                           "LIMIT ?2",
         [ST_EVENT_LAST] =
                 "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
         [ST_EVENT_PRUNE_AGE] = "DELETE FROM events WHERE at < ?1",

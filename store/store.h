@@ -317,6 +317,7 @@ struct store_event {
 	const char *type;
 	enum store_cause cause;
 	const char *detail; /* JSON text or NULL */
+	const char *host;   /* the fleet's host that caused it; NULL alone */
 };
 
 /*
@@ -335,6 +336,12 @@ int store_event_append(struct store *s, const char *sandbox_id,
 typedef int (*store_event_cb)(void *ud, const struct store_event *e);
 int store_event_since(struct store *s, int64_t after, size_t limit,
                       store_event_cb cb, void *ud);
+
+/*
+ * Adds an event numbered elsewhere (e->seq, e->host kept as given): the
+ * fleet's log copied into this one. An event already there is kept.
+ */
+int store_event_mirror(struct store *s, const struct store_event *e);
 
 /* Highest sequence number ever given (0 when none). */
 int store_event_last_seq(struct store *s, int64_t *seq);
@@ -385,5 +392,42 @@ int store_report_add(struct store *s, const char *trigger, int64_t started_at,
 
 /* The newest report (*report: malloc'd JSON text). ERR_NOTFOUND: none. */
 int store_report_last(struct store *s, int64_t *id, char **report);
+
+/* ---- a replica's hooks (the fleet, store/fleet.c) ---- */
+
+/* The parts of a sandbox one write changes. */
+enum {
+	STORE_PART_NAME = 0x1,
+	STORE_PART_STATUS = 0x2, /* status, confirmed, stale, paused_by_agent */
+	STORE_PART_META = 0x4,   /* what HopX says: template, deadline, ... */
+	STORE_PART_POLICY = 0x8,
+	STORE_PART_LABELS = 0x10,
+	STORE_PART_TOKEN = 0x20,
+	STORE_PART_GONE = 0x40, /* forgotten */
+	STORE_PART_ROW = 0xf
+};
+
+/*
+ * Set, every write reports what it changed (changed, after the write;
+ * inside a group that is rolled back later too, so a replica reads the
+ * store's state again rather than trusting the report), and events go
+ * to event instead of this database's log: the replica numbers them and
+ * brings them back with store_event_mirror. Both run during the write.
+ */
+struct store_journal {
+	void (*changed)(void *ud, const char *sandbox_id, unsigned parts);
+	int (*event)(void *ud, const struct store_event *e);
+	void *ud;
+};
+
+/* Installs j (copied; NULL removes it). */
+void store_set_journal(struct store *s, const struct store_journal *j);
+
+/*
+ * on: writes are neither reported nor logged as events (a replica
+ * applying what it read from the shared registry, whose own events come
+ * through store_event_mirror).
+ */
+void store_journal_mute(struct store *s, int on);
 
 #endif

@@ -56,7 +56,12 @@ struct store {
 	int depth;     /* write nesting: 0 = no transaction open */
 	int group;     /* store_begin() is in force */
 	int group_err; /* a write inside the group lost the transaction */
+	struct store_journal journal; /* fn NULL: none */
+	int journal_muted;
 };
+
+/* Tells the journal (if any) that a write changed these parts of id. */
+void store_journal_changed(struct store *s, const char *id, unsigned parts);
 
 /* Translates an SQLite result code into an ERR_* code. */
 int store_err(int rc);

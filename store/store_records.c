@@ -191,6 +191,15 @@ static int sbx_peek(struct store *s, const char *id, enum sbx_status *status,
 	return rc == SQLITE_DONE ? ERR_NOTFOUND : store_err(rc);
 }
 
+/* store_wend, then the journal told of the change when it held. */
+static int wend_changed(struct store *s, int r, const char *id, unsigned parts)
+{
+	r = store_wend(s, r);
+	if (r == 0 && parts)
+		store_journal_changed(s, id, parts);
+	return r;
+}
+
 static int bind_put(struct store *s, sqlite3_stmt *st,
                     const struct store_sandbox *r)
 {
@@ -245,7 +254,7 @@ int store_sandbox_put(struct store *s, const struct store_sandbox *r,
 		json_add_str(d, "name", r->name);
 		r2 = event_json(s, r->id, "tracked", cause, d);
 	}
-	r2 = store_wend(s, r2);
+	r2 = wend_changed(s, r2, r->id, STORE_PART_ROW);
 	if (r2 == 0 && created)
 		*created = isnew;
 	return r2;
@@ -359,7 +368,7 @@ int store_sandbox_rename(struct store *s, const char *id, const char *name,
 		r = event_json(s, id, "renamed", cause, d);
 	}
 	free(old);
-	return store_wend(s, r);
+	return wend_changed(s, r, id, STORE_PART_NAME);
 }
 
 static int bind_meta(sqlite3_stmt *st, const char *id,
@@ -429,7 +438,8 @@ int store_sandbox_observe(struct store *s, const char *id,
 	}
 	if (r == 0 && old != status)
 		r = status_event(s, id, old, status, cause, why, &evseq);
-	r = store_wend(s, r);
+	r = wend_changed(s, r, id,
+	                 STORE_PART_STATUS | (meta ? STORE_PART_META : 0));
 	if (r == 0 && seq)
 		*seq = evseq;
 	return r;
@@ -454,7 +464,7 @@ int store_sandbox_set_paused_by_agent(struct store *s, const char *id, int on)
 	r = store_step_done(st);
 	if (r == 0 && sqlite3_changes(s->db) == 0)
 		r = ERR_NOTFOUND;
-	return store_wend(s, r);
+	return wend_changed(s, r, id, STORE_PART_STATUS);
 }
 
 int store_sandbox_mark_stale(struct store *s, const char *id, const char *error)
@@ -478,7 +488,7 @@ int store_sandbox_mark_stale(struct store *s, const char *id, const char *error)
 		json_add_str(d, "error", error);
 		r = event_json(s, id, "stale", STORE_CAUSE_AGENT, d);
 	}
-	return store_wend(s, r);
+	return wend_changed(s, r, id, STORE_PART_STATUS);
 }
 
 static int policy_event(struct store *s, const char *id, sqlite3_stmt *st,
@@ -551,7 +561,7 @@ int store_sandbox_set_policy(struct store *s, const char *id,
 	else
 		r = rc == SQLITE_DONE ? ERR_NOTFOUND : store_err(rc);
 	sqlite3_reset(st);
-	return store_wend(s, r);
+	return wend_changed(s, r, id, STORE_PART_POLICY);
 }
 
 int store_sandbox_forget(struct store *s, const char *id,
@@ -569,7 +579,7 @@ int store_sandbox_forget(struct store *s, const char *id,
 		r = ERR_NOTFOUND;
 	if (r == 0)
 		r = store_event_append(s, id, "forgotten", cause, NULL, NULL);
-	return store_wend(s, r);
+	return wend_changed(s, r, id, STORE_PART_GONE);
 }
 
 static int label_event(struct store *s, const char *id, const char *key,
@@ -599,7 +609,7 @@ int store_label_set(struct store *s, const char *id, const char *key,
 	r = store_step_done(st);
 	if (r == 0)
 		r = label_event(s, id, key, value, cause);
-	return store_wend(s, r);
+	return wend_changed(s, r, id, STORE_PART_LABELS);
 }
 
 int store_label_unset(struct store *s, const char *id, const char *key,
@@ -618,7 +628,7 @@ int store_label_unset(struct store *s, const char *id, const char *key,
 		r = ERR_NOTFOUND;
 	if (r == 0)
 		r = label_event(s, id, key, NULL, cause);
-	return store_wend(s, r);
+	return wend_changed(s, r, id, STORE_PART_LABELS);
 }
 
 int store_token_put(struct store *s, const char *id, const char *token,
@@ -640,7 +650,7 @@ int store_token_put(struct store *s, const char *id, const char *token,
 	r = store_step_done(st);
 	if (r == 0)
 		changed = sqlite3_changes(s->db) > 0;
-	r = store_wend(s, r);
+	r = wend_changed(s, r, id, changed ? STORE_PART_TOKEN : 0);
 	if (r == 0 && replaced)
 		*replaced = changed;
 	return r;
@@ -648,27 +658,83 @@ int store_token_put(struct store *s, const char *id, const char *token,
 
 /* ---- events ---- */
 
-int store_event_append(struct store *s, const char *sandbox_id,
-                       const char *type, enum store_cause cause,
-                       const char *detail, int64_t *seq)
+/* Where an event goes when a journal is installed: 1 = handled there. */
+static int journal_event(struct store *s, const struct store_event *e, int *r)
+{
+	if (s->journal.event == NULL)
+		return 0;
+	*r = s->journal_muted ? 0 : s->journal.event(s->journal.ud, e);
+	return 1;
+}
+
+static int event_insert(struct store *s, const struct store_event *e,
+                        int64_t *seq)
 {
 	sqlite3_stmt *st;
 	int r;
 
-	if (type == NULL)
-		return ERR_INVAL;
 	if ((r = store_wbegin(s)) != 0)
 		return r;
 	st = store_stmt(s, ST_EVENT_ADD);
-	store_bind_i64(st, 1, store_now(s));
-	store_bind_str(st, 2, sandbox_id);
-	store_bind_str(st, 3, type);
-	store_bind_str(st, 4, store_cause_str(cause));
-	store_bind_str(st, 5, detail);
+	store_bind_i64(st, 1, e->at);
+	store_bind_str(st, 2, e->sandbox_id);
+	store_bind_str(st, 3, e->type);
+	store_bind_str(st, 4, store_cause_str(e->cause));
+	store_bind_str(st, 5, e->detail);
+	store_bind_str(st, 6, e->host);
+	store_bind_i64(st, 7, e->seq > 0 ? e->seq : STORE_NULL);
 	r = store_step_done(st);
 	if (r == 0 && seq)
 		*seq = sqlite3_last_insert_rowid(s->db);
 	return store_wend(s, r);
+}
+
+int store_event_append(struct store *s, const char *sandbox_id,
+                       const char *type, enum store_cause cause,
+                       const char *detail, int64_t *seq)
+{
+	struct store_event e = {.at = store_now(s),
+	                        .sandbox_id = sandbox_id,
+	                        .type = type,
+	                        .cause = cause,
+	                        .detail = detail};
+	int r;
+
+	if (type == NULL)
+		return ERR_INVAL;
+	if (seq)
+		*seq = 0;
+	if (journal_event(s, &e, &r))
+		return r;
+	return event_insert(s, &e, seq);
+}
+
+int store_event_mirror(struct store *s, const struct store_event *e)
+{
+	int r;
+
+	if (e->type == NULL || e->seq <= 0)
+		return ERR_INVAL;
+	r = event_insert(s, e, NULL);
+	return r == ERR_EXISTS ? 0 : r;
+}
+
+void store_set_journal(struct store *s, const struct store_journal *j)
+{
+	memset(&s->journal, 0, sizeof(s->journal));
+	if (j)
+		s->journal = *j;
+}
+
+void store_journal_mute(struct store *s, int on)
+{
+	s->journal_muted = on;
+}
+
+void store_journal_changed(struct store *s, const char *id, unsigned parts)
+{
+	if (s->journal.changed && !s->journal_muted && id)
+		s->journal.changed(s->journal.ud, id, parts);
 }
 
 static enum store_cause cause_parse(const char *c)
@@ -696,6 +762,7 @@ int store_event_since(struct store *s, int64_t after, size_t limit,
 		e.type = (const char *)sqlite3_column_text(st, 3);
 		e.cause = cause_parse((const char *)sqlite3_column_text(st, 4));
 		e.detail = (const char *)sqlite3_column_text(st, 5);
+		e.host = (const char *)sqlite3_column_text(st, 6);
 		if ((ret = cb(ud, &e)) != 0)
 			break;
 	}

@@ -223,6 +223,49 @@ class Sim:
         return st == 200
 
 
+class PgServer:
+    """A PostgreSQL 15 server of its own (tests/pgserver.sh), in a
+    directory under /tmp that the unprivileged user it runs as can
+    reach; conninfo is what --store takes."""
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                          "pgserver.sh")
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="hopxd-pg-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.conninfo, self.running = None, False
+        STARTED.append(self)
+
+    def _run(self, cmd):
+        p = run([self.SCRIPT, cmd, os.path.join(self.dir, "pg")],
+                timeout=120)
+        if p.returncode != 0:
+            raise RuntimeError(f"pgserver.sh {cmd}: {p.stderr}")
+        return p.stdout.strip()
+
+    def start(self):
+        self.conninfo = self._run("start")
+        self.running = True
+        return self
+
+    def stop(self):
+        """A fast shutdown (also what ends the test)."""
+        if self.running:
+            self._run("stop")
+        self.running = False
+
+    def sql(self, query):
+        """Runs query with psql; its rows as lists of text."""
+        p = run(["psql", self.conninfo, "-AtX", "-F", "\t", "-v",
+                 "ON_ERROR_STOP=1", "-c", query], timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql: {p.stderr}")
+        return [ln.split("\t") for ln in p.stdout.splitlines() if ln]
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def api_calls(entries):
     """(method, route, sandbox_id) of every control-plane request."""
     return [(e["method"], e["route"], e["sandbox_id"]) for e in entries

@@ -1,0 +1,149 @@
+#include "fleetlink.h"
+
+#include "agent.h"
+#include "err.h"
+#include "events.h"
+#include "fleet.h"
+#include "json.h"
+#include "log.h"
+#include "sessions.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <string.h>
+
+int fleetlink_is_pg(const char *s)
+{
+	return s && *s && strcmp(s, "sqlite") != 0;
+}
+
+int fleetlink_check(const char *conninfo, char *why, size_t n)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err), *o;
+	int r = 0;
+
+	if (opts == NULL) {
+		snprintf(why, n,
+		         "--store: not a PostgreSQL connection string or URI "
+		         "(%s); e.g. postgresql://hopxd@db.example/hopxd",
+		         err ? err : "out of memory");
+		PQfreemem(err);
+		return ERR_INVAL;
+	}
+	for (o = opts; o->keyword; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+			r = ERR_INVAL;
+	if (r)
+		snprintf(why, n,
+		         "--store: a password in the connection string would "
+		         "show in the process list and logs; put it in "
+		         "~/.pgpass (mode 0600) or the file PGPASSFILE names");
+	PQconninfoFree(opts);
+	return r;
+}
+
+static void applied(void *ud, const char *id, int gone)
+{
+	struct agent *a = ud;
+
+	if (a->sess == NULL)
+		return;
+	if (gone)
+		sessions_forget(a->sess, id);
+	else
+		sessions_track(a->sess, id);
+}
+
+static void new_events(void *ud)
+{
+	events_publish(ud);
+}
+
+static void state_changed(void *ud, enum fleet_state st, const char *why)
+{
+	(void)ud;
+	if (st == FLEET_REFUSED)
+		log_error("fleet: %s", why);
+}
+
+int fleetlink_start(struct agent *a)
+{
+	struct fleet_opts o = {.conninfo = a->cfg.store,
+	                       .applied = applied,
+	                       .events = new_events,
+	                       .state = state_changed,
+	                       .ud = a};
+	int r;
+
+	if (!fleetlink_is_pg(a->cfg.store))
+		return 0;
+	if ((r = fleet_create(a->loop, a->store, a->clk, &o, &a->fleet)) != 0) {
+		log_error("cannot start the fleet's store: %s", err_str(r));
+		return r;
+	}
+	log_info("fleet: this agent is %s; the registry is on PostgreSQL, "
+	         "%s is its local copy",
+	         fleet_host_id(a->fleet), a->cfg.db);
+	return 0;
+}
+
+void fleetlink_stop(struct agent *a)
+{
+	fleet_destroy(a->fleet);
+	a->fleet = NULL;
+}
+
+int fleetlink_writable(const struct agent *a, char *msg, size_t n)
+{
+	const char *why = "";
+	enum fleet_state st;
+
+	if (a->fleet == NULL || (st = fleet_state(a->fleet, &why)) == FLEET_UP)
+		return 0;
+	if (st == FLEET_REFUSED)
+		snprintf(msg, n,
+		         "the fleet's registry refuses this hopxd (%s): "
+		         "nothing was changed",
+		         why);
+	else
+		snprintf(msg, n,
+		         "the fleet's registry (PostgreSQL) is %s%s%.120s: "
+		         "nothing was changed; tokens still work; 'hopxctl "
+		         "status' shows the store",
+		         fleet_state_str(st), *why ? ": " : "", why);
+	return ERR_UNAVAIL;
+}
+
+static void add_member(void *ud, const struct fleet_member *m)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	json_add_str(o, "host_id", m->host_id);
+	json_add_str(o, "hostname", m->hostname);
+	json_add_i64(o, "pid", m->pid);
+	json_add_time(o, "started_at", m->started_at);
+	json_add_time(o, "last_seen", m->last_seen);
+	cJSON_AddItemToArray(ud, o);
+}
+
+void fleetlink_status(const struct agent *a, cJSON *o)
+{
+	cJSON *s = cJSON_AddObjectToObject(o, "store");
+	const char *why = "";
+
+	if (a->fleet == NULL) {
+		json_add_str(s, "kind", "sqlite");
+		json_add_str(s, "state", "up");
+		return;
+	}
+	json_add_str(s, "kind", "postgresql");
+	json_add_str(s, "state", fleet_state_str(fleet_state(a->fleet, &why)));
+	if (*why)
+		json_add_str(s, "error", why);
+	json_add_str(s, "host_id", fleet_host_id(a->fleet));
+	json_add_i64(s, "pending", (int64_t)fleet_pending(a->fleet));
+	json_add_i64(s, "seq", fleet_seq(a->fleet));
+	fleet_members(a->fleet, add_member,
+	              cJSON_AddArrayToObject(s, "members"));
+}

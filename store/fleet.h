@@ -1,0 +1,101 @@
+#ifndef HOPXD_FLEET_H
+#define HOPXD_FLEET_H
+
+/*
+ * The fleet: agents on many hosts sharing one registry on PostgreSQL.
+ * Each agent keeps working on its own store (the SQLite database, here a
+ * copy of the registry) and this module keeps the two the same: every
+ * write to the store is pushed to PostgreSQL (the parts of the sandbox it
+ * changed, with its events, one transaction per sandbox), and every
+ * change another agent made comes back (NOTIFY carries the event's
+ * sequence number; what a missed notification would have said is read
+ * by sequence, and a whole copy is read again after every reconnect).
+ * Events get the fleet's sequence numbers and the host that caused them,
+ * and reach the local log through store_event_mirror.
+ *
+ * A caller that must not acknowledge a change before PostgreSQL holds it
+ * waits with fleet_barrier. Everything runs on the loop: libpq's
+ * asynchronous API (pgconn.c), never a blocking call.
+ */
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "clock.h"
+#include "store.h"
+
+struct fleet;
+
+enum fleet_state {
+	FLEET_CONNECTING, /* not yet reached since start */
+	FLEET_SYNCING,    /* connected, reading the registry */
+	FLEET_UP,
+	FLEET_UNAVAILABLE, /* lost or unreachable: retrying */
+	FLEET_REFUSED      /* a newer schema: this hopxd must be upgraded */
+};
+
+/* "connecting", "syncing", "up", "unavailable", "refused". */
+const char *fleet_state_str(enum fleet_state s);
+
+struct fleet_opts {
+	const char *conninfo; /* libpq string or URI: never logged */
+	int64_t timeout_ms;   /* per query; default 10 s */
+	int64_t heartbeat_ms; /* hosts.last_seen; default 2 s */
+	/* A sandbox another agent changed is now as the registry says in
+	 * the store (gone: forgotten); the caller reloads its memory. */
+	void (*applied)(void *ud, const char *sandbox_id, int gone);
+	/* New events are in the store's log (to publish). */
+	void (*events)(void *ud);
+	/* The state changed (why: for people, no secrets). */
+	void (*state)(void *ud, enum fleet_state st, const char *why);
+	void *ud;
+};
+
+/*
+ * Starts connecting, migrating and copying the registry, and installs
+ * the store's journal. st and clk must outlive the fleet. Returns 0,
+ * ERR_INVAL or ERR_NOMEM.
+ */
+int fleet_create(uv_loop_t *loop, struct store *st, const struct clock *clk,
+                 const struct fleet_opts *o, struct fleet **out);
+
+/* Removes the journal, fails waiting barriers, closes. NULL ok. */
+void fleet_destroy(struct fleet *f);
+
+enum fleet_state fleet_state(const struct fleet *f, const char **why);
+
+/* This agent's name in the fleet: hostname/pid/start. */
+const char *fleet_host_id(const struct fleet *f);
+
+/*
+ * fn(ud, 0) once every change to sandbox_id written so far is committed
+ * in PostgreSQL (at once when there is none); else err: ERR_UNAVAIL (the
+ * database could not be reached or the outcome is unknown), ERR_EXISTS
+ * (the registry holds the name for another sandbox), ERR_INVAL. On an
+ * error the store is put back as the registry has it. fn may run before
+ * this returns.
+ */
+typedef void (*fleet_done_fn)(void *ud, int err, const char *msg);
+void fleet_barrier(struct fleet *f, const char *sandbox_id, fleet_done_fn fn,
+                   void *ud);
+
+/* One agent of the fleet as of the last heartbeat. */
+struct fleet_member {
+	const char *host_id;
+	const char *hostname;
+	int64_t pid;
+	int64_t started_at;
+	int64_t last_seen;
+};
+
+/* Calls fn for every member seen in the last minute. */
+typedef void (*fleet_member_fn)(void *ud, const struct fleet_member *m);
+void fleet_members(const struct fleet *f, fleet_member_fn fn, void *ud);
+
+/* Changes waiting to be pushed (for status). */
+size_t fleet_pending(const struct fleet *f);
+
+/* Newest fleet sequence number copied into the store. */
+int64_t fleet_seq(const struct fleet *f);
+
+#endif

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""The fleet: three agents (three hosts: separate sockets and local
+copies) share one registry on a real PostgreSQL 15 and one hopx-sim.
+A change on one shows on the others within a second; a change is
+answered only once PostgreSQL holds it; names are unique across the
+fleet; events carry the fleet's sequence and the host that caused them;
+with PostgreSQL down each agent serves the tokens it has, says the store
+is unavailable and refuses changes; a restart and a 30 s outage lose no
+acknowledged change and mark nothing gone; an agent that was away reads
+what it missed."""
+import json
+import os
+import time
+
+from hopxtest import Agent, PgServer, Sim, Tap, cleanup, run, setup, \
+    wait_for
+
+hopxd, hopxctl, simbin, tmp = setup()
+t = Tap()
+pg = PgServer().start()
+sim = Sim(simbin, tmp).start()
+hosts = {}
+for h in "abc":
+    os.makedirs(f"{tmp}/{h}")
+    hosts[h] = Agent(hopxd, hopxctl, f"{tmp}/{h}", sim.url,
+                     args=["--store", pg.conninfo]).start()
+A, B, C = hosts["a"], hosts["b"], hosts["c"]
+
+
+def store(agent):
+    """status's store (it exits 6 while the store is down: still read)."""
+    rc, out, _ = agent.ctl("--json", "status")
+    try:
+        return json.loads(out).get("store", {})
+    except ValueError:
+        return {}
+
+
+def records(agent):
+    rc, out = agent.ctl_json("ls")
+    return {r["id"]: r for r in out} if rc == 0 else {}
+
+
+def ok(agent, *args):
+    rc, out, err = agent.ctl(*args)
+    t.ok(rc == 0, f"hopxctl {' '.join(args)} on {agent_name(agent)}", err)
+    return out
+
+
+def agent_name(agent):
+    return next(k for k, v in hosts.items() if v is agent)
+
+
+def seen_within(agent, cond, limit=1.0):
+    """Seconds until cond(records) holds on agent (None: not in limit)."""
+    t0 = time.monotonic()
+    if wait_for(lambda: cond(records(agent)), limit, step=0.01):
+        return time.monotonic() - t0
+    return None
+
+
+t.ok(wait_for(lambda: all(store(x).get("state") == "up"
+                          for x in hosts.values()), 30),
+     "three agents reach the registry",
+     str([store(x) for x in hosts.values()]))
+t.ok(wait_for(lambda: len(store(A).get("members", [])) == 3, 10),
+     "status lists the fleet's three members", str(store(A)))
+host_id = {k: store(v)["host_id"] for k, v in hosts.items()}
+rc, out, _ = A.ctl("status")
+t.ok(rc == 0 and "store     PostgreSQL, up" in out and
+     out.count("fleet     ") == 3 and "(this agent)" in out,
+     "hopxctl status shows the store and the members", out)
+rc, out, _ = A.ctl("doctor")
+t.ok("PostgreSQL, up; 3 in the fleet" in out, "doctor reports the store",
+     out)
+
+# -- a create on A shows on B and C within a second ------------------------
+rc, made = A.ctl_json("create", "--template", "base", "--name", "web",
+                      "--label", "team=ml")
+t.ok(rc == 0, "create on A", str(made))
+web = made["id"]
+for h in (B, C):
+    took = seen_within(h, lambda r: web in r)
+    t.ok(took is not None, f"the create shows on {agent_name(h)} within "
+         f"1 s ({took if took is None else round(took * 1000)} ms)")
+row = pg.sql(f"SELECT name, status FROM sandboxes WHERE id = '{web}'")
+t.ok(row == [["web", "running"]], "PostgreSQL holds the record", str(row))
+
+# -- acknowledged only once stored; changes from every host meet -----------
+ok(B, "label", "web", "env=dev")
+row = pg.sql(f"SELECT key, value FROM labels WHERE sandbox_id = '{web}' "
+             "ORDER BY key")
+t.ok(row == [["env", "dev"], ["team", "ml"]],
+     "a label is in PostgreSQL when hopxctl returns", str(row))
+ok(C, "policy", "web", "--idle-pause", "10m")
+ok(A, "rename", "web", "api")
+for h in hosts.values():
+    took = seen_within(h, lambda r: r.get(web, {}).get("name") == "api" and
+                       r[web]["labels"] == {"env": "dev", "team": "ml"} and
+                       r[web]["policy"]["idle_pause_s"] == 600)
+    t.ok(took is not None, f"{agent_name(h)} has every host's changes "
+         "within 1 s", str(records(h).get(web)))
+
+# -- names are unique across the fleet --------------------------------------
+rc, y = B.ctl_json("create", "--template", "base", "--name", "y")
+t.ok(rc == 0, "create y on B", str(y))
+# A name another agent took whose news has not arrived: PostgreSQL is
+# the judge (a row written straight there, without its event).
+other = sim.bulk(1)[0]
+pg.sql("INSERT INTO sandboxes (id, name, status, tracked_at, updated_at) "
+       f"VALUES ('{other}', 'taken', 'running', 0, 0)")
+rc, out, err = B.ctl("rename", "y", "taken")
+t.ok(rc != 0 and "another sandbox of the fleet" in err,
+     "a name the registry gives another sandbox is refused", err + out)
+row = pg.sql(f"SELECT name FROM sandboxes WHERE id = '{y['id']}'")
+t.ok(row == [["y"]], "and PostgreSQL is unchanged", str(row))
+t.ok(wait_for(lambda: records(B).get(y["id"], {}).get("name") == "y", 5),
+     "and B's copy is put back", str(records(B).get(y["id"])))
+pg.sql(f"DELETE FROM sandboxes WHERE id = '{other}'")
+
+# -- events: the fleet's sequence, the host that caused each ---------------
+rc, out, _ = C.ctl("--json", "events")
+evs = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+by = {(e["type"], e.get("host")) for e in evs if e["sandbox_id"] == web}
+t.ok(("tracked", host_id["a"]) in by and ("label", host_id["b"]) in by and
+     ("policy", host_id["c"]) in by and ("renamed", host_id["a"]) in by,
+     "C's events have every host's changes, each with its host", str(by))
+seqs = [e["seq"] for e in evs]
+pg_seqs = [int(r[0]) for r in pg.sql("SELECT seq FROM events ORDER BY seq")]
+t.ok(seqs == sorted(seqs) and set(seqs) <= set(pg_seqs),
+     "their numbers are the registry's", f"{seqs} vs {pg_seqs}")
+
+# -- detach on one host forgets it everywhere -------------------------------
+ok(B, "detach", "y")
+for h in hosts.values():
+    t.ok(seen_within(h, lambda r: y["id"] not in r) is not None,
+         f"detach shows on {agent_name(h)}")
+
+# -- an agent away reads what it missed -------------------------------------
+t.ok(C.kill9(), "kill -9 of C")
+ok(A, "label", "api", "missed=yes")
+C.start()
+t.ok(wait_for(lambda: records(C).get(web, {}).get("labels", {})
+              .get("missed") == "yes", 10),
+     "C, back, has the change made while it was away")
+
+# -- PostgreSQL down --------------------------------------------------------
+pg.stop()
+t.ok(wait_for(lambda: all(store(x).get("state") == "unavailable"
+                          for x in hosts.values()), 15),
+     "every agent reports the store unavailable",
+     str([store(x) for x in hosts.values()]))
+rc, out, err = B.ctl("label", "api", "during=outage")
+t.ok(rc == 6 and "unavailable" in err and "nothing was changed" in err,
+     "a change is refused, saying why (exit 6)", f"{rc} {err}")
+rc, tok, err = C.ctl("token", "api")
+t.ok(rc == 0 and tok.startswith("ey"), "a token is still served", err)
+rc, out, _ = A.ctl("status")
+t.ok(rc == 6 and "PostgreSQL, unavailable" in out,
+     "status says so and exits 6", f"{rc} {out}")
+time.sleep(30)  # a 30 s outage
+pg.start()
+t.ok(wait_for(lambda: all(store(x).get("state") == "up"
+                          for x in hosts.values()), 30),
+     "every agent is back on the registry after the outage",
+     str([store(x) for x in hosts.values()]))
+ok(B, "label", "api", "after=outage")
+for h in hosts.values():
+    r = None
+    ok_ = wait_for(lambda: records(h).get(web, {}).get("labels", {})
+                   .get("after") == "outage", 5)
+    r = records(h).get(web, {})
+    t.ok(ok_ and "during" not in r.get("labels", {}) and
+         r.get("status") == "running" and r.get("name") == "api" and
+         r["labels"].get("missed") == "yes",
+         f"{agent_name(h)}: nothing acknowledged was lost, the refused "
+         "change is nowhere, nothing marked gone", str(r))
+row = pg.sql("SELECT count(*) FROM sandboxes WHERE status = 'gone'")
+t.ok(row == [["0"]], "PostgreSQL has nothing gone", str(row))
+
+cleanup(tmp, sim, A, B, C, pg, t=t)
+pg.remove()
+t.done()
