@@ -6,9 +6,12 @@
 #include "fleet.h"
 #include "json.h"
 #include "log.h"
+#include "sbx.h"
 #include "sessions.h"
 
 #include <libpq-fe.h>
+#include <stdlib.h>
+#include <utlist.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +46,85 @@ int fleetlink_check(const char *conninfo, char *why, size_t n)
 	return r;
 }
 
+/* A create waiting for another agent's create of the same name. */
+struct name_wait {
+	struct agent *a;
+	char name[SBX_NAME_MAX + 1];
+	fleetlink_name_fn fn;
+	void *ud;
+	uv_timer_t timer;
+	struct name_wait *prev, *next;
+};
+
+static struct name_wait *waits;
+
+static void wait_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Ends a wait with the sandbox's id (NULL: time is up). */
+static void wait_end(struct name_wait *w, const char *id)
+{
+	DL_DELETE(waits, w);
+	uv_timer_stop(&w->timer);
+	w->fn(w->ud, id);
+	uv_close((uv_handle_t *)&w->timer, wait_closed);
+}
+
+static void wait_timeout(uv_timer_t *t)
+{
+	wait_end(t->data, NULL);
+}
+
+/* The id of the record named name, if any (into id). */
+static int named(struct agent *a, const char *name, char *id, size_t n)
+{
+	struct store_sandbox r;
+	int found = store_sandbox_get(a->store, name, &r) == 0 && r.name &&
+	            strcmp(r.name, name) == 0;
+
+	if (found)
+		snprintf(id, n, "%s", r.id);
+	store_sandbox_finish(&r);
+	return found;
+}
+
+int fleetlink_wait_name(struct agent *a, const char *name, int64_t wait_ms,
+                        fleetlink_name_fn fn, void *ud)
+{
+	struct name_wait *w;
+	char id[SBX_ID_MAX + 1];
+
+	if (named(a, name, id, sizeof(id))) {
+		fn(ud, id);
+		return 0;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return ERR_NOMEM;
+	w->a = a;
+	snprintf(w->name, sizeof(w->name), "%s", name);
+	w->fn = fn;
+	w->ud = ud;
+	uv_timer_init(a->loop, &w->timer);
+	w->timer.data = w;
+	uv_timer_start(&w->timer, wait_timeout, (uint64_t)wait_ms, 0);
+	DL_APPEND(waits, w);
+	return 0;
+}
+
+static void names_arrived(struct agent *a)
+{
+	struct name_wait *w, *tmp;
+	char id[SBX_ID_MAX + 1];
+
+	DL_FOREACH_SAFE(waits, w, tmp)
+	{
+		if (w->a == a && named(a, w->name, id, sizeof(id)))
+			wait_end(w, id);
+	}
+}
+
 static void applied(void *ud, const char *id, int gone)
 {
 	struct agent *a = ud;
@@ -53,6 +135,8 @@ static void applied(void *ud, const char *id, int gone)
 		sessions_forget(a->sess, id);
 	else
 		sessions_track(a->sess, id);
+	if (!gone && waits)
+		names_arrived(a);
 }
 
 static void new_events(void *ud)
@@ -90,6 +174,13 @@ int fleetlink_start(struct agent *a)
 
 void fleetlink_stop(struct agent *a)
 {
+	struct name_wait *w, *tmp;
+
+	DL_FOREACH_SAFE(waits, w, tmp)
+	{
+		if (w->a == a)
+			wait_end(w, NULL);
+	}
 	fleet_destroy(a->fleet);
 	a->fleet = NULL;
 }

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct agent;
 
@@ -33,6 +34,14 @@ void fleetlink_stop(struct agent *a);
  * ERR_UNAVAIL with msg saying why and what to do.
  */
 int fleetlink_writable(const struct agent *a, char *msg, size_t n);
+
+/*
+ * Calls fn(ud, id) once a sandbox named name is in the store (at once if
+ * it is), or fn(ud, NULL) after wait_ms. Returns 0 or ERR_NOMEM.
+ */
+typedef void (*fleetlink_name_fn)(void *ud, const char *id);
+int fleetlink_wait_name(struct agent *a, const char *name, int64_t wait_ms,
+                        fleetlink_name_fn fn, void *ud);
 
 /* Adds "store": {kind, state, ...members} to a status object. */
 void fleetlink_status(const struct agent *a, cJSON *o);

@@ -10,6 +10,8 @@
 #include "connect.h"
 #include "leases.h"
 #include "err.h"
+#include "fleet.h"
+#include "fleetlink.h"
 #include "hopx.h"
 #include "json.h"
 #include "rfc3339.h"
@@ -481,6 +483,13 @@ struct methods_flight {
 	struct methods_flight *prev, *next;
 };
 
+/* A fleet's claim of a name, closed once its sandbox is stored. */
+struct claim_done {
+	struct agent *a;
+	int64_t claim;
+	char id[SBX_ID_MAX + 1];
+};
+
 /* What attach and create carry from the request to the answer. */
 struct track {
 	struct deferred *d;
@@ -488,6 +497,8 @@ struct track {
 	int64_t intent; /* create: the intent to resolve; 0 for none */
 	int resume;
 	struct methods_flight *flight; /* a named create: its joiners */
+	int64_t claim;   /* the fleet's claim of the name; 0 for none */
+	int64_t give_up; /* waiting for another agent's create until then */
 };
 
 static struct methods_flight *flight_find(struct agent *a, const char *name)
@@ -780,6 +791,8 @@ static int check_create(struct call *c)
 	return check_new(c);
 }
 
+static void release_claim(struct agent *a, int64_t claim, const char *id);
+
 static void created(void *ud, const struct hopx_result *r)
 {
 	struct track *t = ud;
@@ -808,6 +821,7 @@ static void created(void *ud, const struct hopx_result *r)
 		         "for a new sandbox at HopX and 'hopxctl attach' it",
 		         err_str(r->err));
 	flight_end(c.a, t->flight, r->sbx.id, e, c.msg);
+	release_claim(c.a, t->claim, e == 0 ? r->sbx.id : NULL);
 	if (e == 0)
 		settle(&c, t, &r->sbx);
 	else
@@ -852,14 +866,28 @@ static int cut_off(struct call *c)
 	return methods_fail(c, ERR_STATE, msg);
 }
 
-/* Sends the create once its intent is stored. */
-static int send_create(struct call *c, const cJSON *b)
+/* A named create in flight here: later ones of the name join it. */
+static int flight_start(struct call *c, struct track *t)
+{
+	const char *name = methods_param_str(c, "name");
+
+	if (name == NULL)
+		return 0;
+	if ((t->flight = calloc(1, sizeof(*t->flight))) == NULL)
+		return ERR_NOMEM;
+	snprintf(t->flight->name, sizeof(t->flight->name), "%s", name);
+	DL_APPEND(c->a->creating, t->flight);
+	return 0;
+}
+
+/* Sends the create once its intent is stored (t: made here if NULL). */
+static int send_create(struct call *c, struct track *t, const cJSON *b)
 {
 	struct hopx_call hc = {.op = HOPX_CREATE,
 	                       .prio = HOPX_PRIO_USER,
 	                       .on_send = create_sent};
-	struct track *t = NULL;
 	int64_t intent = 0;
+	int own = t == NULL;
 	char *itext = intent_text(c, b), *body = json_print(b);
 	int e = itext && body ? 0 : ERR_NOMEM;
 
@@ -870,16 +898,10 @@ static int send_create(struct call *c, const cJSON *b)
 	/* Not in flight here (that one is joined): cut off by a restart. */
 	if (e == ERR_EXISTS)
 		e = cut_off(c);
-	if (e == 0 && (t = track_new(c)) == NULL)
+	if (e == 0 && t == NULL && (t = track_new(c)) == NULL)
 		e = ERR_NOMEM;
-	if (e == 0 && methods_param_str(c, "name") &&
-	    (t->flight = calloc(1, sizeof(*t->flight))) == NULL)
-		e = ERR_NOMEM;
-	if (e == 0 && t->flight) {
-		snprintf(t->flight->name, sizeof(t->flight->name), "%s",
-		         methods_param_str(c, "name"));
-		DL_APPEND(c->a->creating, t->flight);
-	}
+	if (e == 0 && t->flight == NULL)
+		e = flight_start(c, t);
 	if (e == 0) {
 		t->intent = intent;
 		hc.body = body;
@@ -892,11 +914,119 @@ static int send_create(struct call *c, const cJSON *b)
 	}
 	if (e != 0 && t) {
 		flight_end(c->a, t->flight, NULL, e, c->msg);
-		track_free(t);
+		t->flight = NULL;
+		if (own)
+			track_free(t);
 	}
 	free(itext);
 	free(body);
 	return e;
+}
+
+/* ---- a named create in a fleet: one agent makes it ---- */
+
+/*
+ * The claim is closed once the record is in the registry, not before:
+ * another agent that claims the name then finds the sandbox instead.
+ */
+static void claim_stored(void *ud, int err, const char *msg)
+{
+	struct claim_done *cd = ud;
+
+	(void)err;
+	(void)msg;
+	if (cd->a->fleet)
+		fleet_release(cd->a->fleet, cd->claim,
+		              cd->id[0] ? cd->id : NULL);
+	free(cd);
+}
+
+static void release_claim(struct agent *a, int64_t claim, const char *id)
+{
+	struct claim_done *cd;
+
+	if (claim == 0 || a->fleet == NULL ||
+	    (cd = calloc(1, sizeof(*cd))) == NULL)
+		return;
+	cd->a = a;
+	cd->claim = claim;
+	snprintf(cd->id, sizeof(cd->id), "%s", id ? id : "");
+	fleet_barrier(a->fleet, id, claim_stored, cd);
+}
+
+static void claimed(void *ud, int err, int64_t claim, const char *msg);
+
+/* Another agent made the sandbox (id), or is still at it (NULL). */
+static void name_seen(void *ud, const char *id)
+{
+	struct track *t = ud;
+	struct agent *a = methods_agent(t->d);
+	struct call c;
+
+	if (id) {
+		flight_end(a, t->flight, id, 0, NULL);
+		answer_record(t->d, id, 0, NULL, 1);
+		track_free(t);
+		return;
+	}
+	if (a->fleet && !a->stopping && clock_mono_ms(a->clk) < t->give_up) {
+		call_of(&c, t);
+		fleet_claim_name(a->fleet, methods_param_str(&c, "name"),
+		                 claimed, t);
+		return;
+	}
+	snprintf(c.msg, sizeof(c.msg),
+	         "another agent of the fleet is still creating '%.64s': "
+	         "'hopxctl show %.64s' will have it once it is made",
+	         cJSON_GetStringValue(cJSON_GetObjectItem(t->params, "name")),
+	         cJSON_GetStringValue(cJSON_GetObjectItem(t->params, "name")));
+	flight_end(a, t->flight, NULL, ERR_TIMEOUT, c.msg);
+	methods_finish(t->d, ERR_TIMEOUT, NULL, c.msg);
+	track_free(t);
+}
+
+static void claimed(void *ud, int err, int64_t claim, const char *msg)
+{
+	struct track *t = ud;
+	struct call c;
+	cJSON *body;
+
+	call_of(&c, t);
+	if (err == 0 && claim == 0 &&
+	    fleetlink_wait_name(c.a, methods_param_str(&c, "name"), 1000,
+	                        name_seen, t) == 0)
+		return;
+	if (err == 0 && claim == 0)
+		err = ERR_NOMEM;
+	t->claim = claim;
+	if (err == 0 && (body = create_body(&c)) != NULL) {
+		err = send_create(&c, t, body);
+		cJSON_Delete(body);
+		msg = c.msg;
+	} else if (err == 0) {
+		err = ERR_NOMEM;
+	}
+	if (err == 0)
+		return;
+	release_claim(c.a, t->claim, NULL);
+	flight_end(c.a, t->flight, NULL, err, msg);
+	methods_finish(t->d, err, NULL, msg);
+	track_free(t);
+}
+
+/* Asks the registry for the name before HopX for the sandbox. */
+static int claim_name(struct call *c)
+{
+	struct track *t = track_new(c);
+
+	if (t == NULL || flight_start(c, t) != 0) {
+		if (t)
+			track_free(t);
+		return ERR_NOMEM;
+	}
+	t->give_up = clock_mono_ms(c->a->clk) + 120000;
+	fleet_claim_name(c->a->fleet, methods_param_str(c, "name"), claimed, t);
+	return 0;
 }
 
 int methods_create(struct call *c)
@@ -915,9 +1045,11 @@ int methods_create(struct call *c)
 	name = methods_param_str(c, "name");
 	if (name && (f = flight_find(c->a, name)) != NULL)
 		return flight_join(c, f);
+	if (name && c->a->fleet)
+		return claim_name(c);
 	if ((body = create_body(c)) == NULL)
 		return ERR_NOMEM;
-	e = send_create(c, body);
+	e = send_create(c, NULL, body);
 	cJSON_Delete(body);
 	return e;
 }

@@ -79,6 +79,21 @@ typedef void (*fleet_done_fn)(void *ud, int err, const char *msg);
 void fleet_barrier(struct fleet *f, const char *sandbox_id, fleet_done_fn fn,
                    void *ud);
 
+/*
+ * Claims name for a create across the fleet (an open intent in the
+ * registry; one per name, and none for a name a sandbox has). fn gets
+ * err 0 and intent > 0: go on, then fleet_release; err 0 and intent 0:
+ * another agent made it or is making it (wait for it, or claim again
+ * later: a claim of an agent that left lapses); or err (ERR_UNAVAIL).
+ */
+typedef void (*fleet_claim_fn)(void *ud, int err, int64_t intent,
+                               const char *msg);
+void fleet_claim_name(struct fleet *f, const char *name, fleet_claim_fn fn,
+                      void *ud);
+
+/* Closes a claim: done with sandbox_id, or failed (NULL). */
+void fleet_release(struct fleet *f, int64_t intent, const char *sandbox_id);
+
 /* One agent of the fleet as of the last heartbeat. */
 struct fleet_member {
 	const char *host_id;

@@ -10,10 +10,11 @@ acknowledged change and mark nothing gone; an agent that was away reads
 what it missed."""
 import json
 import os
+import subprocess
 import time
 
-from hopxtest import Agent, PgServer, Sim, Tap, cleanup, run, setup, \
-    wait_for
+from hopxtest import Agent, PgServer, Sim, Tap, api_calls, cleanup, \
+    setup, wait_for
 
 hopxd, hopxctl, simbin, tmp = setup()
 t = Tap()
@@ -135,6 +136,32 @@ ok(B, "detach", "y")
 for h in hosts.values():
     t.ok(seen_within(h, lambda r: y["id"] not in r) is not None,
          f"detach shows on {agent_name(h)}")
+
+# -- create --name on three hosts at once makes one sandbox ----------------
+def race(name):
+    seq = sim.last_seq()
+    procs = [subprocess.Popen([hopxctl, "--socket", h.sock, "--json",
+                               "create", "--template", "base", "--name",
+                               name], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for h in hosts.values()]
+    outs = [p.communicate(timeout=120) for p in procs]
+    creates = [c for c in api_calls(sim.log(seq))
+               if c[1] == "POST /v1/sandboxes"]
+    ids = {json.loads(o)["id"] for o, _ in outs if o.strip()}
+    return [p.returncode for p in procs], outs, creates, ids
+
+
+for n in range(3):
+    rcs, outs, creates, ids = race(f"same{n}")
+    t.ok(rcs == [0, 0, 0] and len(creates) == 1 and len(ids) == 1,
+         f"racing create --name same{n} on three hosts: one sandbox, every "
+         f"host answers with it ({len(creates)} creates, ids {ids})",
+         str(outs))
+    row = pg.sql(f"SELECT count(*) FROM sandboxes WHERE name = 'same{n}'")
+    t.ok(row == [["1"]], "one record of it in the registry", str(row))
+row = pg.sql("SELECT count(*) FROM intents WHERE state = 'open'")
+t.ok(row == [["0"]], "no claim of a name is left open", str(row))
 
 # -- an agent away reads what it missed -------------------------------------
 t.ok(C.kill9(), "kill -9 of C")
