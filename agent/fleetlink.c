@@ -27,6 +27,9 @@ int fleetlink_check(const char *conninfo, char *why, size_t n)
 	int r = 0;
 
 	if (opts == NULL) {
+		/* libpq's messages end with a newline */
+		if (err && *err && err[strlen(err) - 1] == '\n')
+			err[strlen(err) - 1] = '\0';
 		snprintf(why, n,
 		         "--store: not a PostgreSQL connection string or URI "
 		         "(%s); e.g. postgresql://hopxd@db.example/hopxd",

@@ -14,10 +14,20 @@ import subprocess
 import time
 
 from hopxtest import Agent, PgServer, Sim, Tap, api_calls, cleanup, \
-    setup, wait_for
+    run, setup, wait_for
 
 hopxd, hopxctl, simbin, tmp = setup()
 t = Tap()
+
+# -- refused at once, saying what to do --------------------------------------
+for store, want in (("postgresql://u:secret@127.0.0.1/db", "~/.pgpass"),
+                    ("host=127.0.0.1 password=secret", "~/.pgpass"),
+                    ("postgresql://[bad", "not a PostgreSQL connection")):
+    p = run([hopxd, "--store", store, "--db", f"{tmp}/refused.db"])
+    t.ok(p.returncode == 2 and want in p.stderr and
+         "secret" not in p.stderr and p.stderr.count("\n") == 1,
+         f"--store {store.split(':')[0]}...: refused (exit 2), one line "
+         "that names the fix and not the password", p.stderr)
 pg = PgServer().start()
 sim = Sim(simbin, tmp).start()
 hosts = {}
