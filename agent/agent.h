@@ -41,6 +41,7 @@ struct agent_config {
 	char local_key_file[4096];
 	char metrics_listen[512]; /* GET /metrics; "" off */
 	char store[4096];         /* "" or "sqlite": alone; else PostgreSQL's */
+	int lease_s;              /* a fleet's leases on background work */
 };
 
 /* Counters for metrics (metrics.c), moved where things happen. */

@@ -4,6 +4,7 @@
 #include "err.h"
 #include "events.h"
 #include "fleet.h"
+#include "hopx.h"
 #include "json.h"
 #include "log.h"
 #include "sbx.h"
@@ -142,6 +143,34 @@ static void applied(void *ud, const char *id, int gone)
 		names_arrived(a);
 }
 
+static void owner_changed(void *ud, const char *id, int mine)
+{
+	struct agent *a = ud;
+
+	(void)mine;
+	if (a->sess == NULL)
+		return;
+	if (id)
+		sessions_track(a->sess, id);
+	else
+		sessions_replan(a->sess);
+}
+
+/* HopX's budget is per key: the agents alive share it. */
+static void members_changed(void *ud, size_t alive)
+{
+	struct agent *a = ud;
+	int share = a->cfg.budget / (int)alive;
+
+	share = share < 1 ? 1 : share;
+	if (a->hopx == NULL || share == hopx_budget(a->hopx))
+		return;
+	hopx_set_budget(a->hopx, share);
+	log_info("fleet: %zu agents share HopX's %d requests/min: %d for this "
+	         "one",
+	         alive, a->cfg.budget, share);
+}
+
 static void new_events(void *ud)
 {
 	events_publish(ud);
@@ -159,6 +188,9 @@ int fleetlink_start(struct agent *a)
 	struct fleet_opts o = {.conninfo = a->cfg.store,
 	                       .applied = applied,
 	                       .events = new_events,
+	                       .owner = owner_changed,
+	                       .members_changed = members_changed,
+	                       .lease_ms = (int64_t)a->cfg.lease_s * 1000,
 	                       .state = state_changed,
 	                       .ud = a};
 	int r;
@@ -238,6 +270,8 @@ void fleetlink_status(const struct agent *a, cJSON *o)
 	json_add_str(s, "host_id", fleet_host_id(a->fleet));
 	json_add_i64(s, "pending", (int64_t)fleet_pending(a->fleet));
 	json_add_i64(s, "seq", fleet_seq(a->fleet));
+	json_add_i64(s, "leases", (int64_t)fleet_owned(a->fleet));
+	cJSON_AddBoolToObject(s, "leader", fleet_leader(a->fleet));
 	fleet_members(a->fleet, add_member,
 	              cJSON_AddArrayToObject(s, "members"));
 }

@@ -836,6 +836,18 @@ int hopx_budget(const struct hopx *hx)
 	return hx->budget;
 }
 
+void hopx_set_budget(struct hopx *hx, int per_min)
+{
+	if (per_min < 1 || per_min == hx->budget)
+		return;
+	refill(hx); /* what was earned so far, at the old rate */
+	hx->budget = per_min;
+	hx->burst = (per_min + 9) / 10;
+	if (hx->tokens > hx->burst)
+		hx->tokens = hx->burst;
+	pump(hx);
+}
+
 unsigned hopx_attempts(const struct hopx *hx)
 {
 	return hx->nspent;

@@ -176,6 +176,12 @@ const struct hopx_stats *hopx_stats(const struct hopx *hx);
 
 /* The budget (attempts per minute), and attempts made since creation. */
 int hopx_budget(const struct hopx *hx);
+
+/*
+ * Changes the budget (a fleet's agents share one key's: each spends its
+ * share); its burst follows. What was saved up beyond the new burst goes.
+ */
+void hopx_set_budget(struct hopx *hx, int per_min);
 unsigned hopx_attempts(const struct hopx *hx);
 
 #endif

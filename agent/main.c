@@ -68,6 +68,10 @@ static void usage(FILE *f)
 	        "                        URI shared by a fleet of agents "
 	        "(env HOPXD_STORE; password\n"
 	        "                        in ~/.pgpass or PGPASSFILE)\n"
+	        "  --lease S             in a fleet, a sandbox's background "
+	        "work moves to another\n"
+	        "                        agent S seconds after its agent "
+	        "stops (default 15)\n"
 	        "  --socket PATH         control socket (env HOPXD_SOCKET; "
 	        "default $XDG_RUNTIME_DIR/hopxd/hopxd.sock)\n"
 	        "  --idle-timeout S      close clients idle for S seconds "
@@ -155,7 +159,8 @@ enum {
 	O_API_LISTEN,
 	O_LOCAL_KEY,
 	O_METRICS,
-	O_STORE
+	O_STORE,
+	O_LEASE
 };
 
 /*
@@ -271,6 +276,8 @@ static int apply_opt(struct agent_config *cfg, enum log_level *lvl, int c)
 		return copy_path(cfg->db, sizeof(cfg->db), optarg, "database");
 	case O_STORE:
 		return set_store(cfg, optarg);
+	case O_LEASE:
+		return int_opt(optarg, "--lease", 3, 3600, &cfg->lease_s);
 	case O_SOCKET:
 		return copy_path(cfg->socket, sizeof(cfg->socket), optarg,
 		                 "socket");
@@ -330,6 +337,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"local-key-file", required_argument, NULL, O_LOCAL_KEY},
 	        {"metrics-listen", required_argument, NULL, O_METRICS},
 	        {"store", required_argument, NULL, O_STORE},
+	        {"lease", required_argument, NULL, O_LEASE},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -709,7 +717,9 @@ static void on_loaded(void *ud)
 
 	if (a->stopping)
 		return;
-	if (a->hopx)
+	if (a->hopx && a->fleet)
+		reconcile_fleet_start(a->rec);
+	else if (a->hopx)
 		reconcile_run(a->rec, "start", NULL, NULL);
 	if (check_start(m) != 0)
 		log_error("cannot start the database check");
@@ -811,9 +821,9 @@ static int run(struct main_state *m)
 	if (r == 0)
 		r = start_ipc(&m->a);
 	if (r == 0)
-		r = start_hopx(&m->a);
-	if (r == 0)
 		r = fleetlink_start(&m->a);
+	if (r == 0)
+		r = start_hopx(&m->a);
 	if (r == 0)
 		r = start_apiep(&m->a);
 	if (r == 0)
@@ -855,6 +865,7 @@ int main(int argc, char **argv)
 	m.a.cfg.shutdown_timeout_s = 10;
 	m.a.cfg.confirm_after_s = 30;
 	m.a.cfg.http_timeout_s = 30;
+	m.a.cfg.lease_s = 15;
 	if ((r = parse_args(argc, argv, &m.a.cfg, &lvl)) >= 0)
 		return r;
 	if ((r = default_paths(&m.a.cfg)) != 0 ||

@@ -4,6 +4,7 @@
 #include "agent.h"
 #include "err.h"
 #include "events.h"
+#include "fleet.h"
 #include "hopx.h"
 #include "json.h"
 #include "log.h"
@@ -23,6 +24,7 @@
 #define PAGES_MAX      1000 /* a full list (adoption) stops here */
 #define REPORT_MAX     5000 /* sandbox lines kept in one report */
 #define RETRY_FIRST_MS 2000
+#define FLEET_FIRST_MS 10000 /* a fleet's first run, if this is the leader */
 /* The event log keeps this much history; pruned after each run. */
 #define EVENTS_KEEP    100000
 #define EVENTS_MAX_AGE (30LL * 86400 * 1000)
@@ -604,7 +606,19 @@ static void on_timer(uv_timer_t *t)
 {
 	struct reconcile *rc = t->data;
 
+	if (rc->a->fleet && !fleet_leader(rc->a->fleet)) {
+		arm(rc, rc->interval_ms);
+		return;
+	}
 	reconcile_run(rc, "periodic", NULL, NULL);
+}
+
+void reconcile_fleet_start(struct reconcile *rc)
+{
+	rc->first_done = 1;
+	sessions_background(rc->ss, 1);
+	arm(rc, rc->interval_ms < FLEET_FIRST_MS ? rc->interval_ms
+	                                         : FLEET_FIRST_MS);
 }
 
 int reconcile_create(struct agent *a, struct sessions *ss, struct hopx *hx,

@@ -52,6 +52,14 @@ void reconcile_hold(struct reconcile *rc, int64_t intent, int on);
 
 /* Whether a run is going on, and when the next periodic one starts. */
 int reconcile_running(const struct reconcile *rc);
+
+/*
+ * In a fleet the registry's copy is already HopX's word as the fleet
+ * knows it and one agent (the leader) reconciles for all: at start,
+ * background work begins without a run, the first periodic one comes
+ * soon, and a periodic run on any other agent only re-arms the timer.
+ */
+void reconcile_fleet_start(struct reconcile *rc);
 int64_t reconcile_next_at(const struct reconcile *rc);
 
 #endif

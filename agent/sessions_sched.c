@@ -7,6 +7,7 @@
 #include "agent.h"
 #include "err.h"
 #include "events.h"
+#include "fleet.h"
 #include "heap.h"
 #include "json.h"
 #include "log.h"
@@ -177,6 +178,9 @@ void sess_schedule(struct sess *s)
 	uv_timer_stop(&s->timer);
 	if (s->dropped || s->cur || s->ss->hx == NULL || s->ss->stopping ||
 	    s->ss->held)
+		return;
+	/* in a fleet, the agent holding the sandbox's lease does it */
+	if (s->ss->a->fleet && !fleet_owns(s->ss->a->fleet, s->id))
 		return;
 	due = next_due(s, now, &act, &arg);
 	if (due == INT64_MAX)

@@ -53,6 +53,8 @@ static void members_read(void *ud, int err, const PGresult *res,
 {
 	struct fleet *f = ud;
 	struct fleet_member_rec *m;
+	const char *leader;
+	size_t nalive;
 	int i, n;
 
 	if (err) {
@@ -61,6 +63,8 @@ static void members_read(void *ud, int err, const PGresult *res,
 	}
 	n = PQntuples(res);
 	f->nmembers = 0;
+	nalive = 0;
+	leader = NULL;
 	for (i = 0; i < n && i < FLEET_MEMBERS_MAX; i++) {
 		m = &f->members[f->nmembers++];
 		snprintf(m->host_id, sizeof(m->host_id), "%s",
@@ -70,18 +74,32 @@ static void members_read(void *ud, int err, const PGresult *res,
 		m->pid = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 		m->started_at = strtoll(PQgetvalue(res, i, 3), NULL, 10);
 		m->last_seen = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+		m->alive = *PQgetvalue(res, i, 5) == 't';
+		nalive += m->alive;
+		if (m->alive &&
+		    (leader == NULL || strcmp(m->host_id, leader) < 0))
+			leader = m->host_id;
+	}
+	f->leader = leader && strcmp(leader, f->host_id) == 0;
+	if (nalive != f->nalive && nalive > 0) {
+		f->nalive = nalive;
+		if (f->o.members_changed)
+			f->o.members_changed(f->o.ud, nalive);
 	}
 }
 
-#define PG_NOW_MS "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+#define PG_NOW_MS FLEET_PG_NOW
 
 static void heartbeat(struct fleet *f)
 {
-	char pid[24], started[24];
+	char pid[24], started[24], alive[24];
 	const char *v[4] = {f->host_id, f->hostname, pid, started};
+	const char *va[1] = {alive};
 
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	snprintf(started, sizeof(started), "%lld", (long long)f->started_at);
+	snprintf(alive, sizeof(alive), "%lld",
+	         (long long)(3 * f->o.heartbeat_ms));
 	pgconn_query(f->pc,
 	             "INSERT INTO hosts (host_id, hostname, pid, started_at, "
 	             "last_seen) VALUES ($1, $2, $3, $4, " PG_NOW_MS
@@ -89,10 +107,12 @@ static void heartbeat(struct fleet *f)
 	             "EXCLUDED.last_seen",
 	             4, v, NULL, NULL);
 	pgconn_query(f->pc,
-	             "SELECT host_id, hostname, pid, started_at, last_seen "
-	             "FROM hosts WHERE last_seen > " PG_NOW_MS
-	             " - 60000 ORDER BY hostname, host_id LIMIT 64",
-	             0, NULL, members_read, f);
+	             "SELECT host_id, hostname, pid, started_at, last_seen, "
+	             "last_seen > " PG_NOW_MS " - $1::bigint FROM hosts WHERE "
+	             "last_seen > " PG_NOW_MS " - 60000 ORDER BY hostname, "
+	             "host_id LIMIT 64",
+	             1, va, members_read, f);
+	fleet_lease_beat(f);
 }
 
 static void on_beat(uv_timer_t *t)
@@ -164,8 +184,11 @@ static int fleet_init(struct fleet *f, uv_loop_t *loop, struct store *st,
 	f->o.conninfo = NULL;
 	if (f->o.timeout_ms <= 0)
 		f->o.timeout_ms = 10000;
+	if (f->o.lease_ms <= 0)
+		f->o.lease_ms = 15000;
 	if (f->o.heartbeat_ms <= 0)
-		f->o.heartbeat_ms = 2000;
+		f->o.heartbeat_ms =
+		        f->o.lease_ms / 3 < 2000 ? f->o.lease_ms / 3 : 2000;
 	f->started_at = fleet_now(f);
 	if (gethostname(f->hostname, sizeof(f->hostname) - 1) != 0)
 		snprintf(f->hostname, sizeof(f->hostname), "unknown");
@@ -227,6 +250,7 @@ void fleet_destroy(struct fleet *f)
 	f->closing = 3;
 	pgconn_destroy(f->pc);
 	fleet_dirty_free(f);
+	fleet_owned_free(f);
 	uv_close((uv_handle_t *)&f->beat, closed);
 	uv_close((uv_handle_t *)&f->flush, closed);
 	closed((uv_handle_t *)&f->beat);

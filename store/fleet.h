@@ -41,11 +41,18 @@ struct fleet_opts {
 	const char *conninfo; /* libpq string or URI: never logged */
 	int64_t timeout_ms;   /* per query; default 10 s */
 	int64_t heartbeat_ms; /* hosts.last_seen; default 2 s */
+	int64_t lease_ms;     /* a sandbox's background work stays with an
+	                       * agent this long unrenewed; default 15 s */
 	/* A sandbox another agent changed is now as the registry says in
 	 * the store (gone: forgotten); the caller reloads its memory. */
 	void (*applied)(void *ud, const char *sandbox_id, int gone);
 	/* New events are in the store's log (to publish). */
 	void (*events)(void *ud);
+	/* This agent took (mine 1) or lost a sandbox's background work;
+	 * sandbox_id NULL: every sandbox's may have changed. */
+	void (*owner)(void *ud, const char *sandbox_id, int mine);
+	/* The number of agents alive changed (they share HopX's budget). */
+	void (*members_changed)(void *ud, size_t alive);
 	/* The state changed (why: for people, no secrets). */
 	void (*state)(void *ud, enum fleet_state st, const char *why);
 	void *ud;
@@ -106,6 +113,23 @@ struct fleet_member {
 /* Calls fn for every member seen in the last minute. */
 typedef void (*fleet_member_fn)(void *ud, const struct fleet_member *m);
 void fleet_members(const struct fleet *f, fleet_member_fn fn, void *ud);
+
+/*
+ * 1 when this agent does the sandbox's background work (renewals,
+ * keep-alive, pauses): it holds the sandbox's lease, renewed every
+ * heartbeat; leases of an agent that stops renewing lapse after
+ * lease_ms and are taken by the others, a fair share each. Before the
+ * first answer about leases (or with the database never reached since
+ * start) every sandbox counts as this agent's: work done twice rather
+ * than not at all.
+ */
+int fleet_owns(const struct fleet *f, const char *sandbox_id);
+
+/* Sandboxes this agent holds the lease of. */
+size_t fleet_owned(const struct fleet *f);
+
+/* 1 when this agent runs the fleet's reconciles (the oldest alive). */
+int fleet_leader(const struct fleet *f);
 
 /* Changes waiting to be pushed (for status). */
 size_t fleet_pending(const struct fleet *f);

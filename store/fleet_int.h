@@ -46,9 +46,20 @@ struct fleet_member_rec {
 	char host_id[160];
 	char hostname[128];
 	int64_t pid, started_at, last_seen;
+	int alive; /* seen within three heartbeats */
+};
+
+/* A sandbox whose lease this agent holds. */
+struct fleet_owned {
+	char *id;
+	int seen; /* in the last answer */
+	UT_hash_handle hh;
 };
 
 #define FLEET_MEMBERS_MAX 64
+
+/* PostgreSQL's clock, ms: every agent judges liveness by the same one. */
+#define FLEET_PG_NOW "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 struct fleet {
 	uv_loop_t *loop;
@@ -73,7 +84,16 @@ struct fleet {
 	int closing;
 	struct fleet_member_rec members[FLEET_MEMBERS_MAX];
 	size_t nmembers;
+	size_t nalive;
+	int leader;
+	struct fleet_owned *owned;
+	int leases_known; /* an answer about leases came */
+	int leasing;      /* a lease query is running */
 };
+
+/* Renews and takes leases (fleet_lease.c); frees the set. */
+void fleet_lease_beat(struct fleet *f);
+void fleet_owned_free(struct fleet *f);
 
 int64_t fleet_now(const struct fleet *f);
 void fleet_set_state(struct fleet *f, enum fleet_state st, const char *why);

@@ -18,7 +18,7 @@ agent = Agent(hopxd, hopxctl, tmp, sim.url)
 agent.start()
 config = os.path.join(tmp, "config")
 CHECKS = ["socket dir", "socket", "agent", "api key", "api", "clock",
-          "database"]
+          "database", "store"]
 
 
 def doctor(*args, env=None):
@@ -41,7 +41,7 @@ def verdicts(lines):
 r, lines = doctor()
 t.ok(r.returncode == 0 and list(lines) == CHECKS and
      set(verdicts(lines).values()) == {"ok"},
-     "healthy: seven checks, one line each, all ok, exit 0", r.stdout)
+     "healthy: eight checks, one line each, all ok, exit 0", r.stdout)
 r, _ = doctor()
 out = run([hopxctl, "--socket", agent.sock, "--json", "doctor"],
           env=dict(os.environ, HOPXD_DB=agent.db, XDG_CONFIG_HOME=config))

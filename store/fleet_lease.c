@@ -1,0 +1,133 @@
+/*
+ * Who does each sandbox's background work: per-sandbox leases in the
+ * registry (owner, owner_until). Every heartbeat an agent renews the
+ * leases it holds and takes lapsed or free ones up to its fair share
+ * (sandboxes / agents alive, rounded up), in one statement; SKIP LOCKED
+ * keeps two agents from waiting on each other for the same rows, and a
+ * row another agent took meanwhile is re-checked and left to it.
+ */
+#include "fleet_int.h"
+
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char sql_leases[] =
+        "WITH me AS (SELECT $1::text AS h, " FLEET_PG_NOW " AS now), "
+        "live AS (SELECT greatest(count(*), 1) AS n FROM hosts, me WHERE "
+        "last_seen > me.now - $3::bigint), "
+        "kept AS (UPDATE sandboxes s SET owner_until = me.now + $2::bigint "
+        "FROM me WHERE s.owner = me.h RETURNING s.id), "
+        "want AS (SELECT greatest(0, ceil((SELECT count(*) FROM sandboxes)"
+        "::numeric / (SELECT n FROM live))::bigint - (SELECT count(*) FROM "
+        "kept)) AS n), "
+        "free AS (SELECT s.id FROM sandboxes s, me WHERE s.owner IS NULL OR "
+        "(s.owner <> me.h AND s.owner_until < me.now) ORDER BY s.id LIMIT "
+        "(SELECT n FROM want) FOR UPDATE OF s SKIP LOCKED), "
+        "took AS (UPDATE sandboxes s SET owner = me.h, owner_until = me.now "
+        "+ $2::bigint FROM free, me WHERE s.id = free.id RETURNING s.id) "
+        "SELECT id FROM kept UNION ALL SELECT id FROM took";
+
+static void tell(struct fleet *f, const char *id, int mine)
+{
+	if (f->o.owner && f->leases_known)
+		f->o.owner(f->o.ud, id, mine);
+}
+
+static void own(struct fleet *f, const char *id)
+{
+	struct fleet_owned *o = NULL;
+
+	HASH_FIND_STR(f->owned, id, o);
+	if (o) {
+		o->seen = 1;
+		return;
+	}
+	if ((o = calloc(1, sizeof(*o))) == NULL ||
+	    (o->id = strdup(id)) == NULL) {
+		free(o);
+		return;
+	}
+	o->seen = 1;
+	HASH_ADD_KEYPTR(hh, f->owned, o->id, strlen(o->id), o);
+	tell(f, id, 1);
+}
+
+static void leases_read(void *ud, int err, const PGresult *res, const char *msg)
+{
+	struct fleet *f = ud;
+	struct fleet_owned *o, *tmp;
+	int i;
+
+	f->leasing = 0;
+	if (err) {
+		/* the leases held stay held: nobody can take them meanwhile */
+		log_debug("fleet: renewing leases failed: %s", msg);
+		return;
+	}
+	HASH_ITER(hh, f->owned, o, tmp)
+	o->seen = 0;
+	for (i = 0; i < PQntuples(res); i++)
+		own(f, PQgetvalue(res, i, 0));
+	HASH_ITER(hh, f->owned, o, tmp)
+	{
+		if (o->seen)
+			continue;
+		HASH_DEL(f->owned, o);
+		tell(f, o->id, 0);
+		free(o->id);
+		free(o);
+	}
+	if (!f->leases_known) {
+		f->leases_known = 1;
+		tell(f, NULL, 0); /* from "all mine" to the leases */
+	}
+}
+
+void fleet_lease_beat(struct fleet *f)
+{
+	char lease[24], alive[24];
+	const char *v[3] = {f->host_id, lease, alive};
+
+	if (f->leasing || f->state != FLEET_UP)
+		return;
+	snprintf(lease, sizeof(lease), "%lld", (long long)f->o.lease_ms);
+	snprintf(alive, sizeof(alive), "%lld",
+	         (long long)(3 * f->o.heartbeat_ms));
+	f->leasing = 1;
+	pgconn_query(f->pc, sql_leases, 3, v, leases_read, f);
+}
+
+void fleet_owned_free(struct fleet *f)
+{
+	struct fleet_owned *o, *tmp;
+
+	HASH_ITER(hh, f->owned, o, tmp)
+	{
+		HASH_DEL(f->owned, o);
+		free(o->id);
+		free(o);
+	}
+}
+
+int fleet_owns(const struct fleet *f, const char *sandbox_id)
+{
+	struct fleet_owned *o = NULL;
+
+	if (!f->leases_known)
+		return 1;
+	HASH_FIND_STR(f->owned, sandbox_id, o);
+	return o != NULL;
+}
+
+size_t fleet_owned(const struct fleet *f)
+{
+	return HASH_COUNT(f->owned);
+}
+
+int fleet_leader(const struct fleet *f)
+{
+	return f->leader;
+}
