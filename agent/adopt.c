@@ -158,9 +158,11 @@ struct adopt_run {
 	int64_t oldest;
 	int64_t skew;    /* HopX's clock minus ours: intents are in ours */
 	int64_t *unsent; /* intents whose POST never left: made nothing */
+	char (*unsent_name)[SBX_NAME_MAX + 1];
 	size_t nunsent;
 	struct hopx_sandbox *cand;
 	size_t ncand;
+	int64_t made_before; /* 0: no bound */
 };
 
 static int grow(struct adopt_run *ar)
@@ -186,6 +188,7 @@ static int load_one(void *ud, const struct store_intent *si)
 	struct adopt_run *ar = ud;
 	cJSON *j;
 	int64_t *u;
+	void *n;
 
 	if (strcmp(si->kind, "create") != 0)
 		return 0;
@@ -194,6 +197,13 @@ static int load_one(void *ud, const struct store_intent *si)
 		if (u == NULL)
 			return ERR_NOMEM;
 		ar->unsent = u;
+		n = realloc(ar->unsent_name,
+		            (ar->nunsent + 1) * sizeof(*ar->unsent_name));
+		if (n == NULL)
+			return ERR_NOMEM;
+		ar->unsent_name = n;
+		snprintf(ar->unsent_name[ar->nunsent], sizeof(*ar->unsent_name),
+		         "%s", si->name ? si->name : "");
 		ar->unsent[ar->nunsent++] = si->id;
 		return 0;
 	}
@@ -240,7 +250,8 @@ void adopt_run_offer(struct adopt_run *ar, const struct hopx_sandbox *h)
 	void *a;
 
 	if (ar == NULL || ar->ncand >= CAND_MAX ||
-	    h->created_at < ar->oldest - ADOPT_SKEW_MS)
+	    h->created_at < ar->oldest - ADOPT_SKEW_MS ||
+	    (ar->made_before && h->created_at > ar->made_before))
 		return;
 	a = realloc(ar->cand, (ar->ncand + 1) * sizeof(*ar->cand));
 	if (a == NULL)
@@ -277,6 +288,8 @@ size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
 		store_intent_resolve(st, ar->unsent[i], NULL);
 		log_info("create #%lld never left: it made nothing",
 		         (long long)ar->unsent[i]);
+		if (ar->unsent_name[i][0] && hk->nothing)
+			hk->nothing(hk->ud, ar->unsent_name[i]);
 	}
 	adopt_match(ar->in, ar->n, ar->cand, ar->ncand, until, pick);
 	for (i = 0; i < ar->n; i++) {
@@ -304,6 +317,8 @@ size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
 			store_intent_resolve(st, ar->in[i].id, NULL);
 			log_info("create #%lld made no sandbox at HopX",
 			         (long long)ar->in[i].id);
+			if (name && hk->nothing)
+				hk->nothing(hk->ud, name);
 			continue;
 		}
 		log_info("adopted %s, made by create #%lld whose answer was "
@@ -314,6 +329,12 @@ size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
 	}
 	free(pick);
 	return done;
+}
+
+void adopt_run_cap(struct adopt_run *ar, int64_t cap)
+{
+	if (ar)
+		ar->made_before = cap;
 }
 
 void adopt_run_free(struct adopt_run *ar)
@@ -329,5 +350,6 @@ void adopt_run_free(struct adopt_run *ar)
 	free(ar->labels);
 	free(ar->cand);
 	free(ar->unsent);
+	free(ar->unsent_name);
 	free(ar);
 }

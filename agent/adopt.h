@@ -80,6 +80,9 @@ struct adopt_hooks {
 	/* Called per adopted record. */
 	void (*tracked)(void *ud, const char *id);
 	void *ud;
+	/* Called per named create found to have made nothing (may be
+	 * NULL). */
+	void (*nothing)(void *ud, const char *name);
 };
 
 /*
@@ -91,6 +94,12 @@ struct adopt_hooks {
  */
 size_t adopt_run_settle(struct adopt_run *ar, struct store *st, int64_t until,
                         const struct adopt_hooks *hk);
+
+/*
+ * Only sandboxes HopX made before cap (its clock, ms) may be adopted: in
+ * a fleet, anything later may be another agent's create.
+ */
+void adopt_run_cap(struct adopt_run *ar, int64_t cap);
 
 void adopt_run_free(struct adopt_run *ar);
 

@@ -176,11 +176,36 @@ static void new_events(void *ud)
 	events_publish(ud);
 }
 
+static int add_name(void *ud, const struct store_intent *in)
+{
+	if (in->name && strcmp(in->kind, "create") == 0)
+		cJSON_AddItemToArray(ud, cJSON_CreateString(in->name));
+	return 0;
+}
+
+/* The creates a previous run was cut off in keep their claims. */
+static void take_claims(struct agent *a)
+{
+	cJSON *names = cJSON_CreateArray();
+	char *text;
+
+	store_intent_list_open(a->store, add_name, names);
+	if (cJSON_GetArraySize(names) > 0 &&
+	    (text = json_print(names)) != NULL) {
+		fleet_take_claims(a->fleet, text);
+		free(text);
+	}
+	cJSON_Delete(names);
+}
+
 static void state_changed(void *ud, enum fleet_state st, const char *why)
 {
-	(void)ud;
+	struct agent *a = ud;
+
 	if (st == FLEET_REFUSED)
 		log_error("fleet: %s", why);
+	if (st == FLEET_UP && a->fleet)
+		take_claims(a);
 }
 
 int fleetlink_start(struct agent *a)

@@ -933,9 +933,10 @@ static void claim_stored(void *ud, int err, const char *msg)
 {
 	struct claim_done *cd = ud;
 
-	(void)err;
 	(void)msg;
-	if (cd->a->fleet)
+	/* not stored yet: left open (it shows the sandbox may come) until
+	 * the record is, when the next claim of the name closes it */
+	if (cd->a->fleet && (err == 0 || cd->id[0] == '\0'))
 		fleet_release(cd->a->fleet, cd->claim,
 		              cd->id[0] ? cd->id : NULL);
 	free(cd);

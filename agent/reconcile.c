@@ -19,12 +19,13 @@
 #include <utlist.h>
 
 /* Below this many records a GET each costs no more than listing. */
-#define LIST_MIN       4
-#define PAGE_LIMIT     100
-#define PAGES_MAX      1000 /* a full list (adoption) stops here */
-#define REPORT_MAX     5000 /* sandbox lines kept in one report */
-#define RETRY_FIRST_MS 2000
-#define FLEET_FIRST_MS 10000 /* a fleet's first run, if this is the leader */
+#define LIST_MIN             4
+#define PAGE_LIMIT           100
+#define PAGES_MAX            1000 /* a full list (adoption) stops here */
+#define REPORT_MAX           5000 /* sandbox lines kept in one report */
+#define RETRY_FIRST_MS       2000
+#define FLEET_FIRST_MS       10000 /* a fleet's first run, if this is the leader */
+#define FLEET_ADOPT_RETRY_MS 2000
 /* The event log keeps this much history; pruned after each run. */
 #define EVENTS_KEEP    100000
 #define EVENTS_MAX_AGE (30LL * 86400 * 1000)
@@ -77,6 +78,7 @@ struct reconcile {
 	uint32_t rng;
 	struct run *run;
 	int first_done;
+	int adopt_ok;  /* a fleet's run may adopt (no other agent's claim) */
 	int64_t *held; /* create intents whose answer is still to come */
 	size_t nheld, capheld;
 };
@@ -253,14 +255,26 @@ static void on_item(struct run *run, const struct hopx_sandbox *h)
 
 static void adopted(void *ud, const char *id)
 {
-	sessions_track(ud, id);
+	struct reconcile *rc = ud;
+
+	sessions_track(rc->ss, id);
 }
 
 static int known(void *ud, const char *id)
 {
+	struct reconcile *rc = ud;
 	struct sess_view v;
 
-	return sessions_view(ud, id, &v) == 0;
+	return sessions_view(rc->ss, id, &v) == 0;
+}
+
+/* In a fleet, a create that made nothing gives its name back. */
+static void made_nothing(void *ud, const char *name)
+{
+	struct reconcile *rc = ud;
+
+	if (rc->a->fleet)
+		fleet_drop_claim(rc->a->fleet, name);
 }
 
 /*
@@ -270,7 +284,7 @@ static int known(void *ud, const char *id)
  */
 static void settle_adoption(struct run *run)
 {
-	const struct adopt_hooks hk = {known, adopted, run->rc->ss};
+	const struct adopt_hooks hk = {known, adopted, run->rc, made_nothing};
 
 	if (run->rc->nheld > 0) {
 		log_info("a create is in flight: adoption waits for the next "
@@ -589,10 +603,15 @@ int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
 	uv_timer_stop(&rc->timer);
 	log_info("reconcile (%s): %zu records", trigger, run->n);
 	/* A create in flight could be taken for a lost one: wait for it. */
-	if (rc->nheld == 0 &&
+	if (rc->nheld == 0 && (rc->a->fleet == NULL || rc->adopt_ok) &&
 	    adopt_run_open(rc->a->store, hopx_skew_ms(rc->hx, NULL),
 	                   &run->adopt) != 0)
 		log_warn("cannot read the open create intents");
+	/* the gate saw every sandbox the fleet stored until now */
+	if (rc->a->fleet)
+		adopt_run_cap(run->adopt, run->started_at +
+		                                  hopx_skew_ms(rc->hx, NULL) +
+		                                  1000);
 	run->pending++; /* held until the first step is queued */
 	if (run->n >= LIST_MIN || run->adopt)
 		list_page(run, NULL);
@@ -602,10 +621,46 @@ int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
 	return 0;
 }
 
+static int count_open(void *ud, const struct store_intent *in)
+{
+	(void)in;
+	++*(int *)ud;
+	return 0;
+}
+
+static int open_intents(struct reconcile *rc)
+{
+	int open = 0;
+
+	store_intent_list_open(rc->a->store, count_open, &open);
+	return open;
+}
+
+/*
+ * A create this agent was cut off in is adopted by its own run, once no
+ * other agent's create could have made the sandbox it would take.
+ */
+static void claims_counted(void *ud, int err, int64_t n)
+{
+	struct reconcile *rc = ud;
+
+	if (err || n > 0 || rc->run) {
+		arm(rc, FLEET_ADOPT_RETRY_MS);
+		return;
+	}
+	rc->adopt_ok = 1;
+	reconcile_run(rc, "start", NULL, NULL);
+	rc->adopt_ok = 0;
+}
+
 static void on_timer(uv_timer_t *t)
 {
 	struct reconcile *rc = t->data;
 
+	if (rc->a->fleet && open_intents(rc) > 0) {
+		fleet_foreign_claims(rc->a->fleet, claims_counted, rc);
+		return;
+	}
 	if (rc->a->fleet && !fleet_leader(rc->a->fleet)) {
 		arm(rc, rc->interval_ms);
 		return;
@@ -615,10 +670,14 @@ static void on_timer(uv_timer_t *t)
 
 void reconcile_fleet_start(struct reconcile *rc)
 {
+	/* creates cut off here are settled first (on_timer) */
+	int open = open_intents(rc);
+
 	rc->first_done = 1;
 	sessions_background(rc->ss, 1);
-	arm(rc, rc->interval_ms < FLEET_FIRST_MS ? rc->interval_ms
-	                                         : FLEET_FIRST_MS);
+	arm(rc, open                               ? 0
+	        : rc->interval_ms < FLEET_FIRST_MS ? rc->interval_ms
+	                                           : FLEET_FIRST_MS);
 }
 
 int reconcile_create(struct agent *a, struct sessions *ss, struct hopx *hx,

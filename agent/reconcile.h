@@ -58,6 +58,8 @@ int reconcile_running(const struct reconcile *rc);
  * knows it and one agent (the leader) reconciles for all: at start,
  * background work begins without a run, the first periodic one comes
  * soon, and a periodic run on any other agent only re-arms the timer.
+ * An agent with creates it was cut off in (open intents) runs its own
+ * first, to adopt what they made.
  */
 void reconcile_fleet_start(struct reconcile *rc);
 int64_t reconcile_next_at(const struct reconcile *rc);

@@ -112,6 +112,13 @@ static void heartbeat(struct fleet *f)
 	             "last_seen > " PG_NOW_MS " - 60000 ORDER BY hostname, "
 	             "host_id LIMIT 64",
 	             1, va, members_read, f);
+	/* a claim whose sandbox is stored is done, whoever made it */
+	pgconn_query(
+	        f->pc,
+	        "UPDATE intents i SET state = 'done', resolved_at = " PG_NOW_MS
+	        " FROM sandboxes s WHERE i.state = 'open' AND s.name = "
+	        "i.name",
+	        0, NULL, NULL, NULL);
 	fleet_lease_beat(f);
 }
 
@@ -227,6 +234,7 @@ int fleet_create(uv_loop_t *loop, struct store *st, const struct clock *clk,
 	j = (struct store_journal){fleet_journal_changed, fleet_journal_event,
 	                           f};
 	store_set_journal(st, &j);
+	fleet_outbox_load(f);
 	uv_timer_start(&f->beat, on_beat, (uint64_t)f->o.heartbeat_ms,
 	               (uint64_t)f->o.heartbeat_ms);
 	*out = f;
@@ -300,14 +308,17 @@ void fleet_claim_name(struct fleet *f, const char *name, fleet_claim_fn fn,
 	c->ud = ud;
 	c->nq = 4;
 	pgconn_query(f->pc, "BEGIN", 0, NULL, claim_step, c);
-	/* the claim of an agent no longer in the fleet lapses */
-	pgconn_query(
-	        f->pc,
-	        "UPDATE intents SET state = 'failed', resolved_at = " PG_NOW_MS
-	        " WHERE state = 'open' AND name = $1 AND NOT EXISTS "
-	        "(SELECT 1 FROM hosts WHERE host_id = intents.host AND "
-	        "last_seen > " PG_NOW_MS " - 10000)",
-	        1, v, claim_step, c);
+	/* the claim of an agent no longer in the fleet lapses, and one whose
+	 * sandbox is stored is done (its closing may have been lost) */
+	pgconn_query(f->pc,
+	             "UPDATE intents SET state = CASE WHEN EXISTS (SELECT 1 "
+	             "FROM sandboxes WHERE name = $1) THEN 'done' ELSE "
+	             "'failed' END, resolved_at = " PG_NOW_MS
+	             " WHERE state = 'open' AND name = $1 AND (EXISTS (SELECT "
+	             "1 FROM sandboxes WHERE name = $1) OR NOT EXISTS (SELECT "
+	             "1 FROM hosts WHERE host_id = intents.host AND "
+	             "last_seen > " PG_NOW_MS " - 10000))",
+	             1, v, claim_step, c);
 	pgconn_query(f->pc,
 	             "INSERT INTO intents (kind, request, name, host, "
 	             "created_at) SELECT 'create', '{}', $1, $2, " PG_NOW_MS
@@ -315,6 +326,73 @@ void fleet_claim_name(struct fleet *f, const char *name, fleet_claim_fn fn,
 	             "= $1) RETURNING id",
 	             2, v, claim_step, c);
 	pgconn_query(f->pc, "COMMIT", 0, NULL, claim_step, c);
+}
+
+struct count {
+	struct fleet *f;
+	fleet_count_fn fn;
+	void *ud;
+};
+
+static void counted(void *ud, int err, const PGresult *res, const char *msg)
+{
+	struct count *c = ud;
+
+	(void)msg;
+	int64_t n = err ? 0 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+
+	/* events this copy has not seen yet: a sandbox it may not know */
+	if (!err && strtoll(PQgetvalue(res, 0, 1), NULL, 10) > c->f->seq)
+		n++;
+	c->fn(c->ud, err, n);
+	free(c);
+}
+
+void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud)
+{
+	struct count *c = calloc(1, sizeof(*c));
+	const char *v[1] = {f->host_id};
+
+	if (c == NULL || f->state != FLEET_UP) {
+		free(c);
+		fn(ud, ERR_UNAVAIL, 0);
+		return;
+	}
+	c->f = f;
+	c->fn = fn;
+	c->ud = ud;
+	pgconn_query(f->pc,
+	             "SELECT count(*), (SELECT coalesce(max(seq), 0) FROM "
+	             "events) FROM intents i WHERE state = 'open' AND kind = "
+	             "'create' AND "
+	             "host <> $1 AND NOT EXISTS (SELECT 1 FROM sandboxes s "
+	             "WHERE s.name = i.name) AND EXISTS (SELECT 1 FROM hosts h "
+	             "WHERE "
+	             "h.host_id = i.host AND h.last_seen > " PG_NOW_MS
+	             " - 10000)",
+	             1, v, counted, c);
+}
+
+void fleet_take_claims(struct fleet *f, const char *names_json)
+{
+	const char *v[2] = {f->host_id, names_json};
+
+	pgconn_query(f->pc,
+	             "UPDATE intents SET host = $1, kind = 'adopt' WHERE state "
+	             "= 'open' AND host <> $1 AND name IN (SELECT "
+	             "jsonb_array_elements_text($2::jsonb))",
+	             2, v, NULL, NULL);
+}
+
+void fleet_drop_claim(struct fleet *f, const char *name)
+{
+	const char *v[2] = {f->host_id, name};
+
+	pgconn_query(
+	        f->pc,
+	        "UPDATE intents SET state = 'failed', resolved_at = " PG_NOW_MS
+	        " WHERE state = 'open' AND host = $1 AND name = $2",
+	        2, v, NULL, NULL);
 }
 
 void fleet_release(struct fleet *f, int64_t intent, const char *sandbox_id)

@@ -98,6 +98,30 @@ typedef void (*fleet_claim_fn)(void *ud, int err, int64_t intent,
 void fleet_claim_name(struct fleet *f, const char *name, fleet_claim_fn fn,
                       void *ud);
 
+/*
+ * fn gets the number of open claims of other agents alive (creates whose
+ * sandbox another agent may still be about to store), plus one when
+ * this copy has not yet read every event (a stored sandbox it may not
+ * know). Adopting a sandbox made before now for a create of this agent
+ * whose answer was lost is safe only with none (ERR_UNAVAIL: cannot
+ * tell).
+ */
+typedef void (*fleet_count_fn)(void *ud, int err, int64_t n);
+void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud);
+
+/*
+ * Takes over the open claims of these names (a JSON array): the creates
+ * a previous run of this agent was cut off in, which it settles itself,
+ * so that their claims do not lapse and let another agent make the
+ * sandbox a second time meanwhile. Such claims do not count in
+ * fleet_foreign_claims: agents each settling their own at once would
+ * otherwise wait for each other for ever.
+ */
+void fleet_take_claims(struct fleet *f, const char *names_json);
+
+/* Closes this agent's claim of name: its create made nothing. */
+void fleet_drop_claim(struct fleet *f, const char *name);
+
 /* Closes a claim: done with sandbox_id, or failed (NULL). */
 void fleet_release(struct fleet *f, int64_t intent, const char *sandbox_id);
 

@@ -111,6 +111,9 @@ void fleet_push_all(struct fleet *f);
 /* The check handle's callback: fleet_push_all once per loop turn. */
 void fleet_on_flush(uv_check_t *h);
 
+/* Takes up what the outbox holds from before this start. */
+void fleet_outbox_load(struct fleet *f);
+
 /* Fails every waiter (ERR_UNAVAIL) and frees the entries. */
 void fleet_dirty_free(struct fleet *f);
 

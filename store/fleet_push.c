@@ -154,6 +154,14 @@ int fleet_journal_event(void *ud, const struct store_event *e)
 
 static void push_done(struct push *p);
 
+/* The outbox keeps only what of the sandbox is still to push. */
+static void outbox_clear(struct fleet *f, struct fleet_dirty *d)
+{
+	if (*d->id && !d->inflight &&
+	    store_outbox_done(f->st, d->id, d->parts) != 0)
+		log_warn("fleet: cannot clear %s from the outbox", d->id);
+}
+
 static void q_done(void *ud, int err, const PGresult *res, const char *msg)
 {
 	struct push *p = ud;
@@ -391,38 +399,60 @@ static const char *push_msg(struct push *p)
 {
 	if (p->err == ERR_EXISTS)
 		return "the name belongs to another sandbox of the fleet";
+	if (p->err == ERR_UNAVAIL && (p->parts & STORE_PART_NEW))
+		return "the fleet's database (PostgreSQL) could not be reached "
+		       "while storing the new sandbox: it is kept here and "
+		       "stored when the database answers again ('hopxctl "
+		       "status' shows the store)";
 	if (p->err == ERR_UNAVAIL)
 		return "the fleet's database (PostgreSQL) could not be reached "
-		       "while storing the change: 'hopxctl show' tells whether "
-		       "it was made";
+		       "while storing the change: it may or may not have been "
+		       "stored; 'hopxctl show' tells";
 	return p->msg;
 }
 
-/* A push that failed: its waiters are told, the copy is read again. */
+/*
+ * A push that failed. Unreachable (its outcome unknown): what HopX said
+ * (and a new record, whole) is kept and sent again once the database is
+ * back, as a sandbox HopX made must not be forgotten for an outage; a
+ * user's change was not acknowledged and is dropped, as the registry
+ * may hold a newer one by then: the copy is read again. Refused (a name
+ * the registry gives another sandbox): dropped, the copy read again.
+ */
 static void push_failed(struct push *p, struct fleet_dirty *d)
 {
-	struct fleet *f = p->f;
+	unsigned keep = 0;
 	struct fleet_ev **tail;
 
-	if (p->waiters == NULL && p->err == ERR_UNAVAIL) {
-		/* background work: sent again once the database is back */
-		d->parts |= p->parts;
-		for (tail = &p->evs; *tail; tail = &(*tail)->next)
-			;
-		*tail = d->evs;
-		if (d->evs == NULL)
-			d->evtail = tail;
-		d->evs = p->evs;
-		p->evs = NULL;
+	waiters_done(p->waiters, p->err, push_msg(p));
+	if (p->err != ERR_UNAVAIL)
+		log_warn("fleet: a change of %s was not stored (%s): it is "
+		         "read again from the registry",
+		         *p->id ? p->id : "the agent", p->msg);
+	else if (p->parts & STORE_PART_NEW)
+		keep = p->parts;
+	else if (p->waiters == NULL)
+		keep = p->parts & STORE_PART_FACTS;
+	p->waiters = NULL;
+	if (keep != p->parts)
+		d->refetch = 1;
+	if (keep == 0) { /* those who came while it was on its way */
+		waiters_done(d->waiters, p->err, push_msg(p));
+		d->waiters = NULL;
+	}
+	d->parts |= keep;
+	if (keep == 0 || p->evs == NULL) {
+		outbox_clear(p->f, d);
 		return;
 	}
-	log_warn("fleet: a change of %s was not stored (%s): it is read "
-	         "again from the registry",
-	         *p->id ? p->id : "the agent", p->msg);
-	waiters_done(p->waiters, p->err, push_msg(p));
-	p->waiters = NULL;
-	d->refetch = 1;
-	(void)f;
+	/* its events go back in front of those that came since */
+	for (tail = &p->evs; *tail; tail = &(*tail)->next)
+		;
+	*tail = d->evs;
+	if (d->evs == NULL)
+		d->evtail = tail;
+	d->evs = p->evs;
+	p->evs = NULL;
 }
 
 static void push_done(struct push *p)
@@ -435,10 +465,12 @@ static void push_done(struct push *p)
 	HASH_FIND_STR(f->dirty, p->id, d);
 	if (d) {
 		d->inflight = 0;
-		if (p->err)
+		if (p->err) {
 			push_failed(p, d);
-		else
+		} else {
 			waiters_done(p->waiters, 0, NULL);
+			outbox_clear(f, d);
+		}
 		if (d->refetch && f->state == FLEET_UP && !has_work(d)) {
 			cJSON *a = cJSON_CreateArray();
 			char *ids;
@@ -483,26 +515,22 @@ void fleet_push_all(struct fleet *f)
 		uv_check_stop(&f->flush);
 }
 
-static const char msg_down[] =
-        "the fleet's database (PostgreSQL) is unreachable: nothing was "
-        "changed; 'hopxctl status' shows the store";
-
 /*
- * A change that cannot be stored now is not kept for later (nobody was
- * told it was made): the registry's copy replaces it at the reconnect.
+ * The database went away between the check that let the change be made
+ * and now: the change is not stored; a new record is kept and stored
+ * once the database is back, anything else the registry's copy replaces.
  */
 static void barrier_refused(struct fleet *f, struct fleet_dirty *d)
 {
 	struct fleet_waiter *w = d->waiters;
+	struct push p = {.f = f, .err = ERR_UNAVAIL, .parts = d->parts};
 
-	(void)f;
 	d->waiters = NULL;
-	d->parts = 0;
-	ev_free(d->evs);
-	d->evs = NULL;
-	d->evtail = &d->evs;
-	d->refetch = 1;
-	waiters_done(w, ERR_UNAVAIL, msg_down);
+	if ((d->parts & STORE_PART_NEW) == 0) {
+		d->parts &= STORE_PART_FACTS;
+		d->refetch = 1;
+	}
+	waiters_done(w, ERR_UNAVAIL, push_msg(&p));
 }
 
 void fleet_barrier(struct fleet *f, const char *sandbox_id, fleet_done_fn fn,
@@ -512,11 +540,14 @@ void fleet_barrier(struct fleet *f, const char *sandbox_id, fleet_done_fn fn,
 	struct fleet_waiter *w;
 
 	HASH_FIND_STR(f->dirty, sandbox_id ? sandbox_id : "", d);
-	if (d == NULL || (!d->parts && !d->evs)) {
+	/* a change being pushed now is waited for too */
+	if (d == NULL || (!d->parts && !d->evs && !d->inflight)) {
 		if (f->state == FLEET_UP)
 			fn(ud, 0, NULL);
 		else
-			fn(ud, ERR_UNAVAIL, msg_down);
+			fn(ud, ERR_UNAVAIL,
+			   "the fleet's database (PostgreSQL) is unreachable: "
+			   "'hopxctl status' shows the store");
 		return;
 	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
@@ -540,6 +571,26 @@ size_t fleet_pending(const struct fleet *f)
 	HASH_ITER(hh, f->dirty, d, tmp)
 	n += has_work(d) || d->inflight;
 	return n;
+}
+
+static int outbox_load_one(void *ud, const char *sandbox_id, unsigned parts)
+{
+	struct fleet_dirty *d = fleet_dirty_get(ud, sandbox_id);
+
+	if (d)
+		d->parts |= parts;
+	return 0;
+}
+
+void fleet_outbox_load(struct fleet *f)
+{
+	if (store_outbox_list(f->st, outbox_load_one, f) != 0)
+		log_warn("fleet: cannot read the outbox: changes made before "
+		         "a crash may not reach the registry");
+	if (f->dirty)
+		log_info("fleet: %u sandbox(es) with changes not yet in the "
+		         "registry",
+		         HASH_COUNT(f->dirty));
 }
 
 void fleet_dirty_free(struct fleet *f)

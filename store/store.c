@@ -168,6 +168,15 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "ORDER BY id DESC LIMIT 1 OFFSET ?1)",
         [ST_REPORT_LAST] = "SELECT id, report FROM reports ORDER BY id DESC "
                            "LIMIT 1",
+        [ST_OUTBOX_ADD] = "INSERT INTO outbox (sandbox_id, parts) VALUES "
+                          "(?1, ?2) ON CONFLICT (sandbox_id) DO UPDATE SET "
+                          "parts = parts | CASE WHEN parts & 128 <> 0 "
+                          "THEN ?3 ELSE ?2 END",
+        [ST_OUTBOX_DEL] = "DELETE FROM outbox WHERE sandbox_id = ?1",
+        [ST_OUTBOX_SET] = "UPDATE outbox SET parts = ?2 WHERE sandbox_id = ?1",
+        [ST_OUTBOX_OR_NEW] = "UPDATE outbox SET parts = parts | ?2 WHERE "
+                             "sandbox_id = ?1 AND parts & 128 <> 0",
+        [ST_OUTBOX_LIST] = "SELECT sandbox_id, parts FROM outbox",
 };
 
 int store_err(int rc)

@@ -404,7 +404,12 @@ enum {
 	STORE_PART_LABELS = 0x10,
 	STORE_PART_TOKEN = 0x20,
 	STORE_PART_GONE = 0x40, /* forgotten */
-	STORE_PART_ROW = 0xf
+	STORE_PART_NEW = 0x80,  /* the record was made (tracked) */
+	STORE_PART_ROW = 0xf,
+	/* What HopX said, as opposed to what a user asked for: kept and
+	 * stored later when the replica cannot be reached. */
+	STORE_PART_FACTS = STORE_PART_STATUS | STORE_PART_META |
+	                   STORE_PART_TOKEN | STORE_PART_NEW
 };
 
 /*
@@ -419,6 +424,21 @@ struct store_journal {
 	int (*event)(void *ud, const struct store_event *e);
 	void *ud;
 };
+
+/*
+ * With a journal, every write also notes its sandbox and parts in the
+ * outbox, in its own transaction: what the replica has not confirmed
+ * survives a crash. Only facts are noted (a user's change that was not
+ * confirmed was not acknowledged either, and the replica may hold a
+ * newer one), except for a new record, whose every part is. cb gets each noted
+ * sandbox. store_outbox_done says what of a sandbox is still not confirmed
+ * (left: parts; 0: nothing), so that a restart pushes no part the replica
+ * already holds (it may hold a newer value from elsewhere by then).
+ */
+typedef int (*store_outbox_cb)(void *ud, const char *sandbox_id,
+                               unsigned parts);
+int store_outbox_list(struct store *s, store_outbox_cb cb, void *ud);
+int store_outbox_done(struct store *s, const char *sandbox_id, unsigned left);
 
 /* Installs j (copied; NULL removes it). */
 void store_set_journal(struct store *s, const struct store_journal *j);

@@ -191,9 +191,27 @@ static int sbx_peek(struct store *s, const char *id, enum sbx_status *status,
 	return rc == SQLITE_DONE ? ERR_NOTFOUND : store_err(rc);
 }
 
+/* Notes the change in the outbox, in the change's own transaction. */
+static int outbox_add(struct store *s, const char *id, unsigned parts)
+{
+	unsigned facts =
+	        parts & STORE_PART_NEW ? parts : parts & STORE_PART_FACTS;
+	/* a user's change is noted only on a record not yet confirmed */
+	sqlite3_stmt *st =
+	        store_stmt(s, facts ? ST_OUTBOX_ADD : ST_OUTBOX_OR_NEW);
+
+	store_bind_str(st, 1, id);
+	store_bind_i64(st, 2, (int64_t)(facts ? facts : parts));
+	if (facts)
+		store_bind_i64(st, 3, (int64_t)parts);
+	return store_step_done(st);
+}
+
 /* store_wend, then the journal told of the change when it held. */
 static int wend_changed(struct store *s, int r, const char *id, unsigned parts)
 {
+	if (r == 0 && parts && s->journal.changed && !s->journal_muted)
+		r = outbox_add(s, id, parts);
 	r = store_wend(s, r);
 	if (r == 0 && parts)
 		store_journal_changed(s, id, parts);
@@ -254,7 +272,8 @@ int store_sandbox_put(struct store *s, const struct store_sandbox *r,
 		json_add_str(d, "name", r->name);
 		r2 = event_json(s, r->id, "tracked", cause, d);
 	}
-	r2 = wend_changed(s, r2, r->id, STORE_PART_ROW);
+	r2 = wend_changed(s, r2, r->id,
+	                  STORE_PART_ROW | (isnew ? STORE_PART_NEW : 0));
 	if (r2 == 0 && created)
 		*created = isnew;
 	return r2;
@@ -717,6 +736,37 @@ int store_event_mirror(struct store *s, const struct store_event *e)
 		return ERR_INVAL;
 	r = event_insert(s, e, NULL);
 	return r == ERR_EXISTS ? 0 : r;
+}
+
+int store_outbox_list(struct store *s, store_outbox_cb cb, void *ud)
+{
+	sqlite3_stmt *st = store_stmt(s, ST_OUTBOX_LIST);
+	int rc, ret = 0;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		ret = cb(ud, (const char *)sqlite3_column_text(st, 0),
+		         (unsigned)sqlite3_column_int64(st, 1));
+		if (ret)
+			break;
+	}
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = store_err(rc);
+	sqlite3_reset(st);
+	return ret;
+}
+
+int store_outbox_done(struct store *s, const char *sandbox_id, unsigned left)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if ((r = store_wbegin(s)) != 0)
+		return r;
+	st = store_stmt(s, left ? ST_OUTBOX_SET : ST_OUTBOX_DEL);
+	store_bind_str(st, 1, sandbox_id);
+	if (left)
+		store_bind_i64(st, 2, (int64_t)left);
+	return store_wend(s, store_step_done(st));
 }
 
 void store_set_journal(struct store *s, const struct store_journal *j)

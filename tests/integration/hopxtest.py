@@ -254,6 +254,20 @@ class PgServer:
             self._run("stop")
         self.running = False
 
+    def kill_restart(self):
+        """SIGKILL of the postmaster (a crash), then a start on the same
+        port once its backends have gone; True when it runs again."""
+        self._run("kill")
+        for _ in range(50):
+            time.sleep(0.2)
+            try:
+                self._run("start")
+                return True
+            except RuntimeError:
+                continue
+        self.running = False
+        return False
+
     def sql(self, query):
         """Runs query with psql; its rows as lists of text."""
         p = run(["psql", self.conninfo, "-AtX", "-F", "\t", "-v",
