@@ -467,6 +467,7 @@ static void store_report(struct run *run, const cJSON *rep, int64_t now)
 /* ---- runs ---- */
 
 static void on_timer(uv_timer_t *t);
+static int open_intents(struct reconcile *rc);
 
 static void arm(struct reconcile *rc, int64_t delay)
 {
@@ -518,7 +519,10 @@ static void finish(struct run *run)
 	         run->n, run->err ? run->msg : "done",
 	         (long long)(now - run->started_at));
 	rc->run = NULL;
-	arm(rc, next_delay(rc, run->err));
+	/* in a fleet, a create cut off here is settled as soon as it can */
+	arm(rc, rc->a->fleet && open_intents(rc) > 0
+	                ? FLEET_ADOPT_RETRY_MS
+	                : next_delay(rc, run->err));
 	if (!rc->first_done) {
 		rc->first_done = 1;
 		sessions_background(rc->ss, 1);
@@ -607,10 +611,11 @@ int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
 	    adopt_run_open(rc->a->store, hopx_skew_ms(rc->hx, NULL),
 	                   &run->adopt) != 0)
 		log_warn("cannot read the open create intents");
-	/* the gate saw every sandbox the fleet stored until now */
+	/* the gate saw every sandbox the fleet stored until now: only one
+	 * made before it (HopX's clock, known to a second) may be ours */
 	if (rc->a->fleet)
 		adopt_run_cap(run->adopt, run->started_at +
-		                                  hopx_skew_ms(rc->hx, NULL) +
+		                                  hopx_skew_ms(rc->hx, NULL) -
 		                                  1000);
 	run->pending++; /* held until the first step is queued */
 	if (run->n >= LIST_MIN || run->adopt)
