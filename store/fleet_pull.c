@@ -293,11 +293,7 @@ static void caught_up(void *ud, int err, const PGresult *res, const char *msg)
 		e.at = strtoll(PQgetvalue(res, i, 1), NULL, 10);
 		e.sandbox_id = col(res, i, 2);
 		e.type = PQgetvalue(res, i, 3);
-		e.cause = strcmp(PQgetvalue(res, i, 4), "user") == 0
-		                  ? STORE_CAUSE_USER
-		          : strcmp(PQgetvalue(res, i, 4), "remote") == 0
-		                  ? STORE_CAUSE_REMOTE
-		                  : STORE_CAUSE_AGENT;
+		e.cause = store_cause_parse(PQgetvalue(res, i, 4));
 		e.host = host = col(res, i, 5);
 		e.detail = col(res, i, 6);
 		if (store_event_mirror(f->st, &e) != 0)

@@ -26,6 +26,9 @@ enum store_cause { STORE_CAUSE_USER, STORE_CAUSE_AGENT, STORE_CAUSE_REMOTE };
 
 const char *store_cause_str(enum store_cause c);
 
+/* The cause a name stands for ("user", "remote"; anything else agent). */
+enum store_cause store_cause_parse(const char *c);
+
 /* Open flags. */
 #define STORE_OPEN_READONLY 0x1 /* never write; refuse if migration needed */
 #define STORE_OPEN_CHECK    0x2 /* run PRAGMA quick_check after opening */

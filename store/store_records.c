@@ -787,7 +787,7 @@ void store_journal_changed(struct store *s, const char *id, unsigned parts)
 		s->journal.changed(s->journal.ud, id, parts);
 }
 
-static enum store_cause cause_parse(const char *c)
+enum store_cause store_cause_parse(const char *c)
 {
 	if (c && strcmp(c, "user") == 0)
 		return STORE_CAUSE_USER;
@@ -810,7 +810,8 @@ int store_event_since(struct store *s, int64_t after, size_t limit,
 		e.at = sqlite3_column_int64(st, 1);
 		e.sandbox_id = (const char *)sqlite3_column_text(st, 2);
 		e.type = (const char *)sqlite3_column_text(st, 3);
-		e.cause = cause_parse((const char *)sqlite3_column_text(st, 4));
+		e.cause = store_cause_parse(
+		        (const char *)sqlite3_column_text(st, 4));
 		e.detail = (const char *)sqlite3_column_text(st, 5);
 		e.host = (const char *)sqlite3_column_text(st, 6);
 		if ((ret = cb(ud, &e)) != 0)

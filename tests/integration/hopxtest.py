@@ -212,6 +212,17 @@ class Sim:
         else:
             self.admin("PUT", "/faults", conf)
 
+    def statuses(self):
+        """Every sandbox HopX holds, id -> status (all pages)."""
+        out, cursor = {}, None
+        while True:
+            q = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
+            st, j = self.req("GET", "/v1/sandboxes" + q)
+            out.update((s["id"], s["status"]) for s in j["data"])
+            cursor = j.get("next_cursor")
+            if not j.get("has_more"):
+                return out
+
     def sandbox(self, sid):
         return self.req("GET", f"/v1/sandboxes/{sid}")
 

@@ -157,18 +157,6 @@ def check_db(kill):
     return [f"kill {kill}: {b}" for b in bad]
 
 
-def hopx_truth():
-    out, cursor = {}, None
-    while True:
-        q = "?limit=100" + (f"&cursor={cursor}" if cursor else "")
-        st, j = sim.req("GET", "/v1/sandboxes" + q)
-        for s in j["data"]:
-            out[s["id"]] = s["status"]
-        cursor = j.get("next_cursor")
-        if not j.get("has_more"):
-            return out
-
-
 try:
     agent.start()
     ids = sim.bulk(WORKERS * PER_WORKER)
@@ -214,7 +202,7 @@ try:
     r = agent.rpc("reconcile", timeout=120)
     t.ok("result" in r and r["result"]["summary"]["errors"] == 0,
          "a final reconcile ran clean", r)
-    truth = hopx_truth()
+    truth = sim.statuses()
     recs = agent.records()
     want = len(ids) + len(led.creates)
     t.ok(len(truth) == want, f"HopX holds {len(truth)} sandboxes, "
