@@ -155,6 +155,18 @@ static int token_good(const struct sess_view *v, int64_t now)
 	return v->renew_at > now;
 }
 
+/*
+ * In a fleet a token is renewed by the agent holding the sandbox's lease
+ * (its sessions do it on time): the leader's reconcile, which sees every
+ * sandbox, leaves the others' tokens alone, or both would renew them.
+ */
+static int renews(const struct entry *e)
+{
+	const struct agent *a = e->run->rc->a;
+
+	return a->fleet == NULL || fleet_owns(a->fleet, e->id);
+}
+
 /* What a record needs now that its status is known. */
 static void decide(struct entry *e)
 {
@@ -167,9 +179,11 @@ static void decide(struct entry *e)
 	}
 	e->after = v.status;
 	if (v.status == SBX_RUNNING &&
-	    !token_good(&v, clock_wall_ms(hopx_clock(e->run->rc->hx))))
-		act(e, SESS_REFRESH, "refresh");
-	else if (v.status == SBX_PAUSED && (v.auto_resume || v.paused_by_agent))
+	    !token_good(&v, clock_wall_ms(hopx_clock(e->run->rc->hx)))) {
+		if (renews(e))
+			act(e, SESS_REFRESH, "refresh");
+	} else if (v.status == SBX_PAUSED &&
+	           (v.auto_resume || v.paused_by_agent))
 		act(e, SESS_RESUME, "resume");
 	else if (v.status == SBX_CREATING)
 		e->action = "poll";

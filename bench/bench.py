@@ -7,6 +7,7 @@ of the benchmark itself fails or a correctness check does (every token
 handed out valid, none expired).
 
 usage: bench.py BUILD_DIR [--quick]
+BENCH_ONLY=step,step runs only those steps (the names in STEPS).
 """
 import json
 import os
@@ -23,7 +24,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, HERE)
-from hopxtest import Agent, Sim, cleanup, jwt_exp, wait_for  # noqa: E402
+from hopxtest import Agent, PgServer, Sim, cleanup, jwt_exp, \
+    wait_for  # noqa: E402
 import restart_bench  # noqa: E402
 
 ROWS = []
@@ -179,6 +181,34 @@ def api_times(sim, seq, route=None):
             and (route is None or e["route"] == route)]
 
 
+def requests_per_life(sim, seq, t0, n, life):
+    """HopX requests per sandbox per token life since seq (at monotonic
+    t0), printed with how they add up. Tokens issued together renew in
+    waves: a count over a window depends on how many waves it catches, so
+    the refresh rate comes from each sandbox's own intervals and the rest
+    (list pages) is counted."""
+    log = [e for e in sim.log(seq) if e["path"].startswith("/v1/")]
+    elapsed = time.monotonic() - t0
+    last, gaps = {}, []
+    route = "POST /v1/sandboxes/{id}/token/refresh"
+    for e in log:
+        if e["route"] == route:
+            if e["sandbox_id"] in last:
+                gaps.append(e["at_ms"] - last[e["sandbox_id"]])
+            last[e["sandbox_id"]] = e["at_ms"]
+    if not gaps:
+        raise RuntimeError("no token was renewed twice in the window")
+    others = sum(1 for e in log if e["route"] != route)
+    renew = life * 1000 / statistics.mean(gaps)
+    rest = others / n / (elapsed / life)
+    print(f"{len(log)} API requests in {elapsed:.0f} s for {n} "
+          f"sandboxes; per sandbox per token life (= per hour with 1 h "
+          f"tokens): {renew:.3f} refreshes (mean interval "
+          f"{statistics.mean(gaps) / 1000:.1f} s of {life} s) + "
+          f"{rest:.3f} others (list pages) = {renew + rest:.2f}")
+    return renew + rest
+
+
 def steady(build, quick):
     # 60 s tokens stand for 1 h ones with the reconcile every 5 s for
     # every 300 s (hopxd's shortest interval). --quick runs 10 s tokens:
@@ -200,30 +230,10 @@ def steady(build, quick):
         chk.start()
         seq, t0 = sim.last_seq(), time.monotonic()
         time.sleep(life * lives)
-        log = [e for e in sim.log(seq) if e["path"].startswith("/v1/")]
-        elapsed = time.monotonic() - t0
+        per_hour = requests_per_life(sim, seq, t0, n, life)
         chk.stop = True
         chk.join()
-        # Tokens issued together renew in waves: a count over a window
-        # depends on how many waves it catches. The refresh rate comes
-        # from each sandbox's own intervals, the rest (lists) is counted.
-        last, gaps = {}, []
-        route = "POST /v1/sandboxes/{id}/token/refresh"
-        for e in log:
-            if e["route"] == route:
-                if e["sandbox_id"] in last:
-                    gaps.append(e["at_ms"] - last[e["sandbox_id"]])
-                last[e["sandbox_id"]] = e["at_ms"]
-        others = sum(1 for e in log if e["route"] != route)
-        renew = life * 1000 / statistics.mean(gaps)
-        rest = others / n / (elapsed / life)
-        per_hour = renew + rest
-        print(f"{len(log)} API requests in {elapsed:.0f} s for {n} "
-              f"sandboxes; per sandbox per token life (= per hour with 1 h "
-              f"tokens): {renew:.3f} refreshes (mean interval "
-              f"{statistics.mean(gaps) / 1000:.1f} s of {life} s) + "
-              f"{rest:.3f} others (list pages) = {per_hour:.2f}; "
-              f"{chk.asked} tokens asked, {chk.expired} expired, "
+        print(f"{chk.asked} tokens asked, {chk.expired} expired, "
               f"{chk.failed} failed ({chk.sampled} judged by the sandbox)")
         if chk.expired or chk.failed:
             raise RuntimeError("steady: a token handed out was expired")
@@ -601,6 +611,179 @@ def sdk_endpoint(build, quick):
         cleanup(tmp, agent, sim)
 
 
+# ---- 10. fleet ----
+
+SEED_TOKEN = "eyJhbGciOiJIUzI1NiJ9.e30.sig"  # ipc_bench's
+
+
+def fleet_agent(build, tmp, name, url, pg, args=()):
+    os.makedirs(f"{tmp}/{name}", exist_ok=True)
+    return Agent(f"{build}/agent/hopxd", f"{build}/cli/hopxctl",
+                 f"{tmp}/{name}", url, args=["--store", pg.conninfo,
+                                             "--log-level", "warn", *args])
+
+
+def store_up(agent):
+    try:
+        st = agent.rpc("status")["result"]["store"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return st.get("state") == "up"
+
+
+def ipc_run(build, seconds, extra):
+    out = subprocess.run([f"{build}/bench/ipc_bench", f"{build}/agent/hopxd",
+                          "--seconds", seconds, *extra], capture_output=True,
+                         text=True, check=True).stdout
+    line = [ln for ln in out.splitlines() if "50 clients" in ln][0]
+    f = line.rsplit(None, 4)
+    if int(f[4]) != 0:
+        raise RuntimeError(f"ipc_bench: wrong answers: {line}")
+    return float(f[1]), float(f[3])
+
+
+def fleet_tokens(build, quick):
+    section("fleet: `token` over the socket, 50 clients, by an agent in a "
+            "fleet on PostgreSQL (peer: the same agent on SQLite, same "
+            "run, taken in turns, best of 3 each)")
+    tmp, pg = tmpdir(), PgServer().start()
+    first = fleet_agent(build, tmp, "migrate", "http://127.0.0.1:9", pg)
+    try:
+        first.start()  # makes the registry's schema
+        if not wait_for(lambda: store_up(first), 30):
+            raise RuntimeError("fleet: the agent did not reach PostgreSQL")
+        first.term()
+        pg.sql("INSERT INTO sandboxes (id, status, tracked_at, updated_at) "
+               "SELECT 'sbx' || lpad(i::text, 4, '0'), 'running', 0, 0 "
+               "FROM generate_series(0, 99) i; INSERT INTO tokens SELECT "
+               f"'sbx' || lpad(i::text, 4, '0'), '{SEED_TOKEN}', "
+               "1900000000000, 0 FROM generate_series(0, 99) i")
+        secs = "1" if quick else "3"
+        ours, peer = [], []
+        for _ in range(3):
+            ours.append(ipc_run(build, secs, ["--store", pg.conninfo]))
+            peer.append(ipc_run(build, secs, []))
+        o, p = max(ours), max(peer)
+        print(f"fleet {[round(x[0]) for x in ours]} req/s, SQLite "
+              f"{[round(x[0]) for x in peer]} req/s")
+        row("fleet: token req/s, 50 clients", f"{o[0]:.0f}", f"{p[0]:.0f}",
+            f"{o[0] / p[0]:.2f}", "≥ 0.9× SQLite", o[0] >= 0.9 * p[0])
+    finally:
+        cleanup(tmp, first)
+        pg.stop()
+        pg.remove()
+
+
+def attach_spread(agents, ids, threads=12):
+    """Attaches ids through the agents in turn from several threads; the
+    error answers."""
+    errs, lock = [], threading.Lock()
+
+    def work(k):
+        for i in range(k, len(ids), threads):
+            r = agents[i % len(agents)].rpc("attach", {"id": ids[i]})
+            if "error" in r:
+                with lock:
+                    errs.append(r)
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join()
+    return errs
+
+
+def leases(agents):
+    return [a.rpc("status")["result"]["store"].get("leases", 0)
+            for a in agents]
+
+
+def propagation(src, dst, count, sid):
+    """ms from sending a label on src until dst's subscriber has it."""
+    sub = socket.socket(socket.AF_UNIX)
+    sub.connect(dst.sock)
+    sub.settimeout(5)
+    sub.sendall(b'{"id":1,"method":"subscribe"}\n')
+    buf, sent, got = b"", {}, []
+    try:
+        sub.recv(65536)  # the subscribe's own answer
+        for i in range(count):
+            value = f"p{i}"
+            sent[value] = time.monotonic()
+            r = src.rpc("label", {"ref": sid, "set": {"bench": value}})
+            if "error" in r:
+                raise RuntimeError(f"fleet: label refused: {r}")
+            while f'"{value}"'.encode() not in buf:
+                chunk = sub.recv(65536)
+                if not chunk:
+                    raise RuntimeError("fleet: the subscriber was closed")
+                buf += chunk
+            got.append((time.monotonic() - sent[value]) * 1000)
+            buf = buf[buf.rindex(b"\n") + 1:] if b"\n" in buf else buf
+            time.sleep(0.01)
+    finally:
+        sub.close()
+    return got
+
+
+def fleet_steady(build, quick):
+    life = 10 if quick else 60
+    n, lives, sync = (300, 2, 5) if quick else (10000, 3, 5)
+    section(f"fleet: 3 agents on one PostgreSQL share {n} running "
+            f"sandboxes, {life} s tokens standing for 1 h ones (the "
+            f"leader's reconcile every {sync} s), {lives} token lives "
+            "measured; then a change on A seen by B's subscriber")
+    tmp, pg = tmpdir(), PgServer().start()
+    sim = Sim(f"{build}/tests/sim/hopx-sim", tmp,
+              args=["--token-lifetime", str(life)]).start()
+    agents = [fleet_agent(build, tmp, h, sim.url, pg, [
+        "--budget", "100000", "--sync-interval", str(sync)]) for h in "abc"]
+    try:
+        for a in agents:
+            a.start()
+        if not wait_for(lambda: all(store_up(a) for a in agents), 30):
+            raise RuntimeError("fleet: the agents did not reach PostgreSQL")
+        ids = sim.bulk(n)
+        t0 = time.monotonic()
+        errs = attach_spread(agents, ids)
+        if errs:
+            raise RuntimeError(f"fleet: attach failed: {errs[:3]}")
+        print(f"{n} attached through 3 agents in "
+              f"{time.monotonic() - t0:.1f} s")
+        if not wait_for(lambda: sum(leases(agents)) == n, 60):
+            raise RuntimeError(f"fleet: leases {leases(agents)} of {n}")
+        print(f"leases {leases(agents)}")
+        time.sleep(life * 0.5)  # out of the attach's first wave
+        chks = [TokenChecker(a, ids, sim) for a in agents]
+        for c in chks:
+            c.start()
+        seq, t0 = sim.last_seq(), time.monotonic()
+        time.sleep(life * lives)
+        per_hour = requests_per_life(sim, seq, t0, n, life)
+        for c in chks:
+            c.stop = True
+            c.join()
+        asked = sum(c.asked for c in chks)
+        bad = sum(c.expired + c.failed for c in chks)
+        print(f"{asked} tokens asked of the 3 agents, {bad} expired or "
+              f"failed ({sum(c.sampled for c in chks)} judged by the "
+              "sandbox)")
+        if bad:
+            raise RuntimeError("fleet: a token handed out was expired")
+        row(f"fleet: API requests / sandbox / hour, 3 agents × {n // 1000}k",
+            f"{per_hour:.2f}", "-", "-", "≤ 1.3",
+            None if quick else per_hour <= 1.3)
+        ms = propagation(agents[0], agents[1], 50 if quick else 300, ids[0])
+        p50, p99 = statistics.median(ms), sorted(ms)[len(ms) * 99 // 100]
+        print(f"a label on A seen by B's subscriber: p50 {p50:.1f} ms, p99 "
+              f"{p99:.1f} ms ({len(ms)} changes)")
+        row("fleet: change on A seen on B, p99 ms", f"{p99:.1f}", "-", "-",
+            "≤ 1000", p99 <= 1000)
+    finally:
+        cleanup(tmp, *agents, sim, pg)
+        pg.remove()
+
+
 def table():
     head = ("figure", "hopxd", "peer", "ratio", "target", "met")
     w = [max(len(str(r[i])) for r in ROWS + [head]) for i in range(6)]
@@ -611,14 +794,20 @@ def table():
                         for i, x in enumerate(r)).rstrip())
 
 
+STEPS = (store_and_sim, token_broker, start_and_memory, listing, restart,
+         steady, smoothness, wake, saving, sdk_endpoint, fleet_tokens,
+         fleet_steady)
+
+
 def main():
     sys.stdout.reconfigure(line_buffering=True)
     build = sys.argv[1]
     quick = "--quick" in sys.argv[2:]
+    only = os.environ.get("BENCH_ONLY", "").split(",")
     t0 = time.monotonic()
-    for step in (store_and_sim, token_broker, start_and_memory, listing,
-                 restart, steady, smoothness, wake, saving, sdk_endpoint):
-        step(build, quick)
+    for step in STEPS:
+        if only == [""] or step.__name__ in only:
+            step(build, quick)
     table()
     print(f"\nbench: {time.monotonic() - t0:.0f} s"
           f"{' (--quick: small sizes)' if quick else ''}")

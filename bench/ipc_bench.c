@@ -5,7 +5,11 @@
  * carry the stored token (checked). bench/bench.py runs redis-benchmark
  * GET over a Unix socket beside it.
  *
- *   ipc_bench HOPXD [--seconds S]
+ *   ipc_bench HOPXD [--seconds S] [--store CONNINFO]
+ *
+ * With --store the agent runs in a fleet on that PostgreSQL registry,
+ * which the caller has seeded with the same sandboxes and tokens
+ * (bench/bench.py); the figures are then those of an agent in fleet mode.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -156,29 +160,72 @@ static void seed(const struct agentproc *p)
 	store_close(s);
 }
 
+/* Until the last seeded sandbox's token is served (a fleet's copy is read
+ * from the registry after the agent answers): 0, or -1 after 30 s. */
+static int wait_seeded(const struct agentproc *p)
+{
+	char out[4096];
+	int fd, i, ok = 0;
+
+	for (i = 0; i < 300 && !ok; i++) {
+		if ((fd = agentproc_connect(p)) < 0)
+			return -1;
+		ok = agentproc_rpc(fd,
+		                   "{\"id\":1,\"method\":\"token\",\"params\":"
+		                   "{\"ref\":\"sbx0099\"}}",
+		                   out, sizeof(out)) == 0 &&
+		     strstr(out, TOKEN) != NULL;
+		close(fd);
+		if (!ok)
+			poll(NULL, 0, 100);
+	}
+	return ok ? 0 : -1;
+}
+
+static int usage(void)
+{
+	fprintf(stderr,
+	        "usage: ipc_bench HOPXD [--seconds S] [--store CONNINFO]\n");
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	/* token needs an API key; tokens valid until 2030 are answered from
 	 * the store, so no API call is made (a closed port stands for it). */
-	static const char *const args[] = {"--max-connections=1000",
-	                                   "--api-base=http://127.0.0.1:9",
-	                                   "--sync-interval=86400", NULL};
+	const char *args[] = {"--max-connections=1000",
+	                      "--api-base=http://127.0.0.1:9",
+	                      "--sync-interval=86400",
+	                      NULL,
+	                      NULL,
+	                      NULL};
 	struct agentproc p;
 	double seconds = 3;
+	int i;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: ipc_bench HOPXD [--seconds S]\n");
-		return 2;
+	if (argc < 2)
+		return usage();
+	for (i = 2; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--seconds") == 0)
+			seconds = atof(argv[i + 1]);
+		else if (strcmp(argv[i], "--store") == 0) {
+			args[3] = "--store";
+			args[4] = argv[i + 1];
+		} else
+			return usage();
 	}
-	if (argc > 3 && strcmp(argv[2], "--seconds") == 0)
-		seconds = atof(argv[3]);
+	if (i != argc)
+		return usage();
 	log_init("ipc_bench", LOG_LVL_WARN);
 	setenv("HOPX_API_KEY", "hopx_bench_key", 1);
 	if (agentproc_init(&p) != 0)
 		return 1;
-	seed(&p);
-	if (agentproc_start(&p, argv[1], args) != 0) {
-		fprintf(stderr, "ipc_bench: hopxd did not start\n");
+	if (args[3] == NULL)
+		seed(&p);
+	if (agentproc_start(&p, argv[1], args) != 0 || wait_seeded(&p) != 0) {
+		fprintf(stderr, "ipc_bench: hopxd did not start or did not "
+		                "serve the seeded tokens\n");
+		agentproc_destroy(&p);
 		return 1;
 	}
 	printf("%-28s %10s %8s %8s %8s\n", "figure", "req/s", "p50 ms",

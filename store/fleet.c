@@ -169,6 +169,7 @@ static void on_state(void *ud, int up, const char *why)
 		return;
 	}
 	heartbeat(f);
+	fleet_claims_sweep(f);
 	fleet_resync(f);
 }
 
@@ -259,152 +260,10 @@ void fleet_destroy(struct fleet *f)
 	pgconn_destroy(f->pc);
 	fleet_dirty_free(f);
 	fleet_owned_free(f);
+	fleet_claims_free(f);
 	uv_close((uv_handle_t *)&f->beat, closed);
 	uv_close((uv_handle_t *)&f->flush, closed);
 	closed((uv_handle_t *)&f->beat);
-}
-
-/* ---- creates by name ---- */
-
-struct claim {
-	fleet_claim_fn fn;
-	void *ud;
-	int nq, err;
-	int64_t intent;
-	char msg[256];
-};
-
-static void claim_step(void *ud, int err, const PGresult *res, const char *msg)
-{
-	struct claim *c = ud;
-
-	if (err && c->err == 0) {
-		c->err = err;
-		snprintf(c->msg, sizeof(c->msg), "%s", msg ? msg : "");
-	}
-	if (!err && res && PQresultStatus(res) == PGRES_TUPLES_OK &&
-	    PQntuples(res) == 1 && PQnfields(res) == 1)
-		c->intent = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	if (--c->nq > 0)
-		return;
-	/* another agent's claim of the name: not an error */
-	if (c->err == ERR_EXISTS)
-		c->err = 0, c->intent = 0;
-	c->fn(c->ud, c->err, c->err ? 0 : c->intent, c->msg);
-	free(c);
-}
-
-void fleet_claim_name(struct fleet *f, const char *name, fleet_claim_fn fn,
-                      void *ud)
-{
-	struct claim *c = calloc(1, sizeof(*c));
-	const char *v[2] = {name, f->host_id};
-
-	if (c == NULL) {
-		fn(ud, ERR_NOMEM, 0, "out of memory");
-		return;
-	}
-	c->fn = fn;
-	c->ud = ud;
-	c->nq = 4;
-	pgconn_query(f->pc, "BEGIN", 0, NULL, claim_step, c);
-	/* the claim of an agent no longer in the fleet lapses, and one whose
-	 * sandbox is stored is done (its closing may have been lost) */
-	pgconn_query(f->pc,
-	             "UPDATE intents SET state = CASE WHEN EXISTS (SELECT 1 "
-	             "FROM sandboxes WHERE name = $1) THEN 'done' ELSE "
-	             "'failed' END, resolved_at = " PG_NOW_MS
-	             " WHERE state = 'open' AND name = $1 AND (EXISTS (SELECT "
-	             "1 FROM sandboxes WHERE name = $1) OR NOT EXISTS (SELECT "
-	             "1 FROM hosts WHERE host_id = intents.host AND "
-	             "last_seen > " PG_NOW_MS " - 10000))",
-	             1, v, claim_step, c);
-	pgconn_query(f->pc,
-	             "INSERT INTO intents (kind, request, name, host, "
-	             "created_at) SELECT 'create', '{}', $1, $2, " PG_NOW_MS
-	             " WHERE NOT EXISTS (SELECT 1 FROM sandboxes WHERE name "
-	             "= $1) RETURNING id",
-	             2, v, claim_step, c);
-	pgconn_query(f->pc, "COMMIT", 0, NULL, claim_step, c);
-}
-
-struct count {
-	struct fleet *f;
-	fleet_count_fn fn;
-	void *ud;
-};
-
-static void counted(void *ud, int err, const PGresult *res, const char *msg)
-{
-	struct count *c = ud;
-
-	(void)msg;
-	int64_t n = err ? 0 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-
-	/* events this copy has not seen yet: a sandbox it may not know */
-	if (!err && strtoll(PQgetvalue(res, 0, 1), NULL, 10) > c->f->seq)
-		n++;
-	c->fn(c->ud, err, n);
-	free(c);
-}
-
-void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud)
-{
-	struct count *c = calloc(1, sizeof(*c));
-	const char *v[1] = {f->host_id};
-
-	if (c == NULL || f->state != FLEET_UP) {
-		free(c);
-		fn(ud, ERR_UNAVAIL, 0);
-		return;
-	}
-	c->f = f;
-	c->fn = fn;
-	c->ud = ud;
-	pgconn_query(f->pc,
-	             "SELECT count(*), (SELECT coalesce(max(seq), 0) FROM "
-	             "events) FROM intents i WHERE state = 'open' AND kind = "
-	             "'create' AND "
-	             "host <> $1 AND NOT EXISTS (SELECT 1 FROM sandboxes s "
-	             "WHERE s.name = i.name) AND EXISTS (SELECT 1 FROM hosts h "
-	             "WHERE "
-	             "h.host_id = i.host AND h.last_seen > " PG_NOW_MS
-	             " - 10000)",
-	             1, v, counted, c);
-}
-
-void fleet_take_claims(struct fleet *f, const char *names_json)
-{
-	const char *v[2] = {f->host_id, names_json};
-
-	pgconn_query(f->pc,
-	             "UPDATE intents SET host = $1, kind = 'adopt' WHERE state "
-	             "= 'open' AND host <> $1 AND name IN (SELECT "
-	             "jsonb_array_elements_text($2::jsonb))",
-	             2, v, NULL, NULL);
-}
-
-void fleet_drop_claim(struct fleet *f, const char *name)
-{
-	const char *v[2] = {f->host_id, name};
-
-	pgconn_query(
-	        f->pc,
-	        "UPDATE intents SET state = 'failed', resolved_at = " PG_NOW_MS
-	        " WHERE state = 'open' AND host = $1 AND name = $2",
-	        2, v, NULL, NULL);
-}
-
-void fleet_release(struct fleet *f, int64_t intent, const char *sandbox_id)
-{
-	char *id = fleet_i64(intent);
-	const char *v[3] = {id, sandbox_id ? "done" : "failed", sandbox_id};
-
-	pgconn_query(f->pc,
-	             "UPDATE intents SET state = $2, sandbox_id = $3, "
-	             "resolved_at = " PG_NOW_MS " WHERE id = $1",
-	             3, v, NULL, NULL);
-	free(id);
 }
 
 enum fleet_state fleet_state(const struct fleet *f, const char **why)

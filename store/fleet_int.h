@@ -87,9 +87,15 @@ struct fleet {
 	size_t nalive;
 	int leader;
 	struct fleet_owned *owned;
-	int leases_known; /* an answer about leases came */
-	int leasing;      /* a lease query is running */
+	int leases_known;        /* an answer about leases came */
+	int leasing;             /* a lease query is running */
+	struct fleet_held *held; /* claims granted, not released */
 };
+
+/* Closes this agent's open claims that it does not hold (fleet_claim.c);
+ * frees the set. */
+void fleet_claims_sweep(struct fleet *f);
+void fleet_claims_free(struct fleet *f);
 
 /* Renews and takes leases (fleet_lease.c); frees the set. */
 void fleet_lease_beat(struct fleet *f);

@@ -41,15 +41,22 @@ stop = threading.Event()
 counts = {"ok": 0, "lost": 0, "refused": 0}
 
 
+last_error = {}
+
+
 def call(agent, method, params):
-    """One request; None when cut off or refused (store down)."""
+    """One request; None when cut off or refused (store down), the reason
+    kept by method and reference for the report."""
+    key = (method, params.get("name") or params.get("ref"))
     try:
         r = agent.rpc(method, params, timeout=30)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as e:
         counts["lost"] += 1
+        last_error[key] = f"{agent.tmp}: {e}"
         return None
     if "error" in r:
         counts["refused"] += 1
+        last_error[key] = f"{agent.tmp}: {r['error']}"
         return None
     counts["ok"] += 1
     return r["result"]
@@ -179,7 +186,9 @@ try:
     for th in threads:
         th.join(120)
     t.ok(not any(th.is_alive() for th in threads),
-         "every cut-off create was answered after a restart")
+         "every cut-off create was answered after a restart",
+         [(n, last_error.get(("create", n))) for n, s in creates.items()
+          if s is None][:5])
     t.ok(counts["lost"] + counts["refused"] > 0 and len(creates) > 0,
          f"load was real: {counts['ok']} answered, {counts['lost']} cut "
          f"off, {counts['refused']} refused, {len(creates)} creates")

@@ -182,6 +182,11 @@ t.ok(wait_for(lambda: records(C).get(web, {}).get("labels", {})
      "C, back, has the change made while it was away")
 
 # -- PostgreSQL down --------------------------------------------------------
+# As if A's claim of "orphan" had committed as the connection broke, its
+# answer lost: A holds it in the registry but runs no create of it. A
+# live agent's claim never lapses: A closes it when it reconnects.
+pg.sql("INSERT INTO intents (kind, request, name, host, created_at) "
+       f"VALUES ('create', '{{}}', 'orphan', '{host_id['a']}', 0)")
 pg.stop()
 t.ok(wait_for(lambda: all(store(x).get("state") == "unavailable"
                           for x in hosts.values()), 15),
@@ -214,6 +219,18 @@ for h in hosts.values():
          "change is nowhere, nothing marked gone", str(r))
 row = pg.sql("SELECT count(*) FROM sandboxes WHERE status = 'gone'")
 t.ok(row == [["0"]], "PostgreSQL has nothing gone", str(row))
+seq = sim.last_seq()
+try:
+    rc, out, err = B.ctl("create", "--template", "base", "--name", "orphan",
+                         timeout=30)
+except subprocess.TimeoutExpired:
+    rc, err = None, "hopxctl waited 30 s"
+creates = [c for c in api_calls(sim.log(seq)) if c[1] == "POST /v1/sandboxes"]
+row = pg.sql("SELECT state FROM intents WHERE name = 'orphan' ORDER BY id")
+t.ok(rc == 0 and len(creates) == 1 and row == [["failed"], ["done"]],
+     "a claim whose answer was lost with the connection is closed when its "
+     "agent reconnects: a create of the name elsewhere goes ahead",
+     f"{rc} {err} creates {len(creates)} intents {row}")
 
 cleanup(tmp, sim, A, B, C, pg, t=t)
 pg.remove()
