@@ -770,7 +770,8 @@ def fleet_steady(build, quick):
               "sandbox)")
         if bad:
             raise RuntimeError("fleet: a token handed out was expired")
-        row(f"fleet: API requests / sandbox / hour, 3 agents × {n // 1000}k",
+        size = f"{n // 1000}k" if n >= 1000 else str(n)
+        row(f"fleet: API requests / sandbox / hour, 3 agents × {size}",
             f"{per_hour:.2f}", "-", "-", "≤ 1.3",
             None if quick else per_hour <= 1.3)
         ms = propagation(agents[0], agents[1], 50 if quick else 300, ids[0])

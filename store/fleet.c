@@ -154,14 +154,45 @@ static void migrated(void *ud, int err, int version, const char *msg)
 	fleet_resync(f);
 }
 
+/* What to do about a connection PostgreSQL or libpq refused, by what
+ * libpq said. */
+static const struct {
+	const char *said, *todo;
+} hints[] = {
+        {"password", "put it in ~/.pgpass or the file PGPASSFILE names "
+                     "(mode 0600), never in --store"},
+        {"certificate", "sslrootcert= must name the CA that signed the "
+                        "server's certificate, issued for the host name "
+                        "in --store"},
+        {"does not exist", "create it (README: Fleet), or fix --store"},
+        {"no pg_hba.conf entry", "allow this host in the server's "
+                                 "pg_hba.conf"},
+        {"Connection refused", "is PostgreSQL running there? 'hopxctl "
+                               "doctor' checks the store"},
+};
+
+static void why_down(const char *said, char *out, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(hints) / sizeof(*hints); i++)
+		if (strstr(said, hints[i].said)) {
+			snprintf(out, n, "%s: %s", said, hints[i].todo);
+			return;
+		}
+	snprintf(out, n, "%s", said);
+}
+
 static void on_state(void *ud, int up, const char *why)
 {
 	struct fleet *f = ud;
+	char text[sizeof(f->why)];
 
 	if (f->closing || f->state == FLEET_REFUSED)
 		return;
 	if (!up) {
-		fleet_set_state(f, FLEET_UNAVAILABLE, why);
+		why_down(why, text, sizeof(text));
+		fleet_set_state(f, FLEET_UNAVAILABLE, text);
 		return;
 	}
 	if (!f->migrated) {

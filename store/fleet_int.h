@@ -72,7 +72,7 @@ struct fleet {
 	char hostname[128];
 	int64_t started_at;
 	enum fleet_state state;
-	char why[256];
+	char why[512];
 	int migrated;
 	uv_timer_t beat;  /* heartbeat, and a catch-up in case NOTIFY is lost */
 	uv_check_t flush; /* pushes what the loop turn wrote */

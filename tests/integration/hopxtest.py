@@ -241,15 +241,20 @@ class PgServer:
     SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                           "pgserver.sh")
 
-    def __init__(self):
+    def __init__(self, tls=False):
+        """tls: set up as in production (TLS with a CA of its own,
+        sslmode=verify-full, a password in password_file); the test's own
+        queries go over the Unix socket."""
         self.dir = tempfile.mkdtemp(prefix="hopxd-pg-", dir="/tmp")
         os.chmod(self.dir, 0o755)
-        self.conninfo, self.running = None, False
+        self.conninfo, self.running, self.tls = None, False, tls
+        self.password_file = os.path.join(self.dir, "pg", "password")
         STARTED.append(self)
 
     def _run(self, cmd):
+        env = dict(os.environ, PGSERVER_TLS="1" if self.tls else "")
         p = run([self.SCRIPT, cmd, os.path.join(self.dir, "pg")],
-                timeout=120)
+                timeout=120, env=env)
         if p.returncode != 0:
             raise RuntimeError(f"pgserver.sh {cmd}: {p.stderr}")
         return p.stdout.strip()
@@ -281,7 +286,12 @@ class PgServer:
 
     def sql(self, query):
         """Runs query with psql; its rows as lists of text."""
-        p = run(["psql", self.conninfo, "-AtX", "-F", "\t", "-v",
+        conninfo = self.conninfo
+        if self.tls:
+            with open(os.path.join(self.dir, "pg", "port")) as f:
+                conninfo = (f"host={self.dir}/pg port={f.read().strip()} "
+                            "user=hopxd dbname=postgres")
+        p = run(["psql", conninfo, "-AtX", "-F", "\t", "-v",
                  "ON_ERROR_STOP=1", "-c", query], timeout=60)
         if p.returncode != 0:
             raise RuntimeError(f"psql: {p.stderr}")
