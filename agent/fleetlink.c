@@ -156,6 +156,23 @@ static void owner_changed(void *ud, const char *id, int mine)
 		sessions_replan(a->sess);
 }
 
+/* The fleet's use of a sandbox this agent may pause for idleness. */
+static void used_elsewhere(void *ud, const char *id, int64_t ago_ms)
+{
+	struct agent *a = ud;
+
+	if (a->sess)
+		sessions_used_elsewhere(a->sess, id, ago_ms);
+}
+
+static void in_use(void *ud)
+{
+	struct agent *a = ud;
+
+	if (a->sess)
+		sessions_note_held(a->sess);
+}
+
 /* HopX's budget is per key: the agents alive share it. */
 static void members_changed(void *ud, size_t alive)
 {
@@ -215,6 +232,8 @@ int fleetlink_start(struct agent *a)
 	                       .events = new_events,
 	                       .owner = owner_changed,
 	                       .members_changed = members_changed,
+	                       .used = used_elsewhere,
+	                       .in_use = in_use,
 	                       .lease_ms = (int64_t)a->cfg.lease_s * 1000,
 	                       .state = state_changed,
 	                       .ud = a};

@@ -11,6 +11,7 @@
 #include "agent.h"
 #include "err.h"
 #include "events.h"
+#include "fleet.h"
 #include "heap.h"
 #include "json.h"
 #include "log.h"
@@ -471,6 +472,15 @@ void sessions_each(const struct sessions *ss, sess_each_fn fn, void *ud)
 	}
 }
 
+/* A use: the idle period starts again, here and (in a fleet) on the
+ * agent that may pause it. */
+static void touch(struct sessions *ss, struct sess *s)
+{
+	s->used_at = sess_now(ss);
+	if (ss->a->fleet && s->idle_pause_s > 0)
+		fleet_note_use(ss->a->fleet, s->id);
+}
+
 void sessions_use(struct sessions *ss, const char *id)
 {
 	struct sess *s = sess_find(ss, id);
@@ -478,7 +488,28 @@ void sessions_use(struct sessions *ss, const char *id)
 	/* No re-planning here (the token broker's path): an idle timer that
 	 * fires early re-arms itself from used_at. */
 	if (s)
-		s->used_at = sess_now(ss);
+		touch(ss, s);
+}
+
+void sessions_used_elsewhere(struct sessions *ss, const char *id,
+                             int64_t ago_ms)
+{
+	struct sess *s = sess_find(ss, id);
+	int64_t at = sess_now(ss) - ago_ms;
+
+	if (s && at > s->used_at)
+		s->used_at = at;
+}
+
+void sessions_note_held(struct sessions *ss)
+{
+	struct sess *s, *tmp;
+
+	HASH_ITER(hh, ss->map, s, tmp)
+	{
+		if (s->leases > 0 && s->idle_pause_s > 0)
+			fleet_note_use(ss->a->fleet, s->id);
+	}
 }
 
 int sessions_lease(struct sessions *ss, const char *id, int delta)
@@ -490,7 +521,7 @@ int sessions_lease(struct sessions *ss, const char *id, int delta)
 	s->leases += delta;
 	if (s->leases < 0)
 		s->leases = 0;
-	s->used_at = sess_now(ss); /* idle from the moment it is let go */
+	touch(ss, s); /* idle from the moment it is let go */
 	sess_schedule(s);
 	return 0;
 }

@@ -170,6 +170,17 @@ void sessions_each(const struct sessions *ss, sess_each_fn fn, void *ud);
 void sessions_use(struct sessions *ss, const char *id);
 
 /*
+ * In a fleet: id was last used by another agent ago_ms ago; the idle
+ * clock counts from then if that is the later use.
+ */
+void sessions_used_elsewhere(struct sessions *ss, const char *id,
+                             int64_t ago_ms);
+
+/* In a fleet: notes every sandbox held in use here (a client's lease)
+ * with an idle policy, for the agent that may pause it. */
+void sessions_note_held(struct sessions *ss);
+
+/*
  * delta +1: a client holds the sandbox in use (a lease): it is never
  * paused for idleness and its HopX deadline is re-armed before it runs
  * out; -1: let go, the idle period starts then. ERR_NOTFOUND.

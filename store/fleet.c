@@ -292,6 +292,7 @@ void fleet_destroy(struct fleet *f)
 	fleet_dirty_free(f);
 	fleet_owned_free(f);
 	fleet_claims_free(f);
+	fleet_uses_free(f);
 	uv_close((uv_handle_t *)&f->beat, closed);
 	uv_close((uv_handle_t *)&f->flush, closed);
 	closed((uv_handle_t *)&f->beat);

@@ -51,6 +51,12 @@ struct fleet_opts {
 	/* This agent took (mine 1) or lost a sandbox's background work;
 	 * sandbox_id NULL: every sandbox's may have changed. */
 	void (*owner)(void *ud, const char *sandbox_id, int mine);
+	/* A sandbox this agent holds the lease of was last used by another
+	 * agent ago_ms ago (its idle clock is the fleet's). */
+	void (*used)(void *ud, const char *sandbox_id, int64_t ago_ms);
+	/* Each heartbeat: fleet_note_use for every sandbox held in use here
+	 * (a client's lease) that another agent may pause. */
+	void (*in_use)(void *ud);
 	/* The number of agents alive changed (they share HopX's budget). */
 	void (*members_changed)(void *ud, size_t alive);
 	/* The state changed (why: for people, no secrets). */
@@ -151,6 +157,14 @@ int fleet_owns(const struct fleet *f, const char *sandbox_id);
 
 /* Sandboxes this agent holds the lease of. */
 size_t fleet_owned(const struct fleet *f);
+
+/*
+ * Notes a use of sandbox_id on this agent for the agent holding its
+ * lease, whose idle clock it resets (told at the next heartbeat: an idle
+ * period shorter than two heartbeats may pass unseen). Nothing for a
+ * sandbox this agent holds.
+ */
+void fleet_note_use(struct fleet *f, const char *sandbox_id);
 
 /* 1 when this agent runs the fleet's reconciles (the oldest alive). */
 int fleet_leader(const struct fleet *f);

@@ -90,7 +90,11 @@ struct fleet {
 	int leases_known;        /* an answer about leases came */
 	int leasing;             /* a lease query is running */
 	struct fleet_held *held; /* claims granted, not released */
+	struct fleet_use *uses;  /* sandboxes used here since the last beat */
 };
+
+/* Frees the uses not yet told (fleet_lease.c). */
+void fleet_uses_free(struct fleet *f);
 
 /* Closes this agent's open claims that it does not hold (fleet_claim.c);
  * frees the set. */

@@ -5,6 +5,10 @@
  * (sandboxes / agents alive, rounded up), in one statement; SKIP LOCKED
  * keeps two agents from waiting on each other for the same rows, and a
  * row another agent took meanwhile is re-checked and left to it.
+ *
+ * The holder's idle clock is the fleet's: other agents stamp the
+ * sandboxes used on them (used_at) each heartbeat, and the lease
+ * statement brings the holder how long ago that was.
  */
 #include "fleet_int.h"
 
@@ -36,7 +40,84 @@ static const char sql_leases[] =
         "(SELECT n FROM want) FOR UPDATE OF s SKIP LOCKED), "
         "took AS (UPDATE sandboxes s SET owner = me.h, owner_until = me.now "
         "+ $2::bigint FROM free, me WHERE s.id = free.id RETURNING s.id) "
-        "SELECT id FROM held UNION ALL SELECT id FROM took";
+        "SELECT h.id, me.now - s.used_at FROM (SELECT id FROM held UNION "
+        "ALL SELECT id FROM took) h JOIN sandboxes s USING (id), me";
+
+/* ---- use seen here, for the holders' idle clocks ---- */
+
+struct fleet_use {
+	char *id;
+	UT_hash_handle hh;
+};
+
+void fleet_note_use(struct fleet *f, const char *sandbox_id)
+{
+	struct fleet_use *u = NULL;
+
+	if (fleet_owns(f, sandbox_id))
+		return;
+	HASH_FIND_STR(f->uses, sandbox_id, u);
+	if (u || (u = calloc(1, sizeof(*u))) == NULL)
+		return;
+	if ((u->id = strdup(sandbox_id)) == NULL) {
+		free(u);
+		return;
+	}
+	HASH_ADD_KEYPTR(hh, f->uses, u->id, strlen(u->id), u);
+}
+
+void fleet_uses_free(struct fleet *f)
+{
+	struct fleet_use *u, *tmp;
+
+	HASH_ITER(hh, f->uses, u, tmp)
+	{
+		HASH_DEL(f->uses, u);
+		free(u->id);
+		free(u);
+	}
+}
+
+/* The ids noted as a JSON array (ids need no escaping); NULL: no memory. */
+static char *uses_json(const struct fleet *f)
+{
+	size_t cap = 3, at = 0;
+	const struct fleet_use *u;
+	char *out;
+
+	for (u = f->uses; u; u = u->hh.next)
+		cap += strlen(u->id) + 3;
+	if ((out = malloc(cap)) == NULL)
+		return NULL;
+	out[at++] = '[';
+	for (u = f->uses; u; u = u->hh.next)
+		at += (size_t)snprintf(out + at, cap - at, "%s\"%s\"",
+		                       u == f->uses ? "" : ",", u->id);
+	snprintf(out + at, cap - at, "]");
+	return out;
+}
+
+/* Stamps the uses noted since the last heartbeat with PostgreSQL's time.
+ * A use lost with a failed query only shortens an idle period by one
+ * heartbeat's worth of news. */
+static void push_uses(struct fleet *f)
+{
+	char *ids;
+	const char *v[1];
+
+	if (f->uses == NULL || (ids = uses_json(f)) == NULL)
+		return;
+	v[0] = ids;
+	pgconn_query(
+	        f->pc,
+	        "UPDATE sandboxes SET used_at = " FLEET_PG_NOW
+	        " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+	        1, v, NULL, NULL);
+	free(ids);
+	fleet_uses_free(f);
+}
+
+/* ---- leases ---- */
 
 static void tell(struct fleet *f, const char *id, int mine)
 {
@@ -77,8 +158,12 @@ static void leases_read(void *ud, int err, const PGresult *res, const char *msg)
 	}
 	HASH_ITER(hh, f->owned, o, tmp)
 	o->seen = 0;
-	for (i = 0; i < PQntuples(res); i++)
+	for (i = 0; i < PQntuples(res); i++) {
 		own(f, PQgetvalue(res, i, 0));
+		if (!PQgetisnull(res, i, 1) && f->o.used)
+			f->o.used(f->o.ud, PQgetvalue(res, i, 0),
+			          strtoll(PQgetvalue(res, i, 1), NULL, 10));
+	}
 	HASH_ITER(hh, f->owned, o, tmp)
 	{
 		if (o->seen)
@@ -101,6 +186,9 @@ void fleet_lease_beat(struct fleet *f)
 
 	if (f->leasing || f->state != FLEET_UP)
 		return;
+	if (f->o.in_use)
+		f->o.in_use(f->o.ud);
+	push_uses(f);
 	snprintf(lease, sizeof(lease), "%lld", (long long)f->o.lease_ms);
 	snprintf(alive, sizeof(alive), "%lld",
 	         (long long)(3 * f->o.heartbeat_ms));

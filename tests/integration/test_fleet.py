@@ -147,6 +147,27 @@ for h in hosts.values():
     t.ok(seen_within(h, lambda r: y["id"] not in r) is not None,
          f"detach shows on {agent_name(h)}")
 
+# -- idleness is the fleet's: use on any host keeps a sandbox awake --------
+idle = sim.bulk(1)[0]
+ok(A, "attach", idle, "--idle-pause", "8s")
+t.ok(wait_for(lambda: pg.sql(f"SELECT count(*) FROM sandboxes WHERE id = "
+                             f"'{idle}' AND owner IS NOT NULL") == [["1"]],
+              10), "the idle-paused sandbox has a lease holder")
+holder = pg.sql(f"SELECT owner FROM sandboxes WHERE id = '{idle}'")[0][0]
+user = next(h for k, h in hosts.items() if host_id[k] != holder)
+seq = sim.last_seq()
+for _ in range(16):  # used only on another host, for twice the idle period
+    user.ctl("token", idle)
+    time.sleep(1)
+pauses = [c for c in api_calls(sim.log(seq))
+          if c[1] == "POST /v1/sandboxes/{id}/pause" and c[2] == idle]
+t.ok(not pauses and sim.sandbox(idle)[1]["status"] == "running",
+     f"used every second on {agent_name(user)} only, the holder never "
+     "pauses it for idleness", str(pauses))
+t.ok(wait_for(lambda: sim.sandbox(idle)[1]["status"] == "paused", 20),
+     "left unused, the holder pauses it once the idle period passes")
+ok(A, "detach", idle)
+
 # -- create --name on three hosts at once makes one sandbox ----------------
 def race(name):
     seq = sim.last_seq()
