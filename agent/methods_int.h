@@ -2,8 +2,9 @@
 #define HOPXD_METHODS_INT_H
 
 /*
- * Shared by methods.c (dispatch, local records) and methods_sbx.c (what
- * talks to HopX): the call being handled and helpers for handlers.
+ * Shared by methods.c (dispatch, local records), methods_sbx.c (what
+ * talks to HopX about tracked sandboxes) and methods_new.c (attach and
+ * create): the call being handled and helpers for handlers.
  */
 
 #include <cjson/cJSON.h>
@@ -11,6 +12,7 @@
 
 #include "buf.h"
 #include "methods.h"
+#include "sbx.h"
 #include "store.h"
 
 struct agent;
@@ -68,7 +70,43 @@ void methods_finish(struct deferred *d, int e, cJSON *result, const char *msg);
 /* The agent a deferred reply belongs to. */
 struct agent *methods_agent(const struct deferred *d);
 
-/* Handlers of methods_sbx.c, listed in methods.c's table. */
+/* ---- helpers of methods_sbx.c for the HopX handlers ---- */
+
+struct sess_outcome;
+
+/* Lifecycle work needs the API and a running agent: 0, or fails c. */
+int methods_need_api(struct call *c);
+
+/* Answers a deferred call with the record's state (existing: a create
+ * that found it made already), or the error. */
+void methods_answer_record(struct deferred *d, const char *id, int e,
+                           const char *msg, int existing);
+void methods_finish_record(struct deferred *d, const char *id, int e,
+                           const char *msg);
+
+/* What a sessions callback needs to answer: the call and the record. */
+struct pend {
+	struct deferred *d;
+	char id[SBX_ID_MAX + 1];
+};
+
+/* Defers c's reply; NULL when out of memory. */
+struct pend *methods_pend_new(struct call *c, const char *id);
+
+/* A sessions callback: answers the pend with the record, frees it. */
+void methods_pend_done(void *ud, const struct sess_outcome *o);
+
+/* The policies a request names (policy, create, attach), the rest kept
+ * (-1): 0, or fails c. Whether it names any. */
+int methods_policy_params(struct call *c, struct store_policy *p);
+int methods_policy_named(const struct store_policy *p);
+
+/* CONNECT_CONFIRM when told to ask HopX first (confirm) and the record
+ * was not confirmed lately; else 0. */
+unsigned methods_connect_flags(struct call *c, const struct store_sandbox *r,
+                               int confirm);
+
+/* Handlers of methods_sbx.c and methods_new.c, in methods.c's table. */
 int methods_attach(struct call *c);
 int methods_create(struct call *c);
 int methods_lifecycle(struct call *c); /* pause, resume, start, stop, kill */

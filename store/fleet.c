@@ -100,18 +100,20 @@ static void heartbeat(struct fleet *f)
 	snprintf(started, sizeof(started), "%lld", (long long)f->started_at);
 	snprintf(alive, sizeof(alive), "%lld",
 	         (long long)(3 * f->o.heartbeat_ms));
-	pgconn_query(f->pc,
-	             "INSERT INTO hosts (host_id, hostname, pid, started_at, "
-	             "last_seen) VALUES ($1, $2, $3, $4, " PG_NOW_MS
-	             ") ON CONFLICT (host_id) DO UPDATE SET last_seen = "
-	             "EXCLUDED.last_seen",
-	             4, v, NULL, NULL);
-	pgconn_query(f->pc,
-	             "SELECT host_id, hostname, pid, started_at, last_seen, "
-	             "last_seen > " PG_NOW_MS " - $1::bigint FROM hosts WHERE "
-	             "last_seen > " PG_NOW_MS " - 60000 ORDER BY hostname, "
-	             "host_id LIMIT 64",
-	             1, va, members_read, f);
+	pgconn_query_urgent(
+	        f->pc,
+	        "INSERT INTO hosts (host_id, hostname, pid, started_at, "
+	        "last_seen) VALUES ($1, $2, $3, $4, " PG_NOW_MS
+	        ") ON CONFLICT (host_id) DO UPDATE SET last_seen = "
+	        "EXCLUDED.last_seen",
+	        4, v, NULL, NULL);
+	pgconn_query_urgent(
+	        f->pc,
+	        "SELECT host_id, hostname, pid, started_at, last_seen, "
+	        "last_seen > " PG_NOW_MS " - $1::bigint FROM hosts WHERE "
+	        "last_seen > " PG_NOW_MS " - 60000 ORDER BY hostname, "
+	        "host_id LIMIT 64",
+	        1, va, members_read, f);
 	/* a claim whose sandbox is stored is done, whoever made it */
 	pgconn_query(
 	        f->pc,

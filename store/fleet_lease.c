@@ -193,7 +193,7 @@ void fleet_lease_beat(struct fleet *f)
 	snprintf(alive, sizeof(alive), "%lld",
 	         (long long)(3 * f->o.heartbeat_ms));
 	f->leasing = 1;
-	pgconn_query(f->pc, sql_leases, 3, v, leases_read, f);
+	pgconn_query_urgent(f->pc, sql_leases, 3, v, leases_read, f);
 }
 
 void fleet_owned_free(struct fleet *f)

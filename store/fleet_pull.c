@@ -269,7 +269,7 @@ void fleet_fetch(struct fleet *f, const char *ids_json)
 	        sql, sizeof(sql),
 	        "%sWHERE s.id IN (SELECT jsonb_array_elements_text($1::jsonb))",
 	        sql_cols);
-	pgconn_query(f->pc, sql, 1, v, fetched, x);
+	pgconn_query_urgent(f->pc, sql, 1, v, fetched, x);
 }
 
 /* ---- events by sequence ---- */
@@ -329,10 +329,11 @@ void fleet_catch_up(struct fleet *f)
 	f->pulling = 1;
 	f->pull_again = 0;
 	v[0] = fleet_i64(f->seq);
-	pgconn_query(f->pc,
-	             "SELECT seq, at, sandbox_id, type, cause, host, detail "
-	             "FROM events WHERE seq > $1 ORDER BY seq LIMIT 1000",
-	             1, (const char *const *)v, caught_up, f);
+	pgconn_query_urgent(
+	        f->pc,
+	        "SELECT seq, at, sandbox_id, type, cause, host, detail "
+	        "FROM events WHERE seq > $1 ORDER BY seq LIMIT 1000",
+	        1, (const char *const *)v, caught_up, f);
 	free(v[0]);
 }
 

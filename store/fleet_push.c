@@ -186,18 +186,31 @@ static void query(struct push *p, const char *sql, int n, char **params)
 }
 
 /*
- * A new row is inserted whole; an existing one gets only the columns of
- * the parts that changed ($1 is the mask of STORE_PART_*).
+ * A push is one statement, so one round trip and its own transaction:
+ * the sandbox deleted ($27 & 1) or its row ($27 & 2: a new row inserted
+ * whole, an existing one only the columns of the parts that changed, $1
+ * the mask of STORE_PART_*), labels ($28, JSON), token ($29-$31, never
+ * rolled back, like the store), events ($32, JSON; by $33). Events are
+ * numbered in the order they commit, so that whoever read up to a number
+ * has seen everything before it: they take a lock held to the commit
+ * (the insert reads lk, so the lock comes before the numbers).
  */
-static const char sql_row[] =
-        "INSERT INTO sandboxes AS s (id, name, status, template_id, "
+static const char sql_push[] =
+        "WITH lk AS (SELECT pg_advisory_xact_lock(7311) WHERE $32::jsonb IS "
+        "NOT NULL), "
+        "del AS (DELETE FROM sandboxes WHERE id = $2::text AND $27::int & 1 "
+        "<> 0), "
+        "rw AS (INSERT INTO sandboxes AS s (id, name, status, template_id, "
         "template_name, region, public_host, vcpu, memory_mb, disk_mb, "
         "internet_access, timeout_seconds, expires_at, created_at, "
         "tracked_at, updated_at, confirmed_at, stale, last_error, "
         "auto_resume, keepalive_s, pause_on_shutdown, idle_pause_s, "
-        "on_expiry, paused_by_agent) VALUES ($2, $3, $4, $5, $6, $7, $8, "
-        "$9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, "
-        "$22, $23, $24, $25, $26) ON CONFLICT (id) DO UPDATE SET "
+        "on_expiry, paused_by_agent) SELECT $2::text, $3::text, $4::text, "
+        "$5::text, $6::text, $7::text, $8::text, $9::bigint, $10::bigint, "
+        "$11::bigint, $12::boolean, $13::bigint, $14::bigint, $15::bigint, "
+        "$16::bigint, $17::bigint, $18::bigint, $19::boolean, $20::text, "
+        "$21::boolean, $22::bigint, $23::boolean, $24::bigint, $25::text, "
+        "$26::boolean WHERE $27::int & 2 <> 0 ON CONFLICT (id) DO UPDATE SET "
         "name = CASE WHEN $1::int & 1 <> 0 THEN EXCLUDED.name ELSE s.name END, "
         "status = CASE WHEN $1::int & 2 <> 0 THEN EXCLUDED.status ELSE "
         "s.status END, "
@@ -240,12 +253,42 @@ static const char sql_row[] =
         "ELSE s.idle_pause_s END, "
         "on_expiry = CASE WHEN $1::int & 8 <> 0 THEN EXCLUDED.on_expiry ELSE "
         "s.on_expiry END, "
-        "updated_at = EXCLUDED.updated_at";
+        "updated_at = EXCLUDED.updated_at), "
+        "lg AS (DELETE FROM labels WHERE sandbox_id = $2::text AND "
+        "$28::jsonb IS NOT NULL AND NOT ($28::jsonb ? key)), "
+        "li AS (INSERT INTO labels (sandbox_id, key, value) SELECT $2::text, "
+        "key, value FROM jsonb_each_text($28::jsonb) ON CONFLICT "
+        "(sandbox_id, key) DO UPDATE SET value = EXCLUDED.value), "
+        "tk AS (INSERT INTO tokens (sandbox_id, token, expires_at, "
+        "issued_at) SELECT $2::text, $29::text, $30::bigint, $31::bigint "
+        "WHERE $29::text IS NOT NULL ON CONFLICT (sandbox_id) DO UPDATE SET "
+        "token = EXCLUDED.token, expires_at = EXCLUDED.expires_at, "
+        "issued_at = EXCLUDED.issued_at WHERE tokens.expires_at < "
+        "EXCLUDED.expires_at), "
+        "ev AS (INSERT INTO events (at, sandbox_id, type, cause, host, "
+        "detail) SELECT (e->>'at')::bigint, nullif($2::text, ''), "
+        "e->>'type', e->>'cause', $33::text, e->>'detail' FROM lk, "
+        "jsonb_array_elements($32::jsonb) WITH ORDINALITY AS x(e, n) ORDER "
+        "BY n) "
+        "SELECT 1";
 
-static void push_row(struct push *p, const struct store_sandbox *r)
+enum {
+	P_MASK,
+	P_ROW,
+	P_FLAGS = 26,
+	P_LABELS,
+	P_TOKEN,
+	P_EVENTS = 31,
+	P_HOST,
+	P_N
+};
+
+#define FLAG_DELETE 1
+#define FLAG_ROW    2
+
+static void row_params(char **v, unsigned parts, const struct store_sandbox *r)
 {
-	char *v[26] = {
-	        fleet_i64(p->parts & STORE_PART_ROW),
+	char *row[25] = {
 	        str_dup(r->id),
 	        str_dup(r->name),
 	        str_dup(sbx_status_str(r->status)),
@@ -273,51 +316,31 @@ static void push_row(struct push *p, const struct store_sandbox *r)
 	        bool_text(r->paused_by_agent),
 	};
 
-	query(p, sql_row, 26, v);
+	v[P_MASK] = fleet_i64(parts & STORE_PART_ROW);
+	memcpy(v + P_ROW + 1, row + 1, sizeof(row) - sizeof(*row));
+	free(row[0]); /* the id is there already */
 }
 
-static void push_labels(struct push *p, const struct store_sandbox *r)
+static char *labels_json(const struct store_sandbox *r)
 {
 	cJSON *o = cJSON_CreateObject();
-	char *v[2] = {str_dup(r->id), NULL};
+	char *text;
 	size_t i;
 
 	for (i = 0; i < r->nlabels; i++)
 		json_add_str(o, r->labels[i].key, r->labels[i].value);
-	v[1] = json_print(o);
+	text = json_print(o);
 	cJSON_Delete(o);
-	query(p,
-	      "WITH gone AS (DELETE FROM labels WHERE sandbox_id = $1 AND "
-	      "NOT ($2::jsonb ? key)) INSERT INTO labels (sandbox_id, key, "
-	      "value) SELECT $1, key, value FROM jsonb_each_text($2::jsonb) "
-	      "ON CONFLICT (sandbox_id, key) DO UPDATE SET value = "
-	      "EXCLUDED.value",
-	      2, v);
+	return text;
 }
 
-static void push_token(struct push *p, const struct store_sandbox *r)
-{
-	char *v[4] = {str_dup(r->id), str_dup(r->token),
-	              fleet_i64(r->token_expires_at),
-	              fleet_i64(r->token_issued_at)};
-
-	/* like the store: a later answer never rolls a token back */
-	query(p,
-	      "INSERT INTO tokens (sandbox_id, token, expires_at, issued_at) "
-	      "VALUES ($1, $2, $3, $4) ON CONFLICT (sandbox_id) DO UPDATE SET "
-	      "token = EXCLUDED.token, expires_at = EXCLUDED.expires_at, "
-	      "issued_at = EXCLUDED.issued_at WHERE tokens.expires_at < "
-	      "EXCLUDED.expires_at",
-	      4, v);
-}
-
-static void push_events(struct push *p)
+static char *events_json(const struct fleet_ev *evs)
 {
 	cJSON *a = cJSON_CreateArray(), *o;
-	char *v[3];
-	struct fleet_ev *e;
+	const struct fleet_ev *e;
+	char *text;
 
-	for (e = p->evs; e; e = e->next) {
+	for (e = evs; e; e = e->next) {
 		o = cJSON_CreateObject();
 		json_add_i64(o, "at", e->at);
 		json_add_str(o, "type", e->type);
@@ -325,42 +348,43 @@ static void push_events(struct push *p)
 		json_add_str(o, "detail", e->detail);
 		cJSON_AddItemToArray(a, o);
 	}
-	v[0] = json_print(a);
-	v[1] = *p->id ? strdup(p->id) : NULL;
-	v[2] = strdup(p->f->host_id);
+	text = json_print(a);
 	cJSON_Delete(a);
-	query(p,
-	      "INSERT INTO events (at, sandbox_id, type, cause, host, detail) "
-	      "SELECT (e->>'at')::bigint, $2, e->>'type', e->>'cause', $3, "
-	      "e->>'detail' FROM jsonb_array_elements($1::jsonb) WITH "
-	      "ORDINALITY AS x(e, n) ORDER BY n",
-	      3, v);
+	return text;
 }
 
 /* The store's parts of the sandbox, as it holds them now. */
-static void push_parts(struct push *p)
+static unsigned part_params(struct push *p, char **v)
 {
 	struct store_sandbox r;
+	unsigned flags = 0;
 
 	store_sandbox_init(&r);
 	if ((p->parts & ~STORE_PART_GONE) == 0 ||
 	    store_sandbox_get(p->f->st, p->id, &r) != 0) {
 		store_sandbox_finish(&r);
-		return;
+		return 0;
 	}
-	if (p->parts & STORE_PART_ROW)
-		push_row(p, &r);
+	if (p->parts & STORE_PART_ROW) {
+		row_params(v, p->parts, &r);
+		flags |= FLAG_ROW;
+	}
 	if (p->parts & STORE_PART_LABELS)
-		push_labels(p, &r);
-	if ((p->parts & STORE_PART_TOKEN) && r.token)
-		push_token(p, &r);
+		v[P_LABELS] = labels_json(&r);
+	if ((p->parts & STORE_PART_TOKEN) && r.token) {
+		v[P_TOKEN] = strdup(r.token);
+		v[P_TOKEN + 1] = fleet_i64(r.token_expires_at);
+		v[P_TOKEN + 2] = fleet_i64(r.token_issued_at);
+	}
 	store_sandbox_finish(&r);
+	return flags;
 }
 
 static void push_start(struct fleet *f, struct fleet_dirty *d)
 {
 	struct push *p = calloc(1, sizeof(*p));
-	char *v[1];
+	char *v[P_N] = {0};
+	unsigned flags = 0;
 
 	if (p == NULL || (p->id = strdup(d->id)) == NULL) {
 		free(p);
@@ -378,19 +402,14 @@ static void push_start(struct fleet *f, struct fleet_dirty *d)
 	p->nq = 1;
 	log_debug("fleet: pushing %s (parts %#x%s)", *p->id ? p->id : "-",
 	          p->parts, p->evs ? ", events" : "");
-	query(p, "BEGIN", 0, v);
-	/* events are numbered in the order they commit, so that whoever
-	 * read up to a number has seen everything before it */
-	if (p->evs)
-		query(p, "SELECT pg_advisory_xact_lock(7311)", 0, v);
-	if ((p->parts & STORE_PART_GONE) && *p->id) {
-		v[0] = strdup(p->id);
-		query(p, "DELETE FROM sandboxes WHERE id = $1", 1, v);
-	}
-	push_parts(p);
-	if (p->evs)
-		push_events(p);
-	query(p, "COMMIT", 0, v);
+	if ((p->parts & STORE_PART_GONE) && *p->id)
+		flags |= FLAG_DELETE;
+	flags |= part_params(p, v);
+	v[P_ROW] = strdup(p->id);
+	v[P_FLAGS] = fleet_i64(flags);
+	v[P_EVENTS] = p->evs ? events_json(p->evs) : NULL;
+	v[P_HOST] = strdup(f->host_id);
+	query(p, sql_push, P_N, v);
 	if (--p->nq == 0)
 		push_done(p);
 }

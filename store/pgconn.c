@@ -36,7 +36,8 @@ struct pgconn {
 	uv_timer_t timer;
 	enum pc_state state;
 	struct query *queue, *cur;
-	PGresult *last; /* of cur: the last result so far */
+	struct query *urgent; /* go before queue, between transactions */
+	PGresult *last;       /* of cur: the last result so far */
 	char *conninfo;
 	char **listen;
 	int64_t timeout_ms, reconnect_ms;
@@ -82,6 +83,11 @@ static void fail_all(struct pgconn *pc, const char *why)
 		pc->cur = NULL;
 		PQclear(pc->last);
 		pc->last = NULL;
+		finish(pc, q, ERR_UNAVAIL, NULL, why);
+	}
+	DL_FOREACH_SAFE(pc->urgent, q, tmp)
+	{
+		DL_DELETE(pc->urgent, q);
 		finish(pc, q, ERR_UNAVAIL, NULL, why);
 	}
 	DL_FOREACH_SAFE(pc->queue, q, tmp)
@@ -213,7 +219,7 @@ static void connected(struct pgconn *pc)
 	q->ud = pc;
 	q->internal = 1;
 	pc->npending++;
-	DL_PREPEND(pc->queue, q);
+	DL_PREPEND(pc->urgent, q);
 	if (watch(pc, UV_READABLE) != 0) {
 		lost(pc, "cannot watch the database's socket");
 		return;
@@ -268,13 +274,29 @@ static void start_connect(struct pgconn *pc)
 
 /* ---- queries on the wire ---- */
 
+/*
+ * The next query: an urgent one first, but never into the middle of a
+ * transaction whose next statement is queued (it would run inside it).
+ */
+static struct query *take_next(struct pgconn *pc)
+{
+	struct query **from = &pc->queue;
+
+	if (pc->urgent && (pc->queue == NULL ||
+	                   PQtransactionStatus(pc->conn) == PQTRANS_IDLE))
+		from = &pc->urgent;
+	if (*from == NULL)
+		return NULL;
+	pc->cur = *from;
+	DL_DELETE(*from, pc->cur);
+	return pc->cur;
+}
+
 static void send_next(struct pgconn *pc)
 {
-	struct query *q = pc->queue;
+	struct query *q = take_next(pc);
 	int ok, f;
 
-	DL_DELETE(pc->queue, q);
-	pc->cur = q;
 	ok = q->n == 0 ? PQsendQuery(pc->conn, q->sql)
 	               : PQsendQueryParams(pc->conn, q->sql, q->n, NULL,
 	                                   (const char *const *)q->params, NULL,
@@ -293,7 +315,8 @@ static void send_next(struct pgconn *pc)
 
 static void pump(struct pgconn *pc)
 {
-	if (pc->state == PC_UP && pc->cur == NULL && pc->queue && !pc->closing)
+	if (pc->state == PC_UP && pc->cur == NULL &&
+	    (pc->queue || pc->urgent) && !pc->closing)
 		send_next(pc);
 }
 
@@ -488,8 +511,9 @@ int pgconn_pending(const struct pgconn *pc)
 	return pc->npending;
 }
 
-int pgconn_query(struct pgconn *pc, const char *sql, int nparams,
-                 const char *const *params, pgconn_fn fn, void *ud)
+static int enqueue(struct pgconn *pc, const char *sql, int nparams,
+                   const char *const *params, pgconn_fn fn, void *ud,
+                   int urgent)
 {
 	struct query *q = calloc(1, sizeof(*q));
 
@@ -498,7 +522,8 @@ int pgconn_query(struct pgconn *pc, const char *sql, int nparams,
 		if (q)
 			free(q->sql);
 		free(q);
-		fn(ud, ERR_NOMEM, NULL, "out of memory");
+		if (fn)
+			fn(ud, ERR_NOMEM, NULL, "out of memory");
 		return ERR_NOMEM;
 	}
 	q->n = nparams;
@@ -510,7 +535,22 @@ int pgconn_query(struct pgconn *pc, const char *sql, int nparams,
 		       "the database is unreachable (it is being retried)");
 		return 0;
 	}
-	DL_APPEND(pc->queue, q);
+	if (urgent)
+		DL_APPEND(pc->urgent, q);
+	else
+		DL_APPEND(pc->queue, q);
 	pump(pc);
 	return 0;
+}
+
+int pgconn_query(struct pgconn *pc, const char *sql, int nparams,
+                 const char *const *params, pgconn_fn fn, void *ud)
+{
+	return enqueue(pc, sql, nparams, params, fn, ud, 0);
+}
+
+int pgconn_query_urgent(struct pgconn *pc, const char *sql, int nparams,
+                        const char *const *params, pgconn_fn fn, void *ud)
+{
+	return enqueue(pc, sql, nparams, params, fn, ud, 1);
 }

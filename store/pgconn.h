@@ -68,6 +68,14 @@ typedef void (*pgconn_fn)(void *ud, int err, const PGresult *res,
 int pgconn_query(struct pgconn *pc, const char *sql, int nparams,
                  const char *const *params, pgconn_fn fn, void *ud);
 
+/*
+ * As pgconn_query, ahead of the queries queued (after other urgent ones,
+ * and between transactions): what must not wait behind a backlog, such
+ * as the heartbeat that keeps this agent alive in the others' eyes.
+ */
+int pgconn_query_urgent(struct pgconn *pc, const char *sql, int nparams,
+                        const char *const *params, pgconn_fn fn, void *ud);
+
 /* Queries waiting or running. */
 int pgconn_pending(const struct pgconn *pc);
 

@@ -111,7 +111,19 @@ static const char *const stmt_sql[ST_COUNT_] = {
                         "created_at = coalesce(?8, created_at), "
                         "vcpu = coalesce(?9, vcpu), "
                         "memory_mb = coalesce(?10, memory_mb), "
-                        "disk_mb = coalesce(?11, disk_mb) WHERE id = ?1",
+                        "disk_mb = coalesce(?11, disk_mb) WHERE id = ?1 "
+                        /* only when something differs: the changes
+                         * count says whether HopX told anything new */
+                        "AND (template_id IS NOT coalesce(?2, template_id) "
+                        "OR template_name IS NOT coalesce(?3, "
+                        "template_name) OR region IS NOT coalesce(?4, "
+                        "region) OR public_host IS NOT coalesce(?5, "
+                        "public_host) OR timeout_seconds IS NOT ?6 OR "
+                        "expires_at IS NOT ?7 OR created_at IS NOT "
+                        "coalesce(?8, created_at) OR vcpu IS NOT "
+                        "coalesce(?9, vcpu) OR memory_mb IS NOT "
+                        "coalesce(?10, memory_mb) OR disk_mb IS NOT "
+                        "coalesce(?11, disk_mb))",
         [ST_SBX_PAUSED_BY_AGENT] =
                 "UPDATE sandboxes SET paused_by_agent = ?2 WHERE id = ?1",
         [ST_SBX_STALE] = "UPDATE sandboxes SET stale = 1, last_error = ?2, "

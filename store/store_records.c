@@ -429,18 +429,26 @@ static int status_event(struct store *s, const char *id, enum sbx_status old,
 	return r;
 }
 
+/*
+ * What HopX said of a sandbox. Only what changed is journaled: a status
+ * confirmed as it was (a reconcile's usual finding) moves confirmed_at
+ * here and is no write for the fleet's registry.
+ */
 int store_sandbox_observe(struct store *s, const char *id,
                           enum sbx_status status, const struct store_meta *meta,
                           enum store_cause cause, const char *why, int64_t *seq)
 {
 	enum sbx_status old = SBX_UNKNOWN;
 	int64_t evseq = 0;
+	unsigned parts = 0;
 	sqlite3_stmt *st;
-	int r;
+	int r, was_stale = 0;
 
 	if ((r = store_wbegin(s)) != 0)
 		return r;
-	r = sbx_peek(s, id, &old, NULL, NULL);
+	r = sbx_peek(s, id, &old, NULL, &was_stale);
+	if (old != status || was_stale)
+		parts |= STORE_PART_STATUS;
 	if (r == 0) {
 		st = store_stmt(s, ST_SBX_STATUS);
 		store_bind_str(st, 1, id);
@@ -454,11 +462,12 @@ int store_sandbox_observe(struct store *s, const char *id,
 			r = store_step_done(st);
 		else
 			sqlite3_reset(st);
+		if (r == 0 && sqlite3_changes(s->db) > 0)
+			parts |= STORE_PART_META;
 	}
 	if (r == 0 && old != status)
 		r = status_event(s, id, old, status, cause, why, &evseq);
-	r = wend_changed(s, r, id,
-	                 STORE_PART_STATUS | (meta ? STORE_PART_META : 0));
+	r = wend_changed(s, r, id, parts);
 	if (r == 0 && seq)
 		*seq = evseq;
 	return r;
