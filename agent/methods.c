@@ -497,9 +497,14 @@ static int m_subscribe(struct call *c)
 		return e;
 	c->result = cJSON_CreateObject();
 	json_add_i64(c->result, "last_seq", last);
-	arr = cJSON_AddArrayToObject(c->result, "snapshot");
-	if ((e = store_sandbox_list(c->a->store, NULL, add_to_array, arr)) != 0)
-		return e;
+	/* a large registry's snapshot outgrows a subscriber's queue: those
+	 * clients page with list and ask for none */
+	if (!cJSON_IsFalse(cJSON_GetObjectItem(c->params, "snapshot"))) {
+		arr = cJSON_AddArrayToObject(c->result, "snapshot");
+		e = store_sandbox_list(c->a->store, NULL, add_to_array, arr);
+		if (e != 0)
+			return e;
+	}
 	/* Replay from since (if given), else only what happens next. */
 	ipc_conn_subscribe(c->conn, c->id,
 	                   since >= 0 && since < last ? since : last);
@@ -524,8 +529,8 @@ static const struct proto_param p_list[] = {{"status", PT_STRING, 0},
                                             {NULL, 0, 0}};
 static const struct proto_param p_rename[] = {
         {"ref", PT_STRING, 1}, {"name", PT_STRING_OR_NULL, 1}, {NULL, 0, 0}};
-static const struct proto_param p_subscribe[] = {{"since", PT_INT, 0},
-                                                 {NULL, 0, 0}};
+static const struct proto_param p_subscribe[] = {
+        {"since", PT_INT, 0}, {"snapshot", PT_BOOL, 0}, {NULL, 0, 0}};
 
 static const struct proto_param p_attach[] = {{"id", PT_STRING, 1},
                                               {"idle_pause_s", PT_INT, 0},

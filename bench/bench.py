@@ -158,21 +158,31 @@ class TokenChecker(threading.Thread):
         super().__init__(daemon=True)
         self.agent, self.ids, self.sim = agent, ids, sim
         self.stop, self.asked, self.expired, self.failed = False, 0, 0, 0
-        self.sampled = 0
+        self.sampled, self.bad = 0, []  # the first few, with what went wrong
+
+    def note(self, what):
+        if len(self.bad) < 5:
+            self.bad.append(what)
 
     def run(self):
         while not self.stop:
-            r = self.agent.rpc("token", {"ref": random.choice(self.ids)})
+            sid = random.choice(self.ids)
+            r = self.agent.rpc("token", {"ref": sid})
             self.asked += 1
             if "result" not in r:
                 self.failed += 1
+                self.note(f"{sid}: {r.get('error')}")
             elif jwt_exp(r["result"]["token"]) < time.time() + 1:
                 self.expired += 1
+                self.note(f"{sid}: handed out with "
+                          f"{jwt_exp(r['result']['token']) - time.time():.2f}"
+                          " s left")
             elif self.asked % 20 == 0:
                 self.sampled += 1
                 if not self.sim.token_ok(r["result"]["id"],
                                          r["result"]["token"]):
                     self.failed += 1
+                    self.note(f"{sid}: refused by the sandbox")
             time.sleep(0.01)
 
 
@@ -236,7 +246,8 @@ def steady(build, quick):
         print(f"{chk.asked} tokens asked, {chk.expired} expired, "
               f"{chk.failed} failed ({chk.sampled} judged by the sandbox)")
         if chk.expired or chk.failed:
-            raise RuntimeError("steady: a token handed out was expired")
+            raise RuntimeError("steady: a token handed out was expired or "
+                               f"failed: {chk.bad}")
         row("steady: API requests / sandbox / hour", f"{per_hour:.2f}",
             "-", "-", "≤ 1.3", None if quick else per_hour <= 1.3)
     finally:
@@ -703,7 +714,8 @@ def propagation(src, dst, count, sid):
     sub = socket.socket(socket.AF_UNIX)
     sub.connect(dst.sock)
     sub.settimeout(5)
-    sub.sendall(b'{"id":1,"method":"subscribe"}\n')
+    sub.sendall(b'{"id":1,"method":"subscribe","params":'
+                b'{"snapshot":false}}\n')
     buf, sent, got = b"", {}, []
     try:
         sub.recv(65536)  # the subscribe's own answer
@@ -713,13 +725,17 @@ def propagation(src, dst, count, sid):
             r = src.rpc("label", {"ref": sid, "set": {"bench": value}})
             if "error" in r:
                 raise RuntimeError(f"fleet: label refused: {r}")
-            while f'"{value}"'.encode() not in buf:
+            want = f'"{value}"'.encode()
+            while want not in buf:
                 chunk = sub.recv(65536)
                 if not chunk:
                     raise RuntimeError("fleet: the subscriber was closed")
-                buf += chunk
+                # only the line being read matters: a fleet's other
+                # events (token renewals) keep coming
+                buf = buf[buf.rfind(b"\n") + 1:] + chunk if want not in \
+                    chunk else chunk
             got.append((time.monotonic() - sent[value]) * 1000)
-            buf = buf[buf.rindex(b"\n") + 1:] if b"\n" in buf else buf
+            buf = b""
             time.sleep(0.01)
     finally:
         sub.close()
@@ -769,7 +785,8 @@ def fleet_steady(build, quick):
               f"failed ({sum(c.sampled for c in chks)} judged by the "
               "sandbox)")
         if bad:
-            raise RuntimeError("fleet: a token handed out was expired")
+            raise RuntimeError("fleet: a token handed out was expired or "
+                               f"failed: {[c.bad for c in chks]}")
         size = f"{n // 1000}k" if n >= 1000 else str(n)
         row(f"fleet: API requests / sandbox / hour, 3 agents × {size}",
             f"{per_hour:.2f}", "-", "-", "≤ 1.3",

@@ -10,6 +10,7 @@ acknowledged change and mark nothing gone; an agent that was away reads
 what it missed."""
 import json
 import os
+import socket
 import subprocess
 import time
 
@@ -140,6 +141,20 @@ seqs = [e["seq"] for e in evs]
 pg_seqs = [int(r[0]) for r in pg.sql("SELECT seq FROM events ORDER BY seq")]
 t.ok(seqs == sorted(seqs) and set(seqs) <= set(pg_seqs),
      "their numbers are the registry's", f"{seqs} vs {pg_seqs}")
+
+sub = socket.socket(socket.AF_UNIX)
+sub.connect(B.sock)
+sub.settimeout(10)
+sub.sendall(b'{"id":1,"method":"subscribe","params":{"snapshot":false}}\n')
+lines = sub.makefile()
+first = json.loads(lines.readline())
+ok(A, "label", "api", "seen=live")
+line = lines.readline()
+sub.close()
+t.ok("snapshot" not in first["result"] and first["result"]["last_seq"] > 0
+     and '"seen"' in line and host_id["a"] in line,
+     "subscribe on B without a snapshot: a change on A arrives as an event",
+     f"{first} {line}")
 
 # -- detach on one host forgets it everywhere -------------------------------
 ok(B, "detach", "y")
