@@ -143,9 +143,13 @@ t.ok(all(got.get(s) == 2 for s in ids),
 expired = [(n, s, e, at) for n, s, e, at in served if e <= at]
 t.ok(not expired and len(served) > 100,
      f"{len(served)} tokens served throughout, none expired", str(expired))
-t.ok(all(jwt_exp(hosts[left[0]].ctl("token", s)[1].strip()) >
-         time.time() + LIFE / 2 for s in theirs),
-     "the killed agent's sandboxes have fresh tokens")
+# issued after the kill (by the agents that took them over), however long
+# this test took to get here
+fresh = {s: jwt_exp(hosts[left[0]].ctl("token", s)[1].strip()) - killed
+         for s in theirs}
+t.ok(all(v > LIFE for v in fresh.values()),
+     "the killed agent's sandboxes have tokens issued since the kill",
+     str(fresh))
 
 cleanup(tmp, sim, *[hosts[k] for k in left], pg, t=t)
 pg.remove()
