@@ -356,12 +356,11 @@ int store_begin(struct store *s)
 {
 	int r;
 
-	if (s->group)
-		return ERR_STATE;
-	s->group_err = 0;
+	if (s->group == 0)
+		s->group_err = 0;
 	r = store_wbegin(s);
 	if (r == 0)
-		s->group = 1;
+		s->group++;
 	return r;
 }
 
@@ -369,9 +368,10 @@ int store_commit(struct store *s)
 {
 	int r;
 
-	if (!s->group)
+	if (s->group == 0)
 		return ERR_STATE;
-	s->group = 0;
+	if (--s->group > 0) /* an inner group: its savepoint */
+		return store_wend(s, 0);
 	if (s->depth == 0 || s->group_err) {
 		r = s->group_err ? s->group_err : ERR_IO;
 		s->group_err = 0;
@@ -383,12 +383,21 @@ int store_commit(struct store *s)
 
 int store_rollback(struct store *s)
 {
-	if (!s->group)
+	if (s->group == 0)
 		return ERR_STATE;
-	s->group = 0;
+	if (--s->group > 0) {
+		if (s->depth > 1)
+			store_wend(s, ERR_STATE);
+		return 0;
+	}
 	s->group_err = 0;
 	abort_txn(s);
 	return 0;
+}
+
+int store_grouped(const struct store *s)
+{
+	return s->group > 0;
 }
 
 /* ---- open, migrate, close ---- */

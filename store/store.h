@@ -81,14 +81,19 @@ int store_schema_latest(void);
 
 /*
  * Groups the writes that follow into one transaction (one fsync), e.g. all
- * writes of one loop iteration. Groups do not nest. Each write inside keeps
- * its own all-or-nothing guarantee: a failed write is undone alone.
- * store_commit returns the error of a commit that failed (the group is
- * then rolled back); store_rollback undoes the whole group.
+ * answers HopX gave in one loop turn. Each write inside keeps its own
+ * all-or-nothing guarantee: a failed write is undone alone. A group begun
+ * inside another is a savepoint of it: its commit is all or nothing, but
+ * durable only with the outermost commit. store_commit returns the error
+ * of a commit that failed (the group is then rolled back); store_rollback
+ * undoes the (innermost) group.
  */
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 int store_rollback(struct store *s);
+
+/* 1 while a group is open. */
+int store_grouped(const struct store *s);
 
 /*
  * Runs PRAGMA quick_check (full=0) or integrity_check (full=1). Returns 0

@@ -59,7 +59,7 @@ struct store {
 	sqlite3_stmt *st[ST_COUNT_];
 	int version;
 	int depth;     /* write nesting: 0 = no transaction open */
-	int group;     /* store_begin() is in force */
+	int group;     /* store_begin() nesting: 0 = none in force */
 	int group_err; /* a write inside the group lost the transaction */
 	struct store_journal journal; /* fn NULL: none */
 	int journal_muted;

@@ -668,7 +668,7 @@ static void t_group_commit_and_rollback(void **state)
 	struct store_sandbox g;
 
 	assert_int_equal(store_begin(f->s), 0);
-	assert_int_equal(store_begin(f->s), ERR_STATE); /* no nesting */
+	assert_int_equal(store_grouped(f->s), 1);
 	assert_int_equal(track(f, "s1", "n1", SBX_RUNNING), 0);
 	assert_int_equal(track(f, "s2", NULL, SBX_RUNNING), 0);
 	/* A failing write inside the group is undone alone. */
@@ -685,6 +685,38 @@ static void t_group_commit_and_rollback(void **state)
 	assert_int_equal(store_sandbox_get(f->s, "s4", &g), ERR_NOTFOUND);
 	assert_int_equal(store_commit(f->s), ERR_STATE);
 	assert_int_equal(store_rollback(f->s), ERR_STATE);
+	assert_int_equal(store_grouped(f->s), 0);
+}
+
+/* A group inside a group: all or nothing itself, durable with the outer. */
+static void t_group_nested(void **state)
+{
+	struct fx *f = *state;
+	struct store_sandbox g;
+
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(track(f, "s1", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(track(f, "s2", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_rollback(f->s), 0); /* s2 only */
+	assert_int_equal(store_grouped(f->s), 1);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(track(f, "s3", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(store_rollback(f->s), 0); /* the outer: s1 and s3 */
+	assert_int_equal(store_sandbox_get(f->s, "s1", &g), ERR_NOTFOUND);
+	assert_int_equal(store_sandbox_get(f->s, "s3", &g), ERR_NOTFOUND);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(track(f, "s4", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(store_begin(f->s), 0);
+	assert_int_equal(track(f, "s5", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_rollback(f->s), 0);
+	assert_int_equal(store_commit(f->s), 0);
+	assert_int_equal(store_sandbox_get(f->s, "s4", &g), 0);
+	store_sandbox_finish(&g);
+	assert_int_equal(store_sandbox_get(f->s, "s5", &g), ERR_NOTFOUND);
 }
 
 static void t_survives_reopen(void **state)
@@ -806,6 +838,7 @@ int main(void)
 	        T(t_events_since_and_prune),
 	        T(t_intents),
 	        T(t_group_commit_and_rollback),
+	        T(t_group_nested),
 	        T(t_survives_reopen),
 	        T(t_observe_meta_and_paused_by_agent),
 	        T(t_reports),
