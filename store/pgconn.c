@@ -37,6 +37,7 @@ struct pgconn {
 	enum pc_state state;
 	struct query *queue, *cur;
 	struct query *urgent; /* go before queue, between transactions */
+	int urgent_last;      /* the query before was an urgent one */
 	PGresult *last;       /* of cur: the last result so far */
 	char *conninfo;
 	char **listen;
@@ -275,18 +276,23 @@ static void start_connect(struct pgconn *pc)
 /* ---- queries on the wire ---- */
 
 /*
- * The next query: an urgent one first, but never into the middle of a
- * transaction whose next statement is queued (it would run inside it).
+ * The next query: an urgent one goes ahead of the queue, never into the
+ * middle of a transaction whose next statement is queued (it would run
+ * inside it), and urgent and queued ones take turns while both wait: a
+ * steady stream of urgent work (catching up on a busy fleet's changes)
+ * must not starve what is queued (this agent's own changes).
  */
 static struct query *take_next(struct pgconn *pc)
 {
-	struct query **from = &pc->queue;
+	int urgent =
+	        pc->urgent && (pc->queue == NULL ||
+	                       (!pc->urgent_last &&
+	                        PQtransactionStatus(pc->conn) == PQTRANS_IDLE));
+	struct query **from = urgent ? &pc->urgent : &pc->queue;
 
-	if (pc->urgent && (pc->queue == NULL ||
-	                   PQtransactionStatus(pc->conn) == PQTRANS_IDLE))
-		from = &pc->urgent;
 	if (*from == NULL)
 		return NULL;
+	pc->urgent_last = urgent;
 	pc->cur = *from;
 	DL_DELETE(*from, pc->cur);
 	return pc->cur;

@@ -71,7 +71,9 @@ int pgconn_query(struct pgconn *pc, const char *sql, int nparams,
 /*
  * As pgconn_query, ahead of the queries queued (after other urgent ones,
  * and between transactions): what must not wait behind a backlog, such
- * as the heartbeat that keeps this agent alive in the others' eyes.
+ * as the heartbeat that keeps this agent alive in the others' eyes. While
+ * both wait, urgent and queued queries take turns: an urgent one waits
+ * for at most one queued query (or the rest of its transaction).
  */
 int pgconn_query_urgent(struct pgconn *pc, const char *sql, int nparams,
                         const char *const *params, pgconn_fn fn, void *ud);

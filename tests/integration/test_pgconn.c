@@ -33,6 +33,7 @@ struct seen {
 	char value[256];
 	char msg[512];
 	int answered;
+	char order[256]; /* the values answered, in turn */
 	char channel[64], payload[256];
 	int notified;
 	int64_t max_gap_ms, last_tick;
@@ -83,6 +84,8 @@ static void answered(void *ud, int err, const PGresult *res, const char *msg)
 		         PQgetvalue(res, 0, 0));
 	snprintf(s->msg, sizeof(s->msg), "%s", msg ? msg : "");
 	s->answered++;
+	if (strlen(s->order) + strlen(s->value) + 3 < sizeof(s->order))
+		strcat(strcat(s->order, s->value[0] ? s->value : "-"), ",");
 }
 
 /*
@@ -194,6 +197,39 @@ static void test_queries(void **state)
 	query(&f, "DROP TABLE t; SELECT 1", 0, NULL);
 	assert_int_equal(f.s.err, 0);
 	assert_true(f.s.max_gap_ms < GAP_MAX_MS);
+	unmake(&f);
+}
+
+/*
+ * Urgent queries go ahead of the queue but not into a transaction, and
+ * take turns with queued ones rather than starve them.
+ */
+static void test_urgent_turns(void **state)
+{
+	static const char *const queued[] = {"BEGIN",      "SELECT 'a'",
+	                                     "SELECT 'b'", "COMMIT",
+	                                     "SELECT 'c'", "SELECT 'd'"};
+	static const char *const urgent[] = {"SELECT 'U1'", "SELECT 'U2'",
+	                                     "SELECT 'U3'"};
+	struct fixture f;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(make(&f, conninfo, 5000), 0);
+	assert_int_equal(run_until(&f.loop, &f.s.ups, 1, 15000), 0);
+	for (i = 0; i < 6; i++)
+		assert_int_equal(
+		        pgconn_query(f.pc, queued[i], 0, NULL, answered, &f.s),
+		        0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(pgconn_query_urgent(f.pc, urgent[i], 0, NULL,
+		                                     answered, &f.s),
+		                 0);
+	assert_int_equal(pgconn_pending(f.pc), 9);
+	assert_int_equal(run_until(&f.loop, &f.s.answered, 9, 15000), 0);
+	/* BEGIN was on the wire before anything else was queued. */
+	assert_string_equal(f.s.order, "-,a,b,-,U1,c,U2,d,U3,");
+	assert_int_equal(pgconn_pending(f.pc), 0);
 	unmake(&f);
 }
 
@@ -435,6 +471,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_queries),
+	        cmocka_unit_test(test_urgent_turns),
 	        cmocka_unit_test(test_notify),
 	        cmocka_unit_test(test_deadline),
 	        cmocka_unit_test(test_restart),
