@@ -536,14 +536,18 @@ static void send_one(struct hopx *hx, struct pending *p)
 	        "Accept: application/json", "User-Agent: hopxd/" HOPXD_VERSION,
 	        NULL};
 	char url[1024], body[64];
-	const char *b = p->body;
+	struct http_send snd = {.method = op_method(p),
+	                        .url = url,
+	                        .headers = headers,
+	                        .body = p->body,
+	                        .flags = p->call.batch ? HTTP_BATCH : 0};
 	struct http_result fail;
 
 	build_url(hx, p, url, sizeof(url));
 	if (p->call.op == HOPX_TIMEOUT) {
 		snprintf(body, sizeof(body), "{\"timeout_seconds\":%lld}",
 		         (long long)p->call.timeout_s);
-		b = body;
+		snd.body = body;
 	}
 	hx->spent[hx->nspent++ % SPENT_RING] = now(hx);
 	p->sent_at = now(hx);
@@ -551,8 +555,7 @@ static void send_one(struct hopx *hx, struct pending *p)
 		p->call.on_send(p->ud);
 	DL_APPEND(hx->running, p);
 	hx->nrunning++;
-	if (http_request(hx->http, op_method(p), url, headers, b, on_http, p,
-	                 &p->req) != 0) {
+	if (http_request(hx->http, &snd, on_http, p, &p->req) != 0) {
 		memset(&fail, 0, sizeof(fail));
 		fail.err = ERR_NOMEM;
 		fail.body = "";
@@ -829,6 +832,11 @@ void hopx_on_skew(struct hopx *hx, hopx_skew_fn fn, void *ud)
 {
 	hx->on_skew = fn;
 	hx->skew_ud = ud;
+}
+
+void hopx_on_batch(struct hopx *hx, hopx_batch_fn fn, void *ud)
+{
+	http_on_batch(hx->http, fn, ud);
 }
 
 int hopx_budget(const struct hopx *hx)

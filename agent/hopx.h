@@ -108,6 +108,9 @@ struct hopx_call {
 	int64_t timeout_s;  /* TIMEOUT: the new timeout */
 	enum hopx_prio prio;
 	int max_attempts; /* 0: 3 */
+	/* 1: the answer is handed over at the end of its loop turn, with the
+	 * turn's others, inside the batch observer's calls (hopx_on_batch) */
+	int batch;
 	/* Called (with the call's ud) just before each attempt leaves. */
 	void (*on_send)(void *ud);
 };
@@ -153,6 +156,14 @@ void hopx_skew_restart(struct hopx *hx);
  */
 typedef void (*hopx_skew_fn)(void *ud, int64_t before, int64_t after);
 void hopx_on_skew(struct hopx *hx, hopx_skew_fn fn, void *ud);
+
+/*
+ * fn(ud, 0) before the batch calls' answers of one loop turn are handed
+ * over, fn(ud, 1) after the last (so that what they change can be one
+ * transaction). One observer.
+ */
+typedef void (*hopx_batch_fn)(void *ud, int end);
+void hopx_on_batch(struct hopx *hx, hopx_batch_fn fn, void *ud);
 
 /*
  * How long a call queued now at prio would wait for budget (ms, 0: it

@@ -3,7 +3,9 @@
  * and timer callbacks only (un)register poll handles and the timer; the
  * uv callbacks call curl_multi_socket_action and then drain completions
  * (after every action, whatever "running" says: a transfer that ends by
- * timeout would otherwise never be reported).
+ * timeout would otherwise never be reported). HTTP_BATCH transfers that
+ * end in one loop turn wait on the ready list for the turn's check phase,
+ * where they are reported together.
  */
 #include "http.h"
 
@@ -26,21 +28,31 @@ struct http_req {
 	int too_big;
 	int64_t date_ms; /* the answer's Date header, 0: none */
 	char request_id[48];
+	CURLcode code; /* while ready */
 	http_done_fn fn;
 	void *ud;
-	struct http_req *prev, *next;
+	int batch; /* HTTP_BATCH: reported with the turn's others */
+	int ready; /* done, on the ready list until the turn ends */
+	struct http_req *prev, *next;   /* active or queue */
+	struct http_req *rprev, *rnext; /* ready */
 };
 
 struct http {
 	uv_loop_t *loop;
 	CURLM *multi;
 	uv_timer_t timer;
+	uv_check_t check; /* the end of a loop turn: HTTP_BATCH answers */
+	uv_idle_t idle;   /* keeps the poll before that check from blocking */
 	struct http_opts o;
 	struct http_req *active;
 	struct http_req *queue;
+	struct http_req *ready; /* HTTP_BATCH transfers done this turn */
 	int inflight;
 	int nqueued;
 	int closing;
+	int open_handles; /* freed when timer, check and idle have closed */
+	http_batch_fn batch_fn;
+	void *batch_ud;
 };
 
 /* One per socket curl asks us to watch; freed in its close callback. */
@@ -52,6 +64,8 @@ struct sock_ctx {
 
 static void drain(struct http *h);
 static void start_queued(struct http *h);
+static void on_check(uv_check_t *c);
+static void on_idle(uv_idle_t *i);
 
 /* ---- libcurl -> libuv ---- */
 
@@ -275,9 +289,47 @@ static void drain(struct http *h)
 		code = msg->data.result;
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
 		curl_multi_remove_handle(h->multi, easy);
-		if (r)
+		if (r == NULL)
+			continue;
+		if (r->batch) {
+			r->ready = 1;
+			r->code = code;
+			DL_APPEND2(h->ready, r, rprev, rnext);
+			/* Found by a timer, the check would wait for the
+			 * next I/O: an idle handle makes that poll return. */
+			uv_check_start(&h->check, on_check);
+			uv_idle_start(&h->idle, on_idle);
+		} else {
 			finish(h, r, code);
+		}
 	}
+	start_queued(h);
+}
+
+static void on_idle(uv_idle_t *i)
+{
+	(void)i;
+}
+
+/* The turn's HTTP_BATCH answers, between the two calls of batch_fn. */
+static void on_check(uv_check_t *c)
+{
+	struct http *h = c->data;
+	struct http_req *r;
+
+	uv_check_stop(c);
+	uv_idle_stop(&h->idle);
+	if (h->ready == NULL)
+		return;
+	if (h->batch_fn)
+		h->batch_fn(h->batch_ud, 0);
+	while ((r = h->ready) != NULL) {
+		DL_DELETE2(h->ready, r, rprev, rnext);
+		r->ready = 0;
+		finish(h, r, r->code);
+	}
+	if (h->batch_fn)
+		h->batch_fn(h->batch_ud, 1);
 	start_queued(h);
 }
 
@@ -338,15 +390,15 @@ static void start_queued(struct http *h)
 	}
 }
 
-int http_request(struct http *h, const char *method, const char *url,
-                 const char *const *headers, const char *body, http_done_fn fn,
+int http_request(struct http *h, const struct http_send *snd, http_done_fn fn,
                  void *ud, struct http_req **out)
 {
+	const char *const *headers = snd->headers;
 	struct http_req *r;
 
 	if (h->closing)
 		return ERR_STATE;
-	if (method == NULL || url == NULL || fn == NULL)
+	if (snd->method == NULL || snd->url == NULL || fn == NULL)
 		return ERR_INVAL;
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
 	    (r->easy = curl_easy_init()) == NULL) {
@@ -356,11 +408,13 @@ int http_request(struct http *h, const char *method, const char *url,
 	r->h = h;
 	r->fn = fn;
 	r->ud = ud;
+	r->batch = (snd->flags & HTTP_BATCH) != 0;
 	/* No "Expect: 100-continue" round trip for small bodies. */
 	r->headers = curl_slist_append(NULL, "Expect:");
 	for (; headers && *headers; headers++)
 		r->headers = curl_slist_append(r->headers, *headers);
-	if (r->headers == NULL || setup_easy(h, r, method, url, body) != 0) {
+	if (r->headers == NULL ||
+	    setup_easy(h, r, snd->method, snd->url, snd->body) != 0) {
 		req_free(r);
 		return ERR_NOMEM;
 	}
@@ -386,11 +440,20 @@ void http_cancel(struct http_req *r)
 			return;
 		}
 	}
-	curl_multi_remove_handle(h->multi, r->easy);
+	if (r->ready)
+		DL_DELETE2(h->ready, r, rprev, rnext);
+	else
+		curl_multi_remove_handle(h->multi, r->easy);
 	DL_DELETE(h->active, r);
 	h->inflight--;
 	req_free(r);
 	start_queued(h);
+}
+
+void http_on_batch(struct http *h, http_batch_fn fn, void *ud)
+{
+	h->batch_fn = fn;
+	h->batch_ud = ud;
 }
 
 int http_inflight(const struct http *h)
@@ -426,6 +489,11 @@ int http_create(uv_loop_t *loop, const struct http_opts *o, struct http **out)
 	}
 	uv_timer_init(loop, &h->timer);
 	h->timer.data = h;
+	uv_check_init(loop, &h->check);
+	h->check.data = h;
+	uv_idle_init(loop, &h->idle);
+	h->idle.data = h;
+	h->open_handles = 3;
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, cb_socket);
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, cb_timer);
@@ -438,7 +506,10 @@ int http_create(uv_loop_t *loop, const struct http_opts *o, struct http **out)
 
 static void http_free(uv_handle_t *t)
 {
-	free(t->data);
+	struct http *h = t->data;
+
+	if (--h->open_handles == 0)
+		free(h);
 }
 
 void http_destroy(struct http *h)
@@ -453,9 +524,11 @@ void http_destroy(struct http *h)
 		DL_DELETE(h->queue, r);
 		req_free(r);
 	}
+	h->ready = NULL; /* each is on the active list too */
 	DL_FOREACH_SAFE(h->active, r, tmp)
 	{
-		curl_multi_remove_handle(h->multi, r->easy);
+		if (!r->ready)
+			curl_multi_remove_handle(h->multi, r->easy);
 		DL_DELETE(h->active, r);
 		req_free(r);
 	}
@@ -464,4 +537,6 @@ void http_destroy(struct http *h)
 	curl_multi_cleanup(h->multi);
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, http_free);
+	uv_close((uv_handle_t *)&h->check, http_free);
+	uv_close((uv_handle_t *)&h->idle, http_free);
 }

@@ -54,15 +54,35 @@ int http_create(uv_loop_t *loop, const struct http_opts *o, struct http **out);
  */
 void http_destroy(struct http *h);
 
+/* What to send. */
+enum { HTTP_BATCH = 1 };
+struct http_send {
+	const char *method, *url;
+	/* NULL-terminated "Name: value" lines, or NULL */
+	const char *const *headers;
+	/* sent as is, or NULL for none (a POST/PUT without a body sends
+	 * Content-Length: 0) */
+	const char *body;
+	/* HTTP_BATCH: reported at the end of the loop turn it ends in, with
+	 * the turn's other HTTP_BATCH answers, inside the batch callback's
+	 * two calls (http_on_batch) */
+	unsigned flags;
+};
+
 /*
- * Starts (or queues) a request. headers: NULL-terminated "Name: value"
- * lines or NULL; body: sent as is, or NULL for none (a POST/PUT without a
- * body sends Content-Length: 0). *out (if not NULL) can cancel it until
+ * Starts (or queues) a request. *out (if not NULL) can cancel it until
  * its callback runs. Returns 0 or ERR_NOMEM/ERR_INVAL/ERR_STATE.
  */
-int http_request(struct http *h, const char *method, const char *url,
-                 const char *const *headers, const char *body, http_done_fn fn,
+int http_request(struct http *h, const struct http_send *snd, http_done_fn fn,
                  void *ud, struct http_req **out);
+
+/*
+ * fn(ud, 0) runs before a turn's HTTP_BATCH answers are reported and
+ * fn(ud, 1) after the last of them (e.g. to put what they change in one
+ * transaction); never for a turn without one. One observer.
+ */
+typedef void (*http_batch_fn)(void *ud, int end);
+void http_on_batch(struct http *h, http_batch_fn fn, void *ud);
 
 /* Cancels a started or queued request; its callback never runs. */
 void http_cancel(struct http_req *r);

@@ -51,11 +51,16 @@ struct ipc_server {
 	size_t nsubs;
 	size_t live; /* connections not yet freed (closing ones too) */
 	size_t peak; /* most live since the heap was last trimmed */
+	int corked;  /* replies wait on held until uncorked */
+	struct write_req *held, *held_tail;
 };
 
 struct write_req {
 	uv_write_t req;
 	char *text;
+	size_t len;
+	struct ipc_conn *c;     /* while held */
+	struct write_req *next; /* held */
 };
 
 /* Reading pauses above this much queued output and resumes below half. */
@@ -174,10 +179,26 @@ static void on_written(uv_write_t *req, int status)
 		reading(c, 1);
 }
 
+static int write_now(struct ipc_conn *c, struct write_req *w)
+{
+	uv_buf_t b = uv_buf_init(w->text, (unsigned)w->len);
+
+	if (c->closing || uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1,
+	                           on_written) != 0) {
+		free(w->text);
+		free(w);
+		if (c->closing)
+			return ERR_STATE;
+		conn_close(c);
+		return ERR_NET;
+	}
+	return 0;
+}
+
 int ipc_conn_send(struct ipc_conn *c, char *text, size_t len)
 {
+	struct ipc_server *s = c->srv;
 	struct write_req *w;
-	uv_buf_t b;
 
 	if (text == NULL)
 		return ERR_NOMEM;
@@ -186,15 +207,37 @@ int ipc_conn_send(struct ipc_conn *c, char *text, size_t len)
 		return c->closing ? ERR_STATE : ERR_NOMEM;
 	}
 	w->text = text;
-	b = uv_buf_init(text, (unsigned)len);
-	if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) !=
-	    0) {
-		free(text);
-		free(w);
-		conn_close(c);
-		return ERR_NET;
-	}
+	w->len = len;
+	if (!s->corked)
+		return write_now(c, w);
+	w->c = c;
+	c->holds++;
+	if (s->held_tail)
+		s->held_tail->next = w;
+	else
+		s->held = w;
+	s->held_tail = w;
 	return 0;
+}
+
+void ipc_server_cork(struct ipc_server *s, int on)
+{
+	struct write_req *w;
+	struct ipc_conn *c;
+
+	if (s == NULL)
+		return;
+	s->corked = on;
+	while (!on && (w = s->held) != NULL) {
+		s->held = w->next;
+		c = w->c;
+		w->next = NULL;
+		write_now(c, w);
+		c->holds--;
+		conn_maybe_free(c);
+	}
+	if (!on)
+		s->held_tail = NULL;
 }
 
 void ipc_conn_hold(struct ipc_conn *c)

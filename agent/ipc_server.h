@@ -46,6 +46,13 @@ void ipc_conn_keep(struct ipc_conn *c);
 int ipc_conn_send(struct ipc_conn *c, char *text, size_t len);
 
 /*
+ * While corked, what is sent waits (in order) and goes when uncorked:
+ * replies that say something was stored go only after its transaction
+ * committed. NULL ok.
+ */
+void ipc_server_cork(struct ipc_server *s, int on);
+
+/*
  * A reply that comes later (after an API call) holds the connection: it
  * stays allocated, and is not closed as idle, until released. Sending to
  * a connection the peer closed meanwhile fails harmlessly (ERR_STATE).

@@ -727,6 +727,22 @@ static void on_loaded(void *ud)
 
 /* The HopX side: client, sessions, reconcile; the first run starts once
  * the records are loaded. */
+/*
+ * HopX's answers of one loop turn are stored in one transaction (one
+ * fsync, not one each: a wave of 10k renewals is bound by HTTP, not by
+ * the disk), and the replies they make wait until it has committed.
+ */
+static void on_batch(void *ud, int end)
+{
+	struct agent *a = ud;
+
+	if (!end)
+		ipc_server_cork(a->ipc, 1);
+	sessions_batch(a->sess, end);
+	if (end)
+		ipc_server_cork(a->ipc, 0);
+}
+
 static int start_hopx(struct agent *a)
 {
 	struct hopx_opts o = {.base_url = a->cfg.api_base,
@@ -758,6 +774,8 @@ static int start_hopx(struct agent *a)
 		log_error("cannot load the sessions: %s", err_str(r));
 		return r;
 	}
+	if (a->hopx)
+		hopx_on_batch(a->hopx, on_batch, a);
 	return 0;
 }
 

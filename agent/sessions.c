@@ -350,6 +350,7 @@ void sessions_destroy(struct sessions *ss)
 			s->refs--;
 		sess_drop(s, ERR_STATE, "hopxd is shutting down");
 	}
+	free(ss->batch);
 	free(ss);
 }
 

@@ -196,6 +196,14 @@ int sessions_policy_changed(struct sessions *ss, const char *id);
  */
 void sessions_note_api(struct sessions *ss, int err, const char *msg);
 
+/*
+ * HopX's answers of one loop turn come between sessions_batch(ss, 0) and
+ * sessions_batch(ss, 1) (hopx_on_batch): what they change is stored in
+ * one transaction, committed (one fsync for the whole turn) and its
+ * events published at the second call.
+ */
+void sessions_batch(struct sessions *ss, int end);
+
 enum sess_api sessions_api(const struct sessions *ss, const char **msg);
 
 /* Tracked count. */

@@ -126,6 +126,12 @@ struct sessions {
 	int pauses_left;
 	void (*shut_fn)(void *ud);
 	void *shut_ud;
+	/* HopX's answers of one loop turn (sessions_batch): one transaction,
+	 * open once the first came; the records answered, each with the
+	 * reference its call held. */
+	int batching, batch_open;
+	struct sess **batch;
+	size_t nbatch, batch_cap;
 };
 
 /* HopX's time (hopx_clock): what token and deadline times are in. */

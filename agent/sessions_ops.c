@@ -208,7 +208,8 @@ static void op_issue(struct sess *s)
 	struct hopx_call c = {.op = call_for(op),
 	                      .id = s->id,
 	                      .timeout_s = op->arg,
-	                      .prio = op->prio};
+	                      .prio = op->prio,
+	                      .batch = 1};
 	int e;
 
 	s->refs++;
@@ -391,6 +392,48 @@ static void answered_err(struct sess *s, const struct hopx_result *r)
 	}
 }
 
+static void handle_answer(struct sess *s, const struct hopx_result *r)
+{
+	sessions_note_api(s->ss, r->err, r->message);
+	if (s->cur->probe)
+		probe_answered(s, r);
+	else if (r->err == 0)
+		answered_ok(s, r);
+	else
+		answered_err(s, r);
+}
+
+/* Keeps s (and the call's reference) until the batch commits. */
+static int batch_add(struct sessions *ss, struct sess *s)
+{
+	struct sess **b;
+	size_t cap;
+
+	if (!ss->batch_open && store_begin(ss->a->store) != 0)
+		return -1;
+	ss->batch_open = 1;
+	if (ss->nbatch == ss->batch_cap) {
+		cap = ss->batch_cap ? ss->batch_cap * 2 : 16;
+		if ((b = realloc(ss->batch, cap * sizeof(*b))) == NULL)
+			return -1; /* answered alone, inside the batch */
+		ss->batch = b;
+		ss->batch_cap = cap;
+	}
+	ss->batch[ss->nbatch++] = s;
+	return 0;
+}
+
+/* Memory follows the database: a token not stored is not counted on, so
+ * its renewal is asked for again. */
+static void not_stored(struct sess *s, int e)
+{
+	log_error("%s: cannot store what HopX answered: %s", s->id, err_str(e));
+	if (!s->dropped)
+		sessions_track(s->ss, s->id);
+}
+
+/* The call's reference is held until the answer is handled (and, in a
+ * batch, stored). */
 static void on_answer(void *ud, const struct hopx_result *r)
 {
 	struct sess *s = ud;
@@ -401,26 +444,36 @@ static void on_answer(void *ud, const struct hopx_result *r)
 		sess_unref(s);
 		return;
 	}
-	/* The call's reference is held until the answer is handled. */
-	sessions_note_api(s->ss, r->err, r->message);
+	if (s->ss->batching && batch_add(s->ss, s) == 0) {
+		handle_answer(s, r); /* stored and told at the batch's end */
+		return;
+	}
 	/* Everything one answer changes is one transaction (one fsync). */
 	grouped = store_begin(st) == 0;
-	if (s->cur->probe)
-		probe_answered(s, r);
-	else if (r->err == 0)
-		answered_ok(s, r);
-	else
-		answered_err(s, r);
-	if (grouped && (e = store_commit(st)) != 0) {
-		log_error("%s: cannot store what HopX answered: %s", s->id,
-		          err_str(e));
-		/* Memory follows the database: a token not stored is not
-		 * counted on, so its renewal is asked for again. */
-		if (!s->dropped)
-			sessions_track(s->ss, s->id);
-	}
+	handle_answer(s, r);
+	if (grouped && (e = store_commit(st)) != 0)
+		not_stored(s, e);
 	events_publish(s->ss->a);
 	sess_unref(s);
+}
+
+void sessions_batch(struct sessions *ss, int end)
+{
+	size_t i;
+	int e;
+
+	ss->batching = !end;
+	if (!end || !ss->batch_open)
+		return;
+	ss->batch_open = 0;
+	e = store_commit(ss->a->store);
+	for (i = 0; i < ss->nbatch; i++) {
+		if (e != 0)
+			not_stored(ss->batch[i], e);
+		sess_unref(ss->batch[i]);
+	}
+	ss->nbatch = 0;
+	events_publish(ss->a);
 }
 
 static int same_op(const struct op *op, enum sess_act act, int64_t arg)
