@@ -175,12 +175,19 @@ static void q_done(void *ud, int err, const PGresult *res, const char *msg)
 		push_done(p);
 }
 
+/*
+ * A push someone waits for (a user's change, answered once stored) goes
+ * ahead of the background's (renewed tokens, HopX's statuses): on a busy
+ * fleet hundreds of those may be queued. One push per sandbox is on its
+ * way at a time, so a sandbox's pushes keep their order.
+ */
 static void query(struct push *p, const char *sql, int n, char **params)
 {
 	int i;
 
 	p->nq++;
-	pgconn_query(p->f->pc, sql, n, (const char *const *)params, q_done, p);
+	(p->waiters ? pgconn_query_urgent : pgconn_query)(
+	        p->f->pc, sql, n, (const char *const *)params, q_done, p);
 	for (i = 0; i < n; i++)
 		free(params[i]);
 }
