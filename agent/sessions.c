@@ -109,6 +109,7 @@ static void sess_drop(struct sess *s, int err, const char *msg)
 	struct op *op, *tmp;
 
 	s->dropped = 1;
+	s->ss->nleased -= s->leases > 0;
 	HASH_DEL(s->ss->map, s);
 	DL_FOREACH_SAFE(s->queue, op, tmp)
 	{
@@ -506,6 +507,8 @@ void sessions_note_held(struct sessions *ss)
 {
 	struct sess *s, *tmp;
 
+	if (ss->nleased == 0) /* the usual case: no walk of every record */
+		return;
 	HASH_ITER(hh, ss->map, s, tmp)
 	{
 		if (s->leases > 0 && s->idle_pause_s > 0)
@@ -519,9 +522,11 @@ int sessions_lease(struct sessions *ss, const char *id, int delta)
 
 	if (s == NULL)
 		return ERR_NOTFOUND;
+	ss->nleased -= s->leases > 0;
 	s->leases += delta;
 	if (s->leases < 0)
 		s->leases = 0;
+	ss->nleased += s->leases > 0;
 	touch(ss, s); /* idle from the moment it is let go */
 	sess_schedule(s);
 	return 0;

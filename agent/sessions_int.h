@@ -130,6 +130,8 @@ struct sessions {
 	 * open once the first came; the records answered, each with the
 	 * reference its call held. */
 	int batching, batch_open;
+	/* records some client holds (leases > 0) */
+	size_t nleased;
 	struct sess **batch;
 	size_t nbatch, batch_cap;
 };

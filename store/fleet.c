@@ -292,9 +292,9 @@ void fleet_destroy(struct fleet *f)
 	f->closing = 3;
 	pgconn_destroy(f->pc);
 	fleet_dirty_free(f);
-	fleet_owned_free(f);
+	fleet_ids_free(&f->owned);
 	fleet_claims_free(f);
-	fleet_uses_free(f);
+	fleet_ids_free(&f->uses);
 	uv_close((uv_handle_t *)&f->beat, closed);
 	uv_close((uv_handle_t *)&f->flush, closed);
 	closed((uv_handle_t *)&f->beat);

@@ -50,11 +50,15 @@ struct fleet_member_rec {
 };
 
 /* A sandbox whose lease this agent holds. */
-struct fleet_owned {
+/* A set of sandbox ids (leases held, uses seen here). */
+struct fleet_id {
 	char *id;
-	int seen; /* in the last answer */
+	int seen; /* leases: in the last answer */
 	UT_hash_handle hh;
 };
+
+/* Empties a set. */
+void fleet_ids_free(struct fleet_id **set);
 
 #define FLEET_MEMBERS_MAX 64
 
@@ -86,24 +90,20 @@ struct fleet {
 	size_t nmembers;
 	size_t nalive;
 	int leader;
-	struct fleet_owned *owned;
+	struct fleet_id *owned;
 	int leases_known;        /* an answer about leases came */
 	int leasing;             /* a lease query is running */
 	struct fleet_held *held; /* claims granted, not released */
-	struct fleet_use *uses;  /* sandboxes used here since the last beat */
+	struct fleet_id *uses;   /* sandboxes used here since the last beat */
 };
-
-/* Frees the uses not yet told (fleet_lease.c). */
-void fleet_uses_free(struct fleet *f);
 
 /* Closes this agent's open claims that it does not hold (fleet_claim.c);
  * frees the set. */
 void fleet_claims_sweep(struct fleet *f);
 void fleet_claims_free(struct fleet *f);
 
-/* Renews and takes leases (fleet_lease.c); frees the set. */
+/* Renews and takes leases (fleet_lease.c). */
 void fleet_lease_beat(struct fleet *f);
-void fleet_owned_free(struct fleet *f);
 
 int64_t fleet_now(const struct fleet *f);
 void fleet_set_state(struct fleet *f, enum fleet_state st, const char *why);

@@ -45,14 +45,9 @@ static const char sql_leases[] =
 
 /* ---- use seen here, for the holders' idle clocks ---- */
 
-struct fleet_use {
-	char *id;
-	UT_hash_handle hh;
-};
-
 void fleet_note_use(struct fleet *f, const char *sandbox_id)
 {
-	struct fleet_use *u = NULL;
+	struct fleet_id *u = NULL;
 
 	if (fleet_owns(f, sandbox_id))
 		return;
@@ -66,13 +61,13 @@ void fleet_note_use(struct fleet *f, const char *sandbox_id)
 	HASH_ADD_KEYPTR(hh, f->uses, u->id, strlen(u->id), u);
 }
 
-void fleet_uses_free(struct fleet *f)
+void fleet_ids_free(struct fleet_id **set)
 {
-	struct fleet_use *u, *tmp;
+	struct fleet_id *u, *tmp;
 
-	HASH_ITER(hh, f->uses, u, tmp)
+	HASH_ITER(hh, *set, u, tmp)
 	{
-		HASH_DEL(f->uses, u);
+		HASH_DEL(*set, u);
 		free(u->id);
 		free(u);
 	}
@@ -82,7 +77,7 @@ void fleet_uses_free(struct fleet *f)
 static char *uses_json(const struct fleet *f)
 {
 	size_t cap = 3, at = 0;
-	const struct fleet_use *u;
+	const struct fleet_id *u;
 	char *out;
 
 	for (u = f->uses; u; u = u->hh.next)
@@ -114,7 +109,7 @@ static void push_uses(struct fleet *f)
 	        " WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb))",
 	        1, v, NULL, NULL);
 	free(ids);
-	fleet_uses_free(f);
+	fleet_ids_free(&f->uses);
 }
 
 /* ---- leases ---- */
@@ -127,7 +122,7 @@ static void tell(struct fleet *f, const char *id, int mine)
 
 static void own(struct fleet *f, const char *id)
 {
-	struct fleet_owned *o = NULL;
+	struct fleet_id *o = NULL;
 
 	HASH_FIND_STR(f->owned, id, o);
 	if (o) {
@@ -147,7 +142,7 @@ static void own(struct fleet *f, const char *id)
 static void leases_read(void *ud, int err, const PGresult *res, const char *msg)
 {
 	struct fleet *f = ud;
-	struct fleet_owned *o, *tmp;
+	struct fleet_id *o, *tmp;
 	int i;
 
 	f->leasing = 0;
@@ -196,21 +191,9 @@ void fleet_lease_beat(struct fleet *f)
 	pgconn_query_urgent(f->pc, sql_leases, 3, v, leases_read, f);
 }
 
-void fleet_owned_free(struct fleet *f)
-{
-	struct fleet_owned *o, *tmp;
-
-	HASH_ITER(hh, f->owned, o, tmp)
-	{
-		HASH_DEL(f->owned, o);
-		free(o->id);
-		free(o);
-	}
-}
-
 int fleet_owns(const struct fleet *f, const char *sandbox_id)
 {
-	struct fleet_owned *o = NULL;
+	struct fleet_id *o = NULL;
 
 	if (!f->leases_known)
 		return 1;

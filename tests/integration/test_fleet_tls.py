@@ -36,6 +36,13 @@ def status(a):
     return rc, out + err
 
 
+def store_down(a, cause, hint, why, how):
+    """The store goes down naming cause; status then exits 6 with hint."""
+    t.ok(wait_for(lambda: cause in status(a)[1], 20), why, status(a)[1])
+    rc, text = status(a)
+    t.ok(rc == 6 and hint in text, how, f"{rc} {text}")
+
+
 good = agent("good", pg.conninfo, passfile)
 t.ok(wait_for(lambda: status(good)[0] == 0, 30),
      "with sslmode=verify-full and the password in PGPASSFILE the store is "
@@ -51,12 +58,9 @@ t.ok(int(row[0][0]) >= 1 and row[0][1] == "t",
      "every connection of the agent is encrypted", str(row))
 
 nopass = agent("nopass", pg.conninfo, os.path.join(tmp, "missing"))
-t.ok(wait_for(lambda: "password" in status(nopass)[1], 20),
-     "without the password the store is down, saying so",
-     status(nopass)[1])
-rc, text = status(nopass)
-t.ok(rc == 6 and "PGPASSFILE" in text,
-     "status exits 6 and says where the password goes", f"{rc} {text}")
+store_down(nopass, "password", "PGPASSFILE",
+           "without the password the store is down, saying so",
+           "status exits 6 and says where the password goes")
 rc, out, err = nopass.ctl("label", "tls", "x=y")
 t.ok(rc == 6 and "unavailable" in err, "a change is refused (exit 6)",
      f"{rc} {err}")
@@ -70,12 +74,9 @@ wrong_ca = pg.conninfo.replace(f"sslrootcert={pg.dir}/pg/ca.crt",
                                f"sslrootcert={other}.crt")
 t.ok(wrong_ca != pg.conninfo, "a connection string trusting another CA")
 badca = agent("badca", wrong_ca, passfile)
-t.ok(wait_for(lambda: "certificate" in status(badca)[1], 20),
-     "trusting the wrong CA, the store is down: the certificate is named",
-     status(badca)[1])
-rc, text = status(badca)
-t.ok(rc == 6 and "sslrootcert" in text,
-     "status says which setting decides whom to trust", f"{rc} {text}")
+store_down(badca, "certificate", "sslrootcert",
+           "trusting the wrong CA, the store is down: the certificate is "
+           "named", "status says which setting decides whom to trust")
 
 logs = ""
 for name in ("good", "nopass", "badca"):
