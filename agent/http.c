@@ -32,9 +32,10 @@ struct http_req {
 	http_done_fn fn;
 	void *ud;
 	int batch; /* HTTP_BATCH: reported with the turn's others */
-	int ready; /* done, on the ready list until the turn ends */
-	struct http_req *prev, *next;   /* active or queue */
-	struct http_req *rprev, *rnext; /* ready */
+	struct http_req *prev, *next; /* active or queue */
+	/* done, on the ready list until the turn ends: rprev set (utlist
+	 * keeps a member's prev non-NULL) */
+	struct http_req *rprev, *rnext;
 };
 
 struct http {
@@ -292,7 +293,6 @@ static void drain(struct http *h)
 		if (r == NULL)
 			continue;
 		if (r->batch) {
-			r->ready = 1;
 			r->code = code;
 			DL_APPEND2(h->ready, r, rprev, rnext);
 			/* Found by a timer, the check would wait for the
@@ -304,6 +304,12 @@ static void drain(struct http *h)
 		}
 	}
 	start_queued(h);
+}
+
+static void unready(struct http *h, struct http_req *r)
+{
+	DL_DELETE2(h->ready, r, rprev, rnext);
+	r->rprev = NULL;
 }
 
 static void on_idle(uv_idle_t *i)
@@ -324,8 +330,7 @@ static void on_check(uv_check_t *c)
 	if (h->batch_fn)
 		h->batch_fn(h->batch_ud, 0);
 	while ((r = h->ready) != NULL) {
-		DL_DELETE2(h->ready, r, rprev, rnext);
-		r->ready = 0;
+		unready(h, r);
 		finish(h, r, r->code);
 	}
 	if (h->batch_fn)
@@ -440,8 +445,8 @@ void http_cancel(struct http_req *r)
 			return;
 		}
 	}
-	if (r->ready)
-		DL_DELETE2(h->ready, r, rprev, rnext);
+	if (r->rprev)
+		unready(h, r);
 	else
 		curl_multi_remove_handle(h->multi, r->easy);
 	DL_DELETE(h->active, r);
@@ -527,7 +532,7 @@ void http_destroy(struct http *h)
 	h->ready = NULL; /* each is on the active list too */
 	DL_FOREACH_SAFE(h->active, r, tmp)
 	{
-		if (!r->ready)
+		if (r->rprev == NULL)
 			curl_multi_remove_handle(h->multi, r->easy);
 		DL_DELETE(h->active, r);
 		req_free(r);
