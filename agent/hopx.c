@@ -834,7 +834,7 @@ void hopx_on_skew(struct hopx *hx, hopx_skew_fn fn, void *ud)
 	hx->skew_ud = ud;
 }
 
-void hopx_on_batch(struct hopx *hx, hopx_batch_fn fn, void *ud)
+void hopx_on_batch(struct hopx *hx, http_batch_fn fn, void *ud)
 {
 	http_on_batch(hx->http, fn, ud);
 }

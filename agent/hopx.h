@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "clock.h"
+#include "http.h"
 #include "sbx.h"
 
 struct hopx;
@@ -162,8 +163,7 @@ void hopx_on_skew(struct hopx *hx, hopx_skew_fn fn, void *ud);
  * over, fn(ud, 1) after the last (so that what they change can be one
  * transaction). One observer.
  */
-typedef void (*hopx_batch_fn)(void *ud, int end);
-void hopx_on_batch(struct hopx *hx, hopx_batch_fn fn, void *ud);
+void hopx_on_batch(struct hopx *hx, http_batch_fn fn, void *ud);
 
 /*
  * How long a call queued now at prio would wait for budget (ms, 0: it
