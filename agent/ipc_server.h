@@ -48,7 +48,9 @@ int ipc_conn_send(struct ipc_conn *c, char *text, size_t len);
 /*
  * While corked, what is sent waits (in order) and goes when uncorked:
  * replies that say something was stored go only after its transaction
- * committed. NULL ok.
+ * committed. Corked for one loop turn's answers at most, so what waits
+ * is bounded by the transfers in flight (--max-inflight) and what they
+ * lead to. NULL ok.
  */
 void ipc_server_cork(struct ipc_server *s, int on);
 

@@ -725,23 +725,16 @@ static void on_loaded(void *ud)
 		log_error("cannot start the database check");
 }
 
-/* The HopX side: client, sessions, reconcile; the first run starts once
- * the records are loaded. */
-/*
- * HopX's answers of one loop turn are stored in one transaction (one
- * fsync, not one each: a wave of 10k renewals is bound by HTTP, not by
- * the disk), and the replies they make wait until it has committed.
- */
+/* HopX's answers of one loop turn: one transaction (sessions_batch). */
 static void on_batch(void *ud, int end)
 {
 	struct agent *a = ud;
 
-	if (!end)
-		ipc_server_cork(a->ipc, 1);
 	sessions_batch(a->sess, end);
-	if (end)
-		ipc_server_cork(a->ipc, 0);
 }
+
+/* The HopX side: client, sessions, reconcile; the first run starts once
+ * the records are loaded. */
 
 static int start_hopx(struct agent *a)
 {

@@ -199,8 +199,10 @@ void sessions_note_api(struct sessions *ss, int err, const char *msg);
 /*
  * HopX's answers of one loop turn come between sessions_batch(ss, 0) and
  * sessions_batch(ss, 1) (hopx_on_batch): what they change is stored in
- * one transaction, committed (one fsync for the whole turn) and its
- * events published at the second call.
+ * one transaction, committed (one fsync for the whole turn: a wave of
+ * 10k renewals is bound by HTTP, not by the disk) and its events
+ * published at the second call; the socket's replies wait for that
+ * commit (a reply never says more than what is stored).
  */
 void sessions_batch(struct sessions *ss, int end);
 

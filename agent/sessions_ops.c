@@ -8,6 +8,7 @@
 #include "err.h"
 #include "events.h"
 #include "heap.h"
+#include "ipc_server.h"
 #include "json.h"
 #include "log.h"
 #include "skew.h"
@@ -437,43 +438,51 @@ static void not_stored(struct sess *s, int e)
 static void on_answer(void *ud, const struct hopx_result *r)
 {
 	struct sess *s = ud;
-	struct store *st = s->ss->a->store;
-	int grouped, e;
+	struct sessions *ss = s->ss;
+	int alone = !ss->batching;
 
 	if (s->dropped) {
 		sess_unref(s);
 		return;
 	}
-	if (s->ss->batching && batch_add(s->ss, s) == 0) {
+	/* An answer outside a turn's batch (a call refused at once) is a
+	 * batch of one: everything one answer changes is one transaction. */
+	if (alone)
+		sessions_batch(ss, 0);
+	if (batch_add(ss, s) == 0) {
 		handle_answer(s, r); /* stored and told at the batch's end */
-		return;
+	} else {
+		handle_answer(s, r);
+		sess_unref(s);
 	}
-	/* Everything one answer changes is one transaction (one fsync). */
-	grouped = store_begin(st) == 0;
-	handle_answer(s, r);
-	if (grouped && (e = store_commit(st)) != 0)
-		not_stored(s, e);
-	events_publish(s->ss->a);
-	sess_unref(s);
+	if (alone)
+		sessions_batch(ss, 1);
 }
 
+/* At a batch's end: one commit for its answers, then their events and
+ * the replies they made. */
 void sessions_batch(struct sessions *ss, int end)
 {
 	size_t i;
 	int e;
 
 	ss->batching = !end;
-	if (!end || !ss->batch_open)
+	if (!end) {
+		ipc_server_cork(ss->a->ipc, 1);
 		return;
-	ss->batch_open = 0;
-	e = store_commit(ss->a->store);
-	for (i = 0; i < ss->nbatch; i++) {
-		if (e != 0)
-			not_stored(ss->batch[i], e);
-		sess_unref(ss->batch[i]);
 	}
-	ss->nbatch = 0;
+	if (ss->batch_open) {
+		ss->batch_open = 0;
+		e = store_commit(ss->a->store);
+		for (i = 0; i < ss->nbatch; i++) {
+			if (e != 0)
+				not_stored(ss->batch[i], e);
+			sess_unref(ss->batch[i]);
+		}
+		ss->nbatch = 0;
+	}
 	events_publish(ss->a);
+	ipc_server_cork(ss->a->ipc, 0);
 }
 
 static int same_op(const struct op *op, enum sess_act act, int64_t arg)
