@@ -26,6 +26,11 @@
 #define RETRY_FIRST_MS       2000
 #define FLEET_FIRST_MS       10000 /* a fleet's first run, if this is the leader */
 #define FLEET_ADOPT_RETRY_MS 2000
+/* After a count of no other claim, this copy reads up to the count's
+ * newest event: checked this often, for at most this long (the run's
+ * cap, a second before it starts, keeps creates begun since out). */
+#define FLEET_CATCH_UP_STEP_MS 20
+#define FLEET_CATCH_UP_MS      500
 /* The event log keeps this much history; pruned after each run. */
 #define EVENTS_KEEP    100000
 #define EVENTS_MAX_AGE (30LL * 86400 * 1000)
@@ -79,6 +84,7 @@ struct reconcile {
 	struct run *run;
 	int first_done;
 	int adopt_ok;  /* a fleet's run may adopt (no other agent's claim) */
+	int64_t adopt_seq, adopt_by; /* adopt once read up to seq, by then */
 	int64_t *held; /* create intents whose answer is still to come */
 	size_t nheld, capheld;
 };
@@ -659,7 +665,24 @@ static int open_intents(struct reconcile *rc)
  * A create this agent was cut off in is adopted by its own run, once no
  * other agent's create could have made the sandbox it would take.
  */
-static void claims_counted(void *ud, int err, int64_t n)
+static void adopt_when_caught_up(struct reconcile *rc)
+{
+	if (rc->run || now_wall(rc) >= rc->adopt_by) {
+		rc->adopt_by = 0; /* count again */
+		arm(rc, FLEET_ADOPT_RETRY_MS);
+		return;
+	}
+	if (fleet_seq(rc->a->fleet) < rc->adopt_seq) {
+		arm(rc, FLEET_CATCH_UP_STEP_MS);
+		return;
+	}
+	rc->adopt_by = 0;
+	rc->adopt_ok = 1;
+	reconcile_run(rc, "start", NULL, NULL);
+	rc->adopt_ok = 0;
+}
+
+static void claims_counted(void *ud, int err, int64_t n, int64_t seq)
 {
 	struct reconcile *rc = ud;
 
@@ -667,9 +690,9 @@ static void claims_counted(void *ud, int err, int64_t n)
 		arm(rc, FLEET_ADOPT_RETRY_MS);
 		return;
 	}
-	rc->adopt_ok = 1;
-	reconcile_run(rc, "start", NULL, NULL);
-	rc->adopt_ok = 0;
+	rc->adopt_seq = seq;
+	rc->adopt_by = now_wall(rc) + FLEET_CATCH_UP_MS;
+	adopt_when_caught_up(rc);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -677,7 +700,10 @@ static void on_timer(uv_timer_t *t)
 	struct reconcile *rc = t->data;
 
 	if (rc->a->fleet && open_intents(rc) > 0) {
-		fleet_foreign_claims(rc->a->fleet, claims_counted, rc);
+		if (rc->adopt_by)
+			adopt_when_caught_up(rc);
+		else
+			fleet_foreign_claims(rc->a->fleet, claims_counted, rc);
 		return;
 	}
 	if (rc->a->fleet && !fleet_leader(rc->a->fleet)) {

@@ -106,20 +106,22 @@ void fleet_claim_name(struct fleet *f, const char *name, fleet_claim_fn fn,
 
 /*
  * fn gets the number of open claims of other agents alive (creates whose
- * sandbox another agent may still be about to store), plus one when
- * this copy has not yet read every event (a stored sandbox it may not
- * know). Adopting a sandbox made before now for a create of this agent
- * whose answer was lost is safe only with none (ERR_UNAVAIL: cannot
- * tell).
+ * sandbox another agent may still be about to store) and the newest
+ * event's sequence. Adopting a sandbox made before now for a create of
+ * this agent whose answer was lost is safe only with none, once this
+ * copy has read every event up to seq (fleet_seq: a stored sandbox it
+ * would not know otherwise). ERR_UNAVAIL: cannot tell.
  */
-typedef void (*fleet_count_fn)(void *ud, int err, int64_t n);
+typedef void (*fleet_count_fn)(void *ud, int err, int64_t n, int64_t seq);
 void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud);
 
 /*
  * Takes over the open claims of these names (a JSON array): the creates
  * a previous run of this agent was cut off in, which it settles itself,
  * so that their claims do not lapse and let another agent make the
- * sandbox a second time meanwhile. Such claims do not count in
+ * sandbox a second time meanwhile. They are held like this agent's own
+ * (fleet_drop_claim closes one; a closing lost with the connection is
+ * done again at the reconnect). Such claims do not count in
  * fleet_foreign_claims: agents each settling their own at once would
  * otherwise wait for each other for ever.
  */

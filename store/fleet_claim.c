@@ -132,13 +132,11 @@ static void counted(void *ud, int err, const PGresult *res, const char *msg)
 {
 	struct count *c = ud;
 
-	(void)msg;
 	int64_t n = err ? 0 : strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	int64_t seq = err ? 0 : strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 
-	/* events this copy has not seen yet: a sandbox it may not know */
-	if (!err && strtoll(PQgetvalue(res, 0, 1), NULL, 10) > c->f->seq)
-		n++;
-	c->fn(c->ud, err, n);
+	(void)msg;
+	c->fn(c->ud, err, n, seq);
 	free(c);
 }
 
@@ -149,7 +147,7 @@ void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud)
 
 	if (c == NULL || f->state != FLEET_UP) {
 		free(c);
-		fn(ud, ERR_UNAVAIL, 0);
+		fn(ud, ERR_UNAVAIL, 0, 0);
 		return;
 	}
 	c->f = f;
@@ -167,6 +165,18 @@ void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud)
 	             1, v, counted, c);
 }
 
+/* The claims taken over are held: closed when dropped, swept if not. */
+static void taken(void *ud, int err, const PGresult *res, const char *msg)
+{
+	struct fleet *f = ud;
+	int i;
+
+	(void)msg;
+	for (i = 0; !err && !f->closing && i < PQntuples(res); i++)
+		held_add(f, strtoll(PQgetvalue(res, i, 0), NULL, 10),
+		         PQgetvalue(res, i, 1));
+}
+
 void fleet_take_claims(struct fleet *f, const char *names_json)
 {
 	const char *v[2] = {f->host_id, names_json};
@@ -174,8 +184,8 @@ void fleet_take_claims(struct fleet *f, const char *names_json)
 	pgconn_query(f->pc,
 	             "UPDATE intents SET host = $1, kind = 'adopt' WHERE state "
 	             "= 'open' AND host <> $1 AND name IN (SELECT "
-	             "jsonb_array_elements_text($2::jsonb))",
-	             2, v, NULL, NULL);
+	             "jsonb_array_elements_text($2::jsonb)) RETURNING id, name",
+	             2, v, taken, f);
 }
 
 void fleet_drop_claim(struct fleet *f, const char *name)
@@ -271,9 +281,10 @@ static void pruned(void *ud, int err, const PGresult *res, const char *msg)
  * After a reconnect: a claim whose answer was lost with the connection
  * (its COMMIT may have landed) is held by this agent in the registry
  * while no create of it runs; while this agent lives it would never
- * lapse and every create of the name would wait for it. Closes every
- * open create claim of this agent that it does not hold, unless its
- * sandbox is stored (the heartbeat closes those as done).
+ * lapse and every create of the name would wait for it; so would one
+ * taken over from a previous run whose closing was lost. Closes every
+ * open claim of this agent that it does not hold, unless its sandbox is
+ * stored (the heartbeat closes those as done).
  */
 void fleet_claims_sweep(struct fleet *f)
 {
@@ -289,8 +300,8 @@ void fleet_claims_sweep(struct fleet *f)
 	pgconn_query(
 	        f->pc,
 	        "UPDATE intents SET state = 'failed', resolved_at = " PG_NOW_MS
-	        " WHERE state = 'open' AND kind = 'create' AND host = $1 "
-	        "AND id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)"
+	        " WHERE state = 'open' AND host = $1 AND id NOT IN (SELECT "
+	        "jsonb_array_elements_text($2::jsonb)"
 	        "::bigint) AND NOT EXISTS (SELECT 1 FROM sandboxes s WHERE "
 	        "s.name = intents.name)",
 	        2, v, NULL, NULL);

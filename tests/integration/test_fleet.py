@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 
 from hopxtest import Agent, PgServer, Sim, Tap, api_calls, cleanup, \
@@ -219,10 +220,13 @@ t.ok(wait_for(lambda: records(C).get(web, {}).get("labels", {})
 
 # -- PostgreSQL down --------------------------------------------------------
 # As if A's claim of "orphan" had committed as the connection broke, its
-# answer lost: A holds it in the registry but runs no create of it. A
-# live agent's claim never lapses: A closes it when it reconnects.
-pg.sql("INSERT INTO intents (kind, request, name, host, created_at) "
-       f"VALUES ('create', '{{}}', 'orphan', '{host_id['a']}', 0)")
+# answer lost: A holds it in the registry but runs no create of it. As if
+# A had taken over "orphan2" from a run before it, settled that create
+# and lost the closing with the connection. A live agent's claim never
+# lapses: A closes both when it reconnects.
+for kind, name in (("create", "orphan"), ("adopt", "orphan2")):
+    pg.sql("INSERT INTO intents (kind, request, name, host, created_at) "
+           f"VALUES ('{kind}', '{{}}', '{name}', '{host_id['a']}', 0)")
 pg.stop()
 t.ok(wait_for(lambda: all(store(x).get("state") == "unavailable"
                           for x in hosts.values()), 15),
@@ -255,18 +259,65 @@ for h in hosts.values():
          "change is nowhere, nothing marked gone", str(r))
 row = pg.sql("SELECT count(*) FROM sandboxes WHERE status = 'gone'")
 t.ok(row == [["0"]], "PostgreSQL has nothing gone", str(row))
+for name, what in (("orphan", "a claim whose answer was lost with the "
+                   "connection"),
+                   ("orphan2", "a claim taken over whose closing was lost")):
+    seq = sim.last_seq()
+    try:
+        rc, out, err = B.ctl("create", "--template", "base", "--name", name,
+                             timeout=30)
+    except subprocess.TimeoutExpired:
+        rc, err = None, "hopxctl waited 30 s"
+    creates = [c for c in api_calls(sim.log(seq))
+               if c[1] == "POST /v1/sandboxes"]
+    row = pg.sql(f"SELECT state FROM intents WHERE name = '{name}' "
+                 "ORDER BY id")
+    t.ok(rc == 0 and len(creates) == 1 and row == [["failed"], ["done"]],
+         f"{what} is closed when its agent reconnects: a create of the "
+         "name elsewhere goes ahead",
+         f"{rc} {err} creates {len(creates)} intents {row}")
+
+# -- a create cut off by a kill, settled while changes stream in -----------
+# A restarted agent adopts the sandbox its lost create made once its copy
+# has read the registry up to a moment when no other agent was creating:
+# a fleet that never stops changing labels must not keep it waiting.
+def stream(stop, agent, ref):
+    n = 0
+    while not stop.is_set():
+        n += 1
+        agent.rpc("label", {"ref": ref, "set": {"stream": str(n)}})
+
+
+sim.faults({"route_latency": {"POST /v1/sandboxes": {"latency_ms": 3000}}})
 seq = sim.last_seq()
-try:
-    rc, out, err = B.ctl("create", "--template", "base", "--name", "orphan",
-                         timeout=30)
-except subprocess.TimeoutExpired:
-    rc, err = None, "hopxctl waited 30 s"
+lost = subprocess.Popen([hopxctl, "--socket", A.sock, "create", "--template",
+                         "base", "--name", "cutoff"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+made = wait_for(lambda: any(e["route"] == "POST /v1/sandboxes"
+                            for e in sim.log(seq)), 10, step=0.05)
+t.ok(made and A.kill9(), "A is killed while HopX makes its sandbox")
+lost.wait(10)
+sim.faults(None)
+stop = threading.Event()
+load = [threading.Thread(target=stream, args=(stop, x, "api"), daemon=True)
+        for x in (B, C, B, C)]
+for th in load:
+    th.start()
+ev0 = int(pg.sql("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+A.start()
+took = seen_within(B, lambda r: any(x.get("name") == "cutoff"
+                                    for x in r.values()), 8)
+stop.set()
+for th in load:
+    th.join(10)
+streamed = int(pg.sql("SELECT max(seq) FROM events")[0][0]) - ev0
 creates = [c for c in api_calls(sim.log(seq)) if c[1] == "POST /v1/sandboxes"]
-row = pg.sql("SELECT state FROM intents WHERE name = 'orphan' ORDER BY id")
-t.ok(rc == 0 and len(creates) == 1 and row == [["failed"], ["done"]],
-     "a claim whose answer was lost with the connection is closed when its "
-     "agent reconnects: a create of the name elsewhere goes ahead",
-     f"{rc} {err} creates {len(creates)} intents {row}")
+closed = wait_for(lambda: pg.sql("SELECT state FROM intents WHERE name = "
+                                 "'cutoff'") == [["done"]], 5)
+t.ok(took is not None and len(creates) == 1 and closed,
+     "the restarted agent adopts its cut-off create within 8 s while "
+     "changes stream in; HopX made it once, its claim is closed",
+     f"adopted after {took} s, {streamed} changes, creates {len(creates)}")
 
 cleanup(tmp, sim, A, B, C, pg, t=t)
 pg.remove()
