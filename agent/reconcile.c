@@ -83,8 +83,10 @@ struct reconcile {
 	uint32_t rng;
 	struct run *run;
 	int first_done;
-	int adopt_ok;  /* a fleet's run may adopt (no other agent's claim) */
-	int64_t adopt_seq, adopt_by; /* adopt once read up to seq, by then */
+	int adopt_ok; /* a fleet's run may adopt (no other agent's claim) */
+	/* adopt once the copy holds the registry at seq, by then; what a
+	 * run adopts was made before the count was asked */
+	int64_t adopt_seq, adopt_by, adopt_asked;
 	int64_t *held; /* create intents whose answer is still to come */
 	size_t nheld, capheld;
 };
@@ -631,12 +633,14 @@ int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
 	    adopt_run_open(rc->a->store, hopx_skew_ms(rc->hx, NULL),
 	                   &run->adopt) != 0)
 		log_warn("cannot read the open create intents");
-	/* the gate saw every sandbox the fleet stored until now: only one
-	 * made before it (HopX's clock, known to a second) may be ours */
+	/* the gate saw every sandbox the fleet stored until it asked: only
+	 * one made before that (HopX's clock, known to a second) may be
+	 * ours */
 	if (rc->a->fleet)
-		adopt_run_cap(run->adopt, run->started_at +
-		                                  hopx_skew_ms(rc->hx, NULL) -
-		                                  1000);
+		adopt_run_cap(
+		        run->adopt,
+		        (rc->adopt_ok ? rc->adopt_asked : run->started_at) +
+		                hopx_skew_ms(rc->hx, NULL) - 1000);
 	run->pending++; /* held until the first step is queued */
 	if (run->n >= LIST_MIN || run->adopt)
 		list_page(run, NULL);
@@ -672,7 +676,7 @@ static void adopt_when_caught_up(struct reconcile *rc)
 		arm(rc, FLEET_ADOPT_RETRY_MS);
 		return;
 	}
-	if (fleet_seq(rc->a->fleet) < rc->adopt_seq) {
+	if (!fleet_caught_up(rc->a->fleet, rc->adopt_seq)) {
 		arm(rc, FLEET_CATCH_UP_STEP_MS);
 		return;
 	}
@@ -702,8 +706,10 @@ static void on_timer(uv_timer_t *t)
 	if (rc->a->fleet && open_intents(rc) > 0) {
 		if (rc->adopt_by)
 			adopt_when_caught_up(rc);
-		else
+		else {
+			rc->adopt_asked = now_wall(rc);
 			fleet_foreign_claims(rc->a->fleet, claims_counted, rc);
+		}
 		return;
 	}
 	if (rc->a->fleet && !fleet_leader(rc->a->fleet)) {

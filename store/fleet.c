@@ -331,3 +331,9 @@ int64_t fleet_seq(const struct fleet *f)
 {
 	return f->seq;
 }
+
+int fleet_caught_up(const struct fleet *f, int64_t seq)
+{
+	return f->state == FLEET_UP && f->seq >= seq && f->fetching == 0 &&
+	       !f->fetch_lost;
+}

@@ -109,8 +109,8 @@ void fleet_claim_name(struct fleet *f, const char *name, fleet_claim_fn fn,
  * sandbox another agent may still be about to store) and the newest
  * event's sequence. Adopting a sandbox made before now for a create of
  * this agent whose answer was lost is safe only with none, once this
- * copy has read every event up to seq (fleet_seq: a stored sandbox it
- * would not know otherwise). ERR_UNAVAIL: cannot tell.
+ * copy holds what the registry did at seq (fleet_caught_up: a stored
+ * sandbox it would not know otherwise). ERR_UNAVAIL: cannot tell.
  */
 typedef void (*fleet_count_fn)(void *ud, int err, int64_t n, int64_t seq);
 void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud);
@@ -176,5 +176,12 @@ size_t fleet_pending(const struct fleet *f);
 
 /* Newest fleet sequence number copied into the store. */
 int64_t fleet_seq(const struct fleet *f);
+
+/*
+ * 1 when the copy holds everything the registry did at event seq: the
+ * events read, the sandboxes they changed read too (none being read, no
+ * read lost since the last whole read), the registry up.
+ */
+int fleet_caught_up(const struct fleet *f, int64_t seq);
 
 #endif

@@ -81,9 +81,11 @@ struct fleet {
 	uv_timer_t beat;  /* heartbeat, and a catch-up in case NOTIFY is lost */
 	uv_check_t flush; /* pushes what the loop turn wrote */
 	struct fleet_dirty *dirty;
-	size_t ndirty; /* entries with something to push */
-	int64_t seq;   /* newest event copied into the store */
-	int pulling;   /* a catch-up query is running */
+	size_t ndirty;  /* entries with something to push */
+	int64_t seq;    /* newest event copied into the store */
+	int pulling;    /* a catch-up query is running */
+	int fetching;   /* reads of changed sandboxes running */
+	int fetch_lost; /* one failed: the copy waits for the next whole read */
 	int pull_again;
 	int closing;
 	struct fleet_member_rec members[FLEET_MEMBERS_MAX];

@@ -229,8 +229,10 @@ static void fetched(void *ud, int err, const PGresult *res, const char *msg)
 	const cJSON *id;
 	int i;
 
+	f->fetching--;
 	if (err) {
 		log_warn("fleet: reading changed sandboxes failed: %s", msg);
+		f->fetch_lost = 1;
 		goto out; /* read again whole at the reconnect */
 	}
 	store_journal_mute(f->st, 1);
@@ -265,6 +267,7 @@ void fleet_fetch(struct fleet *f, const char *ids_json)
 		return;
 	}
 	x->f = f;
+	f->fetching++;
 	snprintf(
 	        sql, sizeof(sql),
 	        "%sWHERE s.id IN (SELECT jsonb_array_elements_text($1::jsonb))",
@@ -391,6 +394,7 @@ static void resync_done(struct resync *rs)
 	struct fleet *f = rs->f;
 
 	f->seq = start_seq(f, rs->seq0);
+	f->fetch_lost = 0;
 	resync_free(rs);
 	fleet_set_state(f, FLEET_UP, "");
 	fleet_catch_up(f);
