@@ -599,20 +599,36 @@ size_t fleet_pending(const struct fleet *f)
 	return n;
 }
 
+/*
+ * What a run before this one left unpushed. A user's change in it was
+ * never acknowledged (that waits for the registry) or is stored already:
+ * sending it now could undo a newer one made on another agent since, so
+ * only what HopX said (and a new record, whole) is sent again, the rest
+ * read from the registry like after an unreachable push.
+ */
 static int outbox_load_one(void *ud, const char *sandbox_id, unsigned parts)
 {
 	struct fleet_dirty *d = fleet_dirty_get(ud, sandbox_id);
+	unsigned keep =
+	        parts & STORE_PART_NEW ? parts : parts & STORE_PART_FACTS;
 
 	if (d)
-		d->parts |= parts;
+		d->parts |= keep;
 	return 0;
 }
 
 void fleet_outbox_load(struct fleet *f)
 {
+	struct fleet_dirty *d, *tmp;
+
 	if (store_outbox_list(f->st, outbox_load_one, f) != 0)
 		log_warn("fleet: cannot read the outbox: changes made before "
 		         "a crash may not reach the registry");
+	HASH_ITER(hh, f->dirty, d, tmp)
+	{
+		outbox_clear(f, d); /* what was dropped */
+		dirty_settle(f, d);
+	}
 	if (f->dirty)
 		log_info("fleet: %u sandbox(es) with changes not yet in the "
 		         "registry",

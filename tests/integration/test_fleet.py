@@ -11,6 +11,7 @@ what it missed."""
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -276,6 +277,27 @@ for name, what in (("orphan", "a claim whose answer was lost with the "
          f"{what} is closed when its agent reconnects: a create of the "
          "name elsewhere goes ahead",
          f"{rc} {err} creates {len(creates)} intents {row}")
+
+# -- a change in the outbox of a killed agent ------------------------------
+# A label written on A whose push was cut off by the kill was never
+# acknowledged; by the time A is back another agent has changed it. A's
+# restart must not send its old label over the newer one.
+A.kill9()
+db = sqlite3.connect(A.db)
+db.execute("INSERT OR REPLACE INTO labels VALUES (?, 'race', 'old')", (web,))
+db.execute("INSERT OR REPLACE INTO outbox VALUES (?, 16)", (web,))
+db.commit()
+db.close()
+ok(B, "label", "api", "race=new")
+A.start()
+t.ok(wait_for(lambda: store(A).get("state") == "up", 30), "A is back")
+time.sleep(1)  # what A would push at its start has been pushed by now
+reg = pg.sql(f"SELECT value FROM labels WHERE sandbox_id = '{web}' AND "
+             "key = 'race'")
+t.ok(reg == [["new"]] and wait_for(lambda: records(A).get(web, {}).get(
+     "labels", {}).get("race") == "new", 5),
+     "a killed agent's unacknowledged change does not undo a newer one "
+     "made elsewhere; its copy reads the newer one", f"registry {reg}")
 
 # -- a create cut off by a kill, settled while changes stream in -----------
 # A restarted agent adopts the sandbox its lost create made once its copy
