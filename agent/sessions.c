@@ -69,11 +69,6 @@ void sess_unref(struct sess *s)
 	free(s);
 }
 
-static void on_timer_closed(uv_handle_t *h)
-{
-	sess_unref(h->data);
-}
-
 static void swait_closed(uv_handle_t *h)
 {
 	free(h->data);
@@ -124,7 +119,8 @@ static void sess_drop(struct sess *s, int err, const char *msg)
 	}
 	while (s->waits)
 		sess_swait_end(s->waits, err, msg);
-	uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+	timerq_cancel(s->ss->tq, &s->due);
+	sess_unref(s); /* the map's */
 }
 
 /* ---- loading from the store ---- */
@@ -150,15 +146,17 @@ static int sess_add(struct sessions *ss, const struct store_sandbox *r)
 	size_t n = strlen(r->id) + 1;
 	struct sess *s = calloc(1, sizeof(*s) + n);
 
-	if (s == NULL)
+	/* room to queue every record's next action: scheduling never fails */
+	if (s == NULL ||
+	    timerq_reserve(ss->tq, (size_t)HASH_COUNT(ss->map) + 1) != 0) {
+		free(s);
 		return ERR_NOMEM;
+	}
 	s->ss = ss;
 	memcpy(s->id, r->id, n);
 	s->jitter = timing_rand(&ss->rng);
 	s->used_at = sess_now(ss); /* idleness counts from when it is known */
 	s->refs = 1;
-	uv_timer_init(ss->a->loop, &s->timer);
-	s->timer.data = s;
 	sess_load(s, r);
 	HASH_ADD_STR(ss->map, id, s);
 	sess_schedule(s);
@@ -302,15 +300,17 @@ int sessions_create(struct agent *a, struct hopx *hx, void (*loaded)(void *ud),
 {
 	struct sessions *ss = calloc(1, sizeof(*ss));
 	struct loader *l = calloc(1, sizeof(*l));
+	const struct clock *clk = hx ? hopx_clock(hx) : a->clk;
 
-	if (ss == NULL || l == NULL) {
+	if (ss == NULL || l == NULL ||
+	    timerq_new(a->loop, clk, sess_due, ss, &ss->tq) != 0) {
 		free(ss);
 		free(l);
 		return ERR_NOMEM;
 	}
 	ss->a = a;
 	ss->hx = hx;
-	ss->clk = hx ? hopx_clock(hx) : a->clk;
+	ss->clk = clk;
 	if (hx)
 		hopx_on_skew(hx, on_skew, ss);
 	ss->rng = (uint32_t)clock_wall_ms(a->clk) | 1u;
@@ -351,6 +351,7 @@ void sessions_destroy(struct sessions *ss)
 			s->refs--;
 		sess_drop(s, ERR_STATE, "hopxd is shutting down");
 	}
+	timerq_close(ss->tq);
 	free(ss->batch);
 	free(ss);
 }
@@ -631,7 +632,7 @@ void sessions_shutdown(struct sessions *ss, void (*fn)(void *ud), void *ud)
 	ss->shut_ud = ud;
 	HASH_ITER(hh, ss->map, s, tmp)
 	{
-		uv_timer_stop(&s->timer);
+		timerq_cancel(ss->tq, &s->due);
 		if (ss->hx && s->pause_on_shutdown && s->status == SBX_RUNNING)
 			shut_pause(ss, s);
 	}

@@ -12,6 +12,7 @@
 
 #include "hopx.h"
 #include "sessions.h"
+#include "timerq.h"
 
 #include <uthash.h>
 
@@ -84,11 +85,11 @@ struct sess {
 	int polls;       /* polls while creating */
 	int64_t retry_at;
 	int64_t poll_at;
-	uv_timer_t timer;
-	struct op *cur;   /* in flight */
-	struct op *queue; /* waiting their turn */
+	struct timerq_entry due; /* the next background action */
+	struct op *cur;          /* in flight */
+	struct op *queue;        /* waiting their turn */
 	struct swait *waits;
-	int refs; /* the timer handle, a call in flight, a running finish */
+	int refs; /* the map, a call in flight, a running finish */
 	int dropped;
 	/* The stored token and host, once a client asked (NULL: ask the
 	 * store): the token broker's answer without SQL. Emptied by every
@@ -118,6 +119,7 @@ struct sessions {
 	const struct clock *clk;
 	int skew_told; /* the skew was past SKEW_WARN_MS when last told */
 	struct sess *map;
+	struct timerq *tq; /* every record's next background action */
 	uint32_t rng;
 	enum sess_api api;
 	char api_msg[256];
@@ -147,7 +149,7 @@ struct sess *sess_lookup(struct sessions *ss, const char *id);
 /* Forgets the cached token text (any change of the record). */
 void sess_cache_clear(struct sess *s);
 
-/* Drops a reference; the last frees the record once its timer closed. */
+/* Drops a reference; the last frees the record. */
 void sess_unref(struct sess *s);
 
 /* Ends a status wait with err (0: the status came). */
@@ -155,8 +157,11 @@ void sess_swait_end(struct swait *w, int err, const char *msg);
 
 /* ---- scheduling (sessions_sched.c) ---- */
 
-/* Arms the record's timer for its next background action. */
+/* Queues the record's next background action. */
 void sess_schedule(struct sess *s);
+
+/* The queue's callback: a record's background action came due. */
+void sess_due(void *ud, struct timerq_entry *e);
 
 /* When its token is due for renewal (0: no token), and when it is
  * paused for idleness (0: never). */

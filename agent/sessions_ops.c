@@ -228,7 +228,7 @@ void sess_op_start(struct sess *s)
 	DL_DELETE(s->queue, op);
 	s->cur = op;
 	op->before = s->status;
-	uv_timer_stop(&s->timer);
+	timerq_cancel(s->ss->tq, &s->due);
 	/* A token just issued (e.g. by the resume queued before) is fresh. */
 	if (op->act == SESS_REFRESH && s->tok_exp > now &&
 	    now - s->tok_issued < REFRESH_MIN_AGE_MS) {

@@ -15,6 +15,7 @@
 #include "timing.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,17 +147,18 @@ static void on_bg_done(void *ud, const struct sess_outcome *o)
 	(void)o; /* failures were recorded by op_finish */
 }
 
-static void on_due(uv_timer_t *t)
+void sess_due(void *ud, struct timerq_entry *e)
 {
-	struct sess *s = t->data;
+	struct sess *s =
+	        (struct sess *)(void *)((char *)e - offsetof(struct sess, due));
 	enum sess_act act = SESS_SYNC;
 	int64_t now = sess_now(s->ss), arg;
 
 	if (s->cur)
 		return; /* op_finish schedules again */
 	/*
-	 * The loop's clock is monotonic and whole milliseconds, due is wall
-	 * time: a timer may fire a hair early. Re-arm, never drop it (a
+	 * What is due now may differ from when it was queued (a token
+	 * stored meanwhile, the skew moved): re-queue, never drop it (a
 	 * dropped timer left renewals to the next reconcile).
 	 */
 	if (next_due(s, now, &act, &arg) > now) {
@@ -175,7 +177,7 @@ void sess_schedule(struct sess *s)
 	enum sess_act act = SESS_SYNC;
 	int64_t now = sess_now(s->ss), due, arg;
 
-	uv_timer_stop(&s->timer);
+	timerq_cancel(s->ss->tq, &s->due);
 	if (s->dropped || s->cur || s->ss->hx == NULL || s->ss->stopping ||
 	    s->ss->held)
 		return;
@@ -185,6 +187,6 @@ void sess_schedule(struct sess *s)
 	due = next_due(s, now, &act, &arg);
 	if (due == INT64_MAX)
 		return;
-	uv_timer_start(&s->timer, on_due, due > now ? (uint64_t)(due - now) : 0,
-	               0);
+	/* room was made when the record was added */
+	(void)timerq_set(s->ss->tq, &s->due, due);
 }
