@@ -120,6 +120,7 @@ static void sess_drop(struct sess *s, int err, const char *msg)
 	while (s->waits)
 		sess_swait_end(s->waits, err, msg);
 	timerq_cancel(s->ss->tq, &s->due);
+	sess_renew_unbook(s);
 	sess_unref(s); /* the map's */
 }
 
@@ -128,6 +129,8 @@ static void sess_drop(struct sess *s, int err, const char *msg)
 static void sess_load(struct sess *s, const struct store_sandbox *r)
 {
 	sess_cache_clear(s);
+	if (!r->token || r->token_expires_at != s->tok_exp)
+		sess_renew_unbook(s); /* another token (another agent's) */
 	s->status = r->status;
 	s->tok_exp = r->token ? r->token_expires_at : 0;
 	s->tok_issued = r->token ? r->token_issued_at : 0;
@@ -352,6 +355,7 @@ void sessions_destroy(struct sessions *ss)
 		sess_drop(s, ERR_STATE, "hopxd is shutting down");
 	}
 	timerq_close(ss->tq);
+	sess_renew_load_free(ss);
 	free(ss->batch);
 	free(ss);
 }

@@ -80,6 +80,7 @@ struct sess {
 	int64_t pause_after;  /* the agent's own pauses wait (one refused) */
 	int auto_resume, pause_on_shutdown, paused_by_agent;
 	uint32_t jitter; /* where in the renewal window this one renews */
+	int64_t booked;  /* its renewal's second in the load; 0: none */
 	int fails;       /* consecutive failed operations */
 	int64_t wait_ms; /* Retry-After of the last failed answer, or -1 */
 	int polls;       /* polls while creating */
@@ -120,6 +121,7 @@ struct sessions {
 	int skew_told; /* the skew was past SKEW_WARN_MS when last told */
 	struct sess *map;
 	struct timerq *tq; /* every record's next background action */
+	struct renew_slot *renew_load; /* renewals booked per second */
 	uint32_t rng;
 	enum sess_api api;
 	char api_msg[256];
@@ -162,6 +164,20 @@ void sess_schedule(struct sess *s);
 
 /* The queue's callback: a record's background action came due. */
 void sess_due(void *ud, struct timerq_entry *e);
+
+/*
+ * For a token this agent just got: its place in the renewal window, the
+ * second with the fewest renewals booked among a few spread over the
+ * window (a wave of tokens issued together is renewed at an even rate,
+ * not in a random heap twice as high in the middle), then booked.
+ */
+void sess_renew_book(struct sess *s);
+
+/* Takes the record's renewal out of the load (nothing if none). */
+void sess_renew_unbook(struct sess *s);
+
+/* Frees the load (every record unbooked). */
+void sess_renew_load_free(struct sessions *ss);
 
 /* When its token is due for renewal (0: no token), and when it is
  * paused for idleness (0: never). */

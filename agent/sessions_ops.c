@@ -93,7 +93,7 @@ static void put_token(struct sess *s, const struct hopx_sandbox *h,
 	sess_cache_clear(s);
 	s->tok_exp = h->token_expires_at;
 	s->tok_issued = now;
-	s->jitter = timing_rand(&s->ss->rng);
+	sess_renew_book(s);
 	d = cJSON_CreateObject();
 	json_add_i64(d, "expires_at", h->token_expires_at);
 	text = json_print(d);

@@ -32,6 +32,85 @@ int64_t sess_renew_at(const struct sess *s)
 	               : 0;
 }
 
+/* ---- the renewal load: renewals booked per second ---- */
+
+#define RENEW_CHOICES 8
+
+struct renew_slot {
+	int64_t sec;
+	int n;
+	UT_hash_handle hh;
+};
+
+static int renew_booked(const struct sessions *ss, int64_t sec)
+{
+	struct renew_slot *r;
+
+	HASH_FIND(hh, ss->renew_load, &sec, sizeof(sec), r);
+	return r ? r->n : 0;
+}
+
+/* Adds d renewals at second sec; the slot goes when it is empty. */
+static int renew_count(struct sessions *ss, int64_t sec, int d)
+{
+	struct renew_slot *r;
+
+	HASH_FIND(hh, ss->renew_load, &sec, sizeof(sec), r);
+	if (r == NULL && d > 0) {
+		if ((r = calloc(1, sizeof(*r))) == NULL)
+			return ERR_NOMEM;
+		r->sec = sec;
+		HASH_ADD(hh, ss->renew_load, sec, sizeof(r->sec), r);
+	}
+	if (r == NULL)
+		return 0;
+	if ((r->n += d) <= 0) {
+		HASH_DEL(ss->renew_load, r);
+		free(r);
+	}
+	return 0;
+}
+
+void sess_renew_unbook(struct sess *s)
+{
+	if (s->booked)
+		renew_count(s->ss, s->booked, -1);
+	s->booked = 0;
+}
+
+void sess_renew_book(struct sess *s)
+{
+	uint32_t r = timing_rand(&s->ss->rng), j;
+	int best = -1, n, k;
+	int64_t sec;
+
+	sess_renew_unbook(s);
+	for (k = 0; k < RENEW_CHOICES; k++) {
+		j = r + (uint32_t)k * (UINT32_MAX / RENEW_CHOICES);
+		sec = timing_renew_at(s->tok_issued, s->tok_exp, j) / 1000;
+		n = renew_booked(s->ss, sec);
+		if (best < 0 || n < best) {
+			best = n;
+			s->jitter = j;
+		}
+	}
+	sec = timing_renew_at(s->tok_issued, s->tok_exp, s->jitter) / 1000;
+	/* out of memory: renewed where it was placed, only not counted */
+	if (sec > 0 && renew_count(s->ss, sec, 1) == 0)
+		s->booked = sec;
+}
+
+void sess_renew_load_free(struct sessions *ss)
+{
+	struct renew_slot *r, *tmp;
+
+	HASH_ITER(hh, ss->renew_load, r, tmp)
+	{
+		HASH_DEL(ss->renew_load, r);
+		free(r);
+	}
+}
+
 /*
  * The period HopX's deadline is re-armed to: the keep-alive policy's;
  * else the sandbox's own timeout while a client holds a lease (a sandbox

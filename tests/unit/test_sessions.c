@@ -206,6 +206,18 @@ static void on_token(void *ud, const struct sess_outcome *o, const char *token,
 	f->ndone++;
 }
 
+/* Counts answers only: a wave's tokens are many (out[] holds four). */
+static void on_done_token(void *ud, const struct sess_outcome *o,
+                          const char *token, int64_t expires_at)
+{
+	struct fx *f = ud;
+
+	(void)token;
+	(void)expires_at;
+	assert_int_equal(o->err, 0);
+	f->ndone++;
+}
+
 static void on_done(void *ud, const struct sess_outcome *o)
 {
 	struct fx *f = ud;
@@ -279,6 +291,58 @@ static void t_renewal_in_window(void **state)
 	assert_true(life > (LIFE_S - 5) * 1000LL);
 	assert_true(v.renew_at >= v.token_issued_at + life * 83 / 100);
 	assert_true(v.renew_at <= v.token_issued_at + life * 90 / 100);
+}
+
+/* A wave of tokens issued together is renewed at an even rate: each is
+ * placed in the second of its window with the fewest renewals (random
+ * places would heap up: with 200 over ~250 s, a dozen seconds of 3+). */
+static void t_renewals_even(void **state)
+{
+	enum { WAVE = 200 };
+	struct fx *f = *state;
+	static char ids[WAVE][SBX_ID_MAX + 1];
+	struct sc_result r;
+	struct store_sandbox rec;
+	struct sess_view v;
+	const cJSON *id;
+	int i = 0, per[400] = {0}, most = 0;
+	int64_t first = INT64_MAX, sec;
+
+	sc_api(&r, &f->p, "POST", "/_sim/sandboxes/bulk",
+	       "{\"count\":200,\"mix\":{\"running\":1.0}}");
+	assert_int_equal(r.status, 200);
+	cJSON_ArrayForEach(id, cJSON_GetObjectItemCaseSensitive(r.json, "ids"))
+	{
+		snprintf(ids[i], sizeof(ids[i]), "%s", id->valuestring);
+		store_sandbox_init(&rec);
+		rec.id = ids[i++];
+		rec.status = SBX_RUNNING;
+		assert_int_equal(store_sandbox_put(f->a.store, &rec,
+		                                   STORE_CAUSE_USER, NULL),
+		                 0);
+		rec.id = NULL;
+		store_sandbox_finish(&rec);
+		assert_int_equal(sessions_track(f->a.sess, ids[i - 1]), 0);
+	}
+	sc_free(&r);
+	assert_int_equal(i, WAVE);
+	f->ndone = 0;
+	for (i = 0; i < WAVE; i++)
+		assert_int_equal(sessions_token(f->a.sess, ids[i], 60000,
+		                                on_done_token, f),
+		                 0);
+	run_until(f, &f->ndone, WAVE);
+	for (i = 0; i < WAVE; i++) {
+		assert_int_equal(sessions_view(f->a.sess, ids[i], &v), 0);
+		first = v.renew_at < first ? v.renew_at : first;
+	}
+	for (i = 0; i < WAVE; i++) {
+		assert_int_equal(sessions_view(f->a.sess, ids[i], &v), 0);
+		sec = (v.renew_at - first) / 1000;
+		assert_true(sec >= 0 && sec < 400);
+		most = ++per[sec] > most ? per[sec] : most;
+	}
+	assert_true(most <= 2);
 }
 
 /* Two resumes of a paused sandbox: one resume and one refresh at HopX. */
@@ -385,9 +449,13 @@ int main(int argc, char **argv)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
-	        T(t_refresh_single_flight), T(t_clock_decides_refresh),
-	        T(t_renewal_in_window),     T(t_resume_joins),
-	        T(t_unknown_refused),       T(t_reconcile),
+	        T(t_refresh_single_flight),
+	        T(t_clock_decides_refresh),
+	        T(t_renewal_in_window),
+	        T(t_renewals_even),
+	        T(t_resume_joins),
+	        T(t_unknown_refused),
+	        T(t_reconcile),
 	};
 #undef T
 
