@@ -321,7 +321,7 @@ static void settle_adoption(struct run *run)
 static void on_list(void *ud, const struct hopx_result *r)
 {
 	struct run *run = ud;
-	int i, more;
+	int i, more, grouped;
 
 	sessions_note_api(run->rc->ss, r->err, r->message);
 	run->listing = 0;
@@ -335,8 +335,12 @@ static void on_list(void *ud, const struct hopx_result *r)
 		step_done(run);
 		return;
 	}
+	/* what a page changes is one transaction, not one per sandbox */
+	grouped = store_begin(run->rc->a->store) == 0;
 	for (i = 0; i < r->nitems; i++)
 		on_item(run, &r->items[i]);
+	if (grouped && store_commit(run->rc->a->store) != 0)
+		log_warn("cannot store what a list page said");
 	/*
 	 * Page on while a page may still save GETs, never past n pages;
 	 * open create intents need the whole list.
@@ -358,8 +362,14 @@ static void on_list(void *ud, const struct hopx_result *r)
 static void list_page(struct run *run, const char *cursor)
 {
 	char query[256];
-	struct hopx_call c = {
-	        .op = HOPX_LIST, .query = query, .prio = run->prio};
+	/* A page goes ahead of the actions the pages before it started:
+	 * behind them, the pages would come one per queue's wait and leave
+	 * the rest of the list to be read alone at the end. */
+	struct hopx_call c = {.op = HOPX_LIST,
+	                      .query = query,
+	                      .prio = run->prio == HOPX_PRIO_SYNC
+	                                      ? HOPX_PRIO_RESUME
+	                                      : run->prio};
 
 	snprintf(query, sizeof(query), "limit=%d%s%s", PAGE_LIMIT,
 	         cursor ? "&cursor=" : "", cursor ? cursor : "");
