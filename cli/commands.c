@@ -498,9 +498,10 @@ static int events_follow(struct cli *c, long long since)
 	}
 	if (r != 0)
 		fprintf(stderr, "hopxctl: %s\n", msg ? msg : err_str(r));
-	free(msg);
 	ipc_client_close(ic);
-	return r == ERR_NET ? EXIT_NOAGENT : cli_exit_code(r);
+	r = r == ERR_NET && msg == NULL ? -1 : r;
+	free(msg);
+	return r == -1 ? EXIT_NOAGENT : cli_exit_code(r);
 }
 
 int run_events(struct cli *c, int argc, char **argv)

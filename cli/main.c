@@ -227,19 +227,20 @@ int cli_call_on(struct cli *c, struct ipc_client *ic, const char *method,
                 cJSON *params, cJSON **result)
 {
 	char *msg = NULL;
-	int r;
+	int r, lost;
 
 	*result = NULL;
 	r = ipc_client_call(ic, method, params, c->timeout_ms, result, &msg);
 
-	if (r == ERR_NET || r == ERR_PROTO)
+	/* With a message, the agent said it (HopX unreachable is "network"):
+	 * without, the connection to the agent itself failed. */
+	lost = (r == ERR_NET || r == ERR_PROTO) && msg == NULL;
+	if (lost)
 		fprintf(stderr, "hopxctl: lost the connection to hopxd\n");
 	else if (r != 0)
 		fprintf(stderr, "hopxctl: %s\n", msg ? msg : err_str(r));
 	free(msg);
-	if (r == ERR_NET || r == ERR_PROTO)
-		return EXIT_NOAGENT;
-	return cli_exit_code(r);
+	return lost ? EXIT_NOAGENT : cli_exit_code(r);
 }
 
 /* Consumes global options; returns the index of the command or -exit. */
