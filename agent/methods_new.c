@@ -380,6 +380,12 @@ static void created(void *ud, const struct hopx_result *r)
 		         "for a new sandbox at HopX and 'hopxctl attach' it",
 		         err_str(r->err));
 	flight_end(c.a, t->flight, r->sbx.id, e, c.msg);
+	/* HopX may have made it: the name stays claimed until it is known */
+	if (unknown && t->claim && c.a->fleet) {
+		fleet_keep_claim(c.a->fleet, t->claim);
+		reconcile_settle_soon(c.a->rec);
+		t->claim = 0;
+	}
 	release_claim(c.a, t->claim, e == 0 ? r->sbx.id : NULL);
 	if (e == 0)
 		settle(&c, t, &r->sbx);

@@ -808,6 +808,14 @@ void reconcile_hold(struct reconcile *rc, int64_t intent, int on)
 	rc->held[rc->nheld++] = intent;
 }
 
+void reconcile_settle_soon(struct reconcile *rc)
+{
+	if (rc == NULL || rc->a->fleet == NULL || rc->run ||
+	    rc->next_at <= now_wall(rc) + FLEET_ADOPT_RETRY_MS)
+		return;
+	arm(rc, FLEET_ADOPT_RETRY_MS);
+}
+
 int reconcile_running(const struct reconcile *rc)
 {
 	return rc->run != NULL;

@@ -50,6 +50,13 @@ int reconcile_run(struct reconcile *rc, const char *trigger, reconcile_fn fn,
  */
 void reconcile_hold(struct reconcile *rc, int64_t intent, int on);
 
+/*
+ * A create's outcome is unknown (its intent stays open): in a fleet its
+ * name stays claimed until this agent settles it, so a run that may
+ * adopt comes soon rather than at the next interval.
+ */
+void reconcile_settle_soon(struct reconcile *rc);
+
 /* Whether a run is going on, and when the next periodic one starts. */
 int reconcile_running(const struct reconcile *rc);
 

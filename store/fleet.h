@@ -127,6 +127,14 @@ void fleet_foreign_claims(struct fleet *f, fleet_count_fn fn, void *ud);
  */
 void fleet_take_claims(struct fleet *f, const char *names_json);
 
+/*
+ * Keeps a claim whose create's outcome is unknown (no answer, or a lost
+ * one): HopX may have made the sandbox, so the name stays claimed, now
+ * settled by this agent like one taken over from a run before it (its
+ * reconcile adopts the sandbox, or drops the claim: fleet_drop_claim).
+ */
+void fleet_keep_claim(struct fleet *f, int64_t intent);
+
 /* Closes this agent's claim of name: its create made nothing. */
 void fleet_drop_claim(struct fleet *f, const char *name);
 

@@ -188,6 +188,18 @@ void fleet_take_claims(struct fleet *f, const char *names_json)
 	             2, v, taken, f);
 }
 
+void fleet_keep_claim(struct fleet *f, int64_t intent)
+{
+	char *id = fleet_i64(intent);
+	const char *v[1] = {id};
+
+	pgconn_query(f->pc,
+	             "UPDATE intents SET kind = 'adopt' WHERE id = $1 AND "
+	             "state = 'open'",
+	             1, v, NULL, NULL);
+	free(id);
+}
+
 void fleet_drop_claim(struct fleet *f, const char *name)
 {
 	const char *v[2] = {f->host_id, name};

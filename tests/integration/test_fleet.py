@@ -299,6 +299,27 @@ t.ok(reg == [["new"]] and wait_for(lambda: records(A).get(web, {}).get(
      "a killed agent's unacknowledged change does not undo a newer one "
      "made elsewhere; its copy reads the newer one", f"registry {reg}")
 
+# -- a create whose answer was lost ---------------------------------------
+# HopX made the sandbox but A's answer was cut off half way: A cannot tell
+# whether it was made, so the name stays claimed until A's reconcile
+# settles it; B's create of the name then gets that sandbox, not a second.
+seq = sim.last_seq()
+sim.admin("POST", "/faults/script", {"route": "POST /v1/sandboxes",
+                                     "count": 1, "action": "truncated"})
+rc, _, err = A.ctl("create", "--template", "base", "--name", "lostans")
+t.ok(rc == 6 and "may or may not" in err,
+     "A's create whose answer was cut off has an unknown outcome (exit 6: "
+     "the agent said so, not a lost connection to it)", f"{rc} {err}")
+rc, out = B.ctl_json("create", "--template", "base", "--name", "lostans")
+out = out if rc == 0 else {"error": out}
+made = [e["sandbox_id"] for e in sim.log(seq)
+        if e["route"] == "POST /v1/sandboxes" and e["sandbox_id"]]
+creates = [c for c in api_calls(sim.log(seq)) if c[1] == "POST /v1/sandboxes"]
+t.ok(rc == 0 and len(creates) == 1 and out.get("id") in made,
+     "B's create of the name waits for A to settle it and gets the "
+     "sandbox A's create made: one sandbox",
+     f"rc {rc} {out} creates {creates} made {made}")
+
 # -- a create cut off by a kill, settled while changes stream in -----------
 # A restarted agent adopts the sandbox its lost create made once its copy
 # has read the registry up to a moment when no other agent was creating:
