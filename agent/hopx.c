@@ -589,6 +589,16 @@ static void on_timer(uv_timer_t *t)
 	pump(t->data);
 }
 
+/* Transfer slots a priority may fill. A user's call keeps one of its own:
+ * with every slot held by background work (a restart resuming thousands)
+ * it would otherwise wait a whole round trip for one to free. */
+static int slots(const struct hopx *hx, int prio)
+{
+	if (prio == HOPX_PRIO_USER || hx->max_inflight < 2)
+		return hx->max_inflight;
+	return hx->max_inflight - 1;
+}
+
 /* Starts every call that is due, by priority, while budget lasts. */
 static void pump(struct hopx *hx)
 {
@@ -610,7 +620,7 @@ static void pump(struct hopx *hx)
 				 * pumps again. Handing calls to http.c only as
 				 * slots free keeps the priorities: its queue is
 				 * first come, first served. */
-				if (hx->nrunning >= hx->max_inflight)
+				if (hx->nrunning >= slots(hx, prio))
 					goto full;
 				hx->tokens -= 1.0;
 				DL_DELETE(hx->queue[prio], p);

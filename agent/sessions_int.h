@@ -31,8 +31,9 @@
 /* A renewal retries within a third of what is left of its token. */
 #define RETRY_MIN_MS  500
 #define AUTH_RETRY_MS 60000
-/* Records loaded per loop iteration at start (~5 ms of work). */
-#define LOAD_CHUNK 1000
+/* Records loaded per loop iteration at start (~1 ms of work: a user's
+ * request during the load waits that long at each of its loop turns). */
+#define LOAD_CHUNK 250
 /* The page cache while loading: a scan reads each page once. */
 #define LOAD_CACHE_KIB 2048
 
