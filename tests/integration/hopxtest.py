@@ -12,6 +12,7 @@ output (run() and Agent.ctl() scan what they capture).
 """
 import atexit
 import base64
+import hashlib
 import json
 import os
 import re
@@ -19,11 +20,13 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 KEY = "hopx_test_agent.key"
@@ -122,6 +125,8 @@ class Sim:
         self.port, self.agent_port = free_port(), free_port()
         self.proc = None
         self.state = os.path.join(tmp, "sim-state.json")
+        self.files = os.path.join(tmp, "sim-files")
+        os.makedirs(self.files, exist_ok=True)
         STARTED.append(self)
 
     @property
@@ -139,7 +144,8 @@ class Sim:
         cmd = [self.binary, "--listen", f"127.0.0.1:{self.port}",
                "--agent-listen", f"127.0.0.1:{self.agent_port}",
                "--api-key", self.key, "--ready-file", ready,
-               "--state-file", self.state, "-q", *self.args]
+               "--state-file", self.state, "--files-dir", self.files,
+               "-q", *self.args]
         self.proc = subprocess.Popen(cmd, stderr=open(
             os.path.join(self.tmp, "sim.log"), "a"))
         if not wait_for(lambda: os.path.exists(ready), 10):
@@ -232,6 +238,89 @@ class Sim:
                          base=self.agent_url,
                          headers={"Authorization": "Bearer " + token})
         return st == 200
+
+
+class WebSocket:
+    """A minimal RFC 6455 client over a plain socket, for tests that must
+    see exactly what is on the wire (frames, close codes, refusals)."""
+
+    def __init__(self, url, path, headers=None, timeout=10):
+        u = urllib.parse.urlparse(url)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        hdr = {"Host": u.netloc, "Upgrade": "websocket",
+               "Connection": "Upgrade", "Sec-WebSocket-Key": key,
+               "Sec-WebSocket-Version": "13", **(headers or {})}
+        lines = [f"GET {path} HTTP/1.1"] + \
+            [f"{k}: {v}" for k, v in hdr.items() if v is not None]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            got = self.sock.recv(65536)
+            if not got:
+                break
+            self.buf += got
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        first = head.split(b"\r\n")[0].decode(errors="replace")
+        self.status = int(first.split()[1]) if len(first.split()) > 1 else 0
+        self.head = head.decode(errors="replace")
+        want = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode())
+            .digest()).decode()
+        self.accepted = self.status == 101 and want in self.head
+
+    def send(self, data, op=None, mask=True, fin=True):
+        if isinstance(data, str):
+            data, op = data.encode(), op or 1
+        op = op or 2
+        n = len(data)
+        h = bytes([(0x80 if fin else 0) | op])
+        m = 0x80 if mask else 0
+        if n < 126:
+            h += bytes([m | n])
+        elif n < 65536:
+            h += bytes([m | 126]) + struct.pack(">H", n)
+        else:
+            h += bytes([m | 127]) + struct.pack(">Q", n)
+        if mask:
+            k = os.urandom(4)
+            data = bytes(b ^ k[i % 4] for i, b in enumerate(data)) \
+                if n < 4096 else _xor_mask(data, k)
+            h += k
+        self.sock.sendall(h + data)
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            got = self.sock.recv(1 << 20)
+            if not got:
+                raise ConnectionError("closed")
+            self.buf += got
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def recv(self):
+        """(opcode, payload) of the next frame."""
+        b0, b1 = self._read(2)
+        n = b1 & 0x7f
+        if n == 126:
+            n = struct.unpack(">H", self._read(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", self._read(8))[0]
+        return b0 & 0x0f, self._read(n)
+
+    def close(self):
+        try:
+            self.send(b"\x03\xe8", op=8)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _xor_mask(data, key):
+    n = len(data)
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")) \
+        .to_bytes(n, "big")
 
 
 class PgServer:

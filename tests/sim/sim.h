@@ -17,6 +17,8 @@
 #include <cjson/cJSON.h>
 #include <uthash.h>
 
+struct sim_vmhost;
+
 #define SIM_ID_MAX    40
 #define SIM_KEY_MAX   256
 #define SIM_ROUTE_MAX 64
@@ -47,7 +49,10 @@ struct sim_sandbox {
 	int64_t min_jti;         /* tokens with a lower jti are revoked */
 	int64_t next_jti;
 	int64_t seq; /* creation order: list cursors count in it */
+	int host_n;  /* its own agent host (sim_vmhost.c); 0: none */
+	int host_fd; /* that host's listener, -1 when closed */
 	UT_hash_handle hh;
+	UT_hash_handle hh_host;
 };
 
 /* What faults do to one request (sim_fault.c). */
@@ -118,6 +123,8 @@ struct sim_config {
 	int tokens_in_get;          /* GET includes auth_token */
 	int tokens_in_list;         /* list items include auth_token */
 	int unknown_template_500;   /* unknown template -> 500 (changelog) */
+	int vm_hosts;               /* sandboxes with their own agent host */
+	char files_dir[1024];       /* sandboxes' files; "" = a temp dir */
 	int quiet;
 };
 
@@ -162,6 +169,9 @@ struct sim {
 	/* Every token issued (a ring): leak tests grep logs for them. */
 	char *issued[SIM_ISSUED_MAX];
 	uint64_t nissued;
+	struct sim_vmhost *vmhost;   /* per-sandbox hosts, once serving */
+	struct sim_sandbox *by_host; /* uthash (hh_host) by host_n */
+	int nhosts, next_host;
 	char agent_url[128];
 	char api_url[128];
 	int dirty; /* state changed since the last save */
@@ -178,6 +188,7 @@ struct sim_req {
 	const char *bearer;  /* raw Bearer value (VM agent tokens) */
 	const char *body;
 	size_t body_len;
+	const char *file_path; /* ?path= of the sandbox agent's file calls */
 };
 
 struct sim_resp {
@@ -228,10 +239,6 @@ cJSON *sim_sandbox_json(struct sim *s, struct sim_sandbox *sb, int token);
 /* ---- sim_admin.c ---- */
 void sim_admin_handle(struct sim *s, const struct sim_req *rq,
                       struct sim_resp *rs);
-
-/* ---- sim_vm.c ---- */
-void sim_vm_handle(struct sim *s, const struct sim_req *rq,
-                   struct sim_resp *rs);
 
 /* ---- sim_fault.c ---- */
 void sim_fault_decide(struct sim *s, const struct sim_req *rq,

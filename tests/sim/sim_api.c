@@ -4,6 +4,7 @@
  * sim_resp. Called with the simulator lock held.
  */
 #include "sim.h"
+#include "sim_vmhost.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ cJSON *sim_sandbox_json(struct sim *s, struct sim_sandbox *sb, int token)
 	cJSON *o = cJSON_CreateObject(), *res = cJSON_CreateObject();
 	char host[200];
 
-	snprintf(host, sizeof(host), "%s/sandbox/%s", s->agent_url, sb->id);
+	sim_vmhost_url(s, sb, host, sizeof(host));
 	cJSON_AddStringToObject(o, "id", sb->id);
 	cJSON_AddStringToObject(o, "object", "sandbox");
 	cJSON_AddStringToObject(o, "status", sim_status_str(sb->status));

@@ -24,7 +24,6 @@ struct upload {
 
 struct listener {
 	struct sim *sim;
-	int vm; /* the sandbox agent listener */
 };
 
 static void sleep_ms(struct sim *s, int64_t ms)
@@ -112,7 +111,7 @@ static void dispatch(struct listener *l, const struct sim_req *rq,
                      struct sim_resp *rs, struct sim_fault_decision *d)
 {
 	struct sim *s = l->sim;
-	int admin = !l->vm && strncmp(rq->path, "/_sim/", 6) == 0;
+	int admin = strncmp(rq->path, "/_sim/", 6) == 0;
 
 	memset(d, 0, sizeof(*d));
 	pthread_mutex_lock(&s->lock);
@@ -120,8 +119,6 @@ static void dispatch(struct listener *l, const struct sim_req *rq,
 	         (unsigned long long)++s->next_request_id);
 	if (admin) {
 		sim_admin_handle(s, rq, rs);
-	} else if (l->vm) {
-		sim_vm_handle(s, rq, rs);
 	} else {
 		sim_api_classify(s, rq, rs);
 		sim_fault_decide(s, rq, rs, d);
@@ -339,7 +336,7 @@ struct sim_http {
 	struct listener l;
 };
 
-static int parse_listen(const char *listen, struct sockaddr_in *sa)
+int sim_http_parse_listen(const char *listen, struct sockaddr_in *sa)
 {
 	char host[64];
 	const char *colon = strrchr(listen, ':');
@@ -360,14 +357,29 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa)
 	return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
 }
 
-int sim_http_start(struct sim *s, const char *listen, int vm,
-                   struct sim_http **out, int *port)
+struct MHD_Daemon *sim_http_daemon(struct sim *s, const struct sockaddr_in *sa,
+                                   unsigned flags, MHD_AccessHandlerCallback fn,
+                                   void *cls, MHD_RequestCompletedCallback done)
+{
+	return MHD_start_daemon(
+	        flags | MHD_USE_THREAD_PER_CONNECTION |
+	                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+	                (s->cfg.quiet ? 0 : MHD_USE_ERROR_LOG),
+	        0, NULL, NULL, fn, cls, MHD_OPTION_SOCK_ADDR, sa,
+	        MHD_OPTION_NOTIFY_COMPLETED, done, NULL,
+	        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+	        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+}
+
+int sim_http_start(struct sim *s, const char *listen, struct sim_http **out,
+                   int *port)
 {
 	struct sim_http *h = calloc(1, sizeof(*h));
 	const union MHD_DaemonInfo *di;
 	struct sockaddr_in sa;
 
-	if (h == NULL || parse_listen(listen, &sa) != 0) {
+	if (h == NULL || sim_http_parse_listen(listen, &sa) != 0) {
 		fprintf(stderr,
 		        "hopx-sim: bad listen address '%s' (want "
 		        "HOST:PORT, IPv4)\n",
@@ -376,16 +388,7 @@ int sim_http_start(struct sim *s, const char *listen, int vm,
 		return -1;
 	}
 	h->l.sim = s;
-	h->l.vm = vm;
-	h->d = MHD_start_daemon(
-	        MHD_USE_THREAD_PER_CONNECTION |
-	                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-	                (s->cfg.quiet ? 0 : MHD_USE_ERROR_LOG),
-	        0, NULL, NULL, on_request, &h->l, MHD_OPTION_SOCK_ADDR, &sa,
-	        MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
-	        MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
-	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-	        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+	h->d = sim_http_daemon(s, &sa, 0, on_request, &h->l, on_done);
 	if (h->d == NULL) {
 		fprintf(stderr, "hopx-sim: cannot listen on %s\n", listen);
 		free(h);

@@ -4,7 +4,9 @@
  */
 #include "config.h"
 #include "sim.h"
+#include "sim_files.h"
 #include "sim_http.h"
+#include "sim_vmhttp.h"
 
 #include <getopt.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +50,12 @@ static void usage(FILE *f)
 	        "  --tokens-in-get           GET includes auth_token\n"
 	        "  --tokens-in-list          list items include auth_token\n"
 	        "  --unknown-template-500    unknown template answers 500\n"
+	        "  --vm-hosts N              sandboxes with their own agent "
+	        "host 127.1.x.y (default 1024;\n"
+	        "                            the rest /sandbox/ID on "
+	        "--agent-listen)\n"
+	        "  --files-dir DIR           sandboxes' files (default: a "
+	        "temp dir, removed at exit)\n"
 	        "  --faults JSON             initial faults (as PUT "
 	        "/_sim/faults)\n"
 	        "  -q, --quiet               no startup line\n"
@@ -83,6 +92,7 @@ static void defaults(struct sim_config *c)
 	c->conflict_status = 409;
 	c->start_stop = 1;
 	c->clock_runs_paused = 1;
+	c->vm_hosts = 1024;
 }
 
 enum {
@@ -101,7 +111,9 @@ enum {
 	O_TGET,
 	O_TLIST,
 	O_T500,
-	O_FAULTS
+	O_FAULTS,
+	O_VMHOSTS,
+	O_FILES
 };
 
 static const struct option longopts[] = {
@@ -121,6 +133,8 @@ static const struct option longopts[] = {
         {"tokens-in-list", no_argument, NULL, O_TLIST},
         {"unknown-template-500", no_argument, NULL, O_T500},
         {"faults", required_argument, NULL, O_FAULTS},
+        {"vm-hosts", required_argument, NULL, O_VMHOSTS},
+        {"files-dir", required_argument, NULL, O_FILES},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -158,6 +172,9 @@ static int apply_int_opt(struct sim_config *c, int opt, const char *arg)
 	                                             0, 3600000, &v)) == 0) {
 		c->create_status_creating = 1;
 		c->creating_ms = v;
+	} else if (opt == O_VMHOSTS &&
+	           (r = parse_int(arg, "--vm-hosts", 0, 1000000, &v)) == 0) {
+		c->vm_hosts = (int)v;
 	}
 	return r;
 }
@@ -179,6 +196,7 @@ static const struct str_opt {
         STR_OPT(O_KEY, api_key, "--api-key"),
         STR_OPT(O_READY, ready_file, "--ready-file"),
         STR_OPT(O_STATE, state_file, "--state-file"),
+        STR_OPT(O_FILES, files_dir, "--files-dir"),
 #undef STR_OPT
 };
 
@@ -222,7 +240,7 @@ static int apply_opt(struct sim_config *c, int o, const char **faults)
 			               ? 2
 			               : 0;
 	if (o == O_LIFE || o == O_LDEF || o == O_LMAX || o == O_CONFLICT ||
-	    o == O_CREATING)
+	    o == O_CREATING || o == O_VMHOSTS)
 		return apply_int_opt(c, o, optarg) ? 2 : 0;
 	if (o == O_FAULTS) {
 		*faults = optarg;
@@ -307,7 +325,8 @@ static void housekeeping(struct sim *s, const sigset_t *set)
 
 static int serve(struct sim *s)
 {
-	struct sim_http *api = NULL, *vm = NULL;
+	struct sim_http *api = NULL;
+	struct sim_vmhttp *vm = NULL;
 	int api_port = 0, vm_port = 0, r = 1;
 	sigset_t set;
 
@@ -316,8 +335,8 @@ static int serve(struct sim *s)
 	sigaddset(&set, SIGTERM);
 	/* Block before any thread starts, so only sigtimedwait sees them. */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if (sim_http_start(s, s->cfg.listen, 0, &api, &api_port) == 0 &&
-	    sim_http_start(s, s->cfg.agent_listen, 1, &vm, &vm_port) == 0) {
+	if (sim_http_start(s, s->cfg.listen, &api, &api_port) == 0 &&
+	    sim_vmhttp_start(s, s->cfg.agent_listen, &vm, &vm_port) == 0) {
 		snprintf(s->api_url, sizeof(s->api_url), "http://127.0.0.1:%d",
 		         api_port);
 		snprintf(s->agent_url, sizeof(s->agent_url),
@@ -334,10 +353,21 @@ static int serve(struct sim *s)
 	}
 	s->stopping = 1;
 	sim_http_stop(api);
-	sim_http_stop(vm);
+	sim_vmhttp_stop(vm);
 	if (sim_save(s) != 0)
 		fprintf(stderr, "hopx-sim: cannot save state file\n");
 	return r;
+}
+
+/* Every sandbox host is a listening socket. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 int main(int argc, char **argv)
@@ -351,8 +381,13 @@ int main(int argc, char **argv)
 	if ((r = parse_args(argc, argv, &cfg, &faults)) >= 0)
 		return r;
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if (sim_init(&s, &cfg) != 0)
 		return 1;
+	if (sim_files_init(&s) != 0) {
+		sim_finish(&s);
+		return 1;
+	}
 	if (set_faults(&s, faults) != 0 || sim_load(&s) != 0) {
 		if (faults == NULL)
 			fprintf(stderr, "hopx-sim: cannot read state file %s\n",
@@ -361,6 +396,7 @@ int main(int argc, char **argv)
 		return faults ? 2 : 1;
 	}
 	r = serve(&s);
+	sim_files_finish(&s);
 	sim_finish(&s);
 	return r;
 }

@@ -1,5 +1,7 @@
 /* Simulator state: sandboxes, time, the request log, persistence. */
 #include "sim.h"
+#include "sim_files.h"
+#include "sim_vmhost.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -52,6 +54,7 @@ void sim_finish(struct sim *s)
 
 	HASH_ITER(hh, s->sandboxes, sb, tmp)
 	{
+		sim_vmhost_release(s, sb);
 		HASH_DEL(s->sandboxes, sb);
 		free(sb);
 	}
@@ -156,6 +159,7 @@ struct sim_sandbox *sim_create(struct sim *s, const char *template_id,
 	if (timeout_s > 0)
 		sim_set_timeout(s, sb, timeout_s);
 	HASH_ADD_STR(s->sandboxes, id, sb);
+	sim_vmhost_assign(s, sb);
 	s->nsandboxes++;
 	s->dirty = 1;
 	return sb;
@@ -163,6 +167,8 @@ struct sim_sandbox *sim_create(struct sim *s, const char *template_id,
 
 void sim_delete(struct sim *s, struct sim_sandbox *sb)
 {
+	sim_vmhost_release(s, sb);
+	sim_files_drop(s, sb->id);
 	HASH_DEL(s->sandboxes, sb);
 	free(sb);
 	s->nsandboxes--;
@@ -257,6 +263,7 @@ static cJSON *state_json(struct sim *s)
 		                      sb->internet_access);
 		cJSON_AddNumberToObject(o, "timeout_seconds",
 		                        (double)sb->timeout_seconds);
+		cJSON_AddNumberToObject(o, "host", sb->host_n);
 		cJSON_AddNumberToObject(o, "expires_at",
 		                        (double)sb->expires_at);
 		cJSON_AddNumberToObject(o, "paused_left",
@@ -339,7 +346,9 @@ static void load_one(struct sim *s, const cJSON *o)
 	sb->min_jti = num(o, "min_jti");
 	sb->next_jti = num(o, "next_jti");
 	sb->seq = ++s->next_seq;
+	sb->host_n = (int)num(o, "host");
 	HASH_ADD_STR(s->sandboxes, id, sb);
+	sim_vmhost_assign(s, sb);
 	s->nsandboxes++;
 }
 
