@@ -62,6 +62,8 @@ int store_schema_version(const struct store *s);
 
 /* The page cache's size, KiB: STORE_CACHE_KIB unless changed. */
 #define STORE_CACHE_KIB 16384
+/* ... and a check's (STORE_OPEN_CHECK), which reads each page once. */
+#define STORE_CHECK_CACHE_KIB 512
 
 /*
  * Sets the page cache's size. A full scan gains nothing from a large
