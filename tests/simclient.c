@@ -57,6 +57,8 @@ int simproc_restart(struct simproc *p, const char *bin,
 	argv[n++] = p->ready;
 	argv[n++] = "--state-file";
 	argv[n++] = p->state;
+	argv[n++] = "--files-dir"; /* removed with the rest */
+	argv[n++] = p->dir;
 	while (extra && *extra && n < 62)
 		argv[n++] = *extra++;
 	argv[n] = NULL;

@@ -384,10 +384,6 @@ int main(int argc, char **argv)
 	raise_nofile();
 	if (sim_init(&s, &cfg) != 0)
 		return 1;
-	if (sim_files_init(&s) != 0) {
-		sim_finish(&s);
-		return 1;
-	}
 	if (set_faults(&s, faults) != 0 || sim_load(&s) != 0) {
 		if (faults == NULL)
 			fprintf(stderr, "hopx-sim: cannot read state file %s\n",
@@ -395,7 +391,7 @@ int main(int argc, char **argv)
 		sim_finish(&s);
 		return faults ? 2 : 1;
 	}
-	r = serve(&s);
+	r = sim_files_init(&s) == 0 ? serve(&s) : 1;
 	sim_files_finish(&s);
 	sim_finish(&s);
 	return r;
