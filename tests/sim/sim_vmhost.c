@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 struct sim_vmhost {
-	struct sim *sim;
 	int port;
 	int ep;
 	sim_vmhost_add_fn add;
@@ -122,7 +121,6 @@ int sim_vmhost_start(struct sim *s, int port, sim_vmhost_add_fn add, void *ud)
 		free(h);
 		return -1;
 	}
-	h->sim = s;
 	h->port = port;
 	h->add = add;
 	h->ud = ud;

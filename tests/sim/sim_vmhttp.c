@@ -346,15 +346,13 @@ static enum MHD_Result finish(struct sim *s, struct MHD_Connection *c,
                               const char *method, const char *url,
                               struct vmreq *v)
 {
-	struct sim_resp rs = v->rs;
+	struct sim_resp rs = v->rs; /* the refusal's body, if any, moves */
 	enum MHD_Result ret = MHD_NO;
 	struct sim_req rq;
 
-	rs.json = NULL;
+	v->rs.json = NULL;
 	fill_req(c, method, url, v, &rq);
 	if (v->refused) {
-		rs.json = v->rs.json;
-		v->rs.json = NULL;
 		ret = send_json(c, &rs);
 	} else if (v->failed == 413) {
 		sim_error(&rs, 413, "INVALID_REQUEST",

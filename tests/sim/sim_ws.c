@@ -21,14 +21,12 @@
 
 #include "sim_shell.h"
 
-#define WS_MAX    (1 << 20)
-#define WS_GUID   "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define OP_CONT   0x0
-#define OP_TEXT   0x1
-#define OP_BINARY 0x2
-#define OP_CLOSE  0x8
-#define OP_PING   0x9
-#define OP_PONG   0xA
+#define WS_MAX   (1 << 20)
+#define WS_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define OP_TEXT  0x1
+#define OP_CLOSE 0x8
+#define OP_PING  0x9
+#define OP_PONG  0xA
 
 int sim_ws_accept_key(const char *key, char *out, size_t n)
 {
