@@ -189,6 +189,18 @@ static const char *const stmt_sql[ST_COUNT_] = {
         [ST_OUTBOX_OR_NEW] = "UPDATE outbox SET parts = parts | ?2 WHERE "
                              "sandbox_id = ?1 AND parts & 128 <> 0",
         [ST_OUTBOX_LIST] = "SELECT sandbox_id, parts FROM outbox",
+        [ST_PROXY_HOST_GET] = "SELECT n FROM proxy_hosts WHERE sandbox_id = ?1",
+        [ST_PROXY_HOST_ADD] = "INSERT INTO proxy_hosts (sandbox_id) SELECT id "
+                              "FROM sandboxes WHERE id = ?1 RETURNING n",
+        [ST_PROXY_HOST_ID] = "SELECT sandbox_id FROM proxy_hosts WHERE n = ?1",
+        [ST_PROOF_ADD] = "INSERT INTO token_proofs (fp, sandbox_id, "
+                         "issued_at) VALUES (?1, ?2, ?3) ON CONFLICT (fp) "
+                         "DO NOTHING",
+        [ST_PROOF_CHECK] = "SELECT coalesce(used_at, 0) FROM token_proofs "
+                           "WHERE fp = ?1 AND sandbox_id = ?2",
+        [ST_PROOF_USE] = "UPDATE token_proofs SET used_at = ?2 WHERE fp = ?1",
+        [ST_PROOF_PRUNE] = "DELETE FROM token_proofs WHERE (used_at IS NULL "
+                           "AND issued_at < ?1) OR used_at < ?2",
 };
 
 int store_err(int rc)
@@ -745,6 +757,8 @@ const char *store_cause_str(enum store_cause c)
 		return "user";
 	case STORE_CAUSE_REMOTE:
 		return "remote";
+	case STORE_CAUSE_TRAFFIC:
+		return "traffic";
 	default:
 		return "agent";
 	}

@@ -22,11 +22,17 @@ struct store;
 #define STORE_NULL INT64_MIN
 
 /* Who caused a change, as recorded in the event log. */
-enum store_cause { STORE_CAUSE_USER, STORE_CAUSE_AGENT, STORE_CAUSE_REMOTE };
+enum store_cause {
+	STORE_CAUSE_USER,
+	STORE_CAUSE_AGENT,
+	STORE_CAUSE_REMOTE,
+	STORE_CAUSE_TRAFFIC /* requests through the local proxy */
+};
 
 const char *store_cause_str(enum store_cause c);
 
-/* The cause a name stands for ("user", "remote"; anything else agent). */
+/* The cause a name stands for ("user", "remote", "traffic"; anything else
+ * agent). */
 enum store_cause store_cause_parse(const char *c);
 
 /* Open flags. */
@@ -459,5 +465,38 @@ void store_set_journal(struct store *s, const struct store_journal *j);
  * through store_event_mirror).
  */
 void store_journal_mute(struct store *s, int on);
+
+/* ---- the local proxy (store_proxy.c) ---- */
+
+/* Bytes of a token's fingerprint (the start of its SHA-256). */
+#define STORE_PROOF_LEN 16
+
+/* The fingerprint of token, as token_proofs keeps it. */
+void store_proof_of(const char *token, unsigned char fp[STORE_PROOF_LEN]);
+
+/*
+ * The number of id's local proxy address: given the first time it is
+ * asked for, kept for as long as id is tracked and never given to
+ * another sandbox. ERR_NOTFOUND: no such sandbox.
+ */
+int store_proxy_host(struct store *s, const char *id, int64_t *n);
+
+/* The sandbox (id, n bytes) whose proxy number is num. ERR_NOTFOUND. */
+int store_proxy_host_id(struct store *s, int64_t num, char *id, size_t n);
+
+/*
+ * Whether fp is the fingerprint of a token this store held for id (every
+ * token store_token_put stored is one, expired or not): 0 if so, noting
+ * its use at now (written at most hourly); ERR_NOTFOUND if not.
+ */
+int store_proof_check(struct store *s, const char *id,
+                      const unsigned char fp[STORE_PROOF_LEN]);
+
+/*
+ * Drops the proofs never presented and issued before unused_before, and
+ * those last presented before used_before; *removed (may be NULL).
+ */
+int store_proof_prune(struct store *s, int64_t unused_before,
+                      int64_t used_before, size_t *removed);
 
 #endif

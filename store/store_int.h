@@ -50,6 +50,13 @@ enum stmt_id {
 	ST_OUTBOX_SET,
 	ST_OUTBOX_OR_NEW,
 	ST_OUTBOX_LIST,
+	ST_PROXY_HOST_GET,
+	ST_PROXY_HOST_ADD,
+	ST_PROXY_HOST_ID,
+	ST_PROOF_ADD,
+	ST_PROOF_CHECK,
+	ST_PROOF_USE,
+	ST_PROOF_PRUNE,
 	ST_COUNT_
 };
 
@@ -90,6 +97,10 @@ int store_bind_str(sqlite3_stmt *st, int i, const char *v);
 int store_bind_i64(sqlite3_stmt *st, int i, int64_t v);
 
 int64_t store_now(const struct store *s);
+
+/* Notes the token stored for id as proof of access (store_proxy.c). */
+int store_proof_add(struct store *s, const char *id, const char *token,
+                    int64_t issued_at);
 
 /* The columns of SBX_COLS (store.c), in order. */
 enum sbx_col {

@@ -678,6 +678,8 @@ int store_token_put(struct store *s, const char *id, const char *token,
 	r = store_step_done(st);
 	if (r == 0)
 		changed = sqlite3_changes(s->db) > 0;
+	if (r == 0 && changed)
+		r = store_proof_add(s, id, token, issued_at);
 	r = wend_changed(s, r, id, changed ? STORE_PART_TOKEN : 0);
 	if (r == 0 && replaced)
 		*replaced = changed;
@@ -802,6 +804,8 @@ enum store_cause store_cause_parse(const char *c)
 		return STORE_CAUSE_USER;
 	if (c && strcmp(c, "remote") == 0)
 		return STORE_CAUSE_REMOTE;
+	if (c && strcmp(c, "traffic") == 0)
+		return STORE_CAUSE_TRAFFIC;
 	return STORE_CAUSE_AGENT;
 }
 

@@ -817,6 +817,89 @@ static void t_reports(void **state)
 	                 ERR_INVAL);
 }
 
+/* Proxy numbers: given once, kept, never given again after a forget. */
+static void t_proxy_hosts(void **state)
+{
+	struct fx *f = *state;
+	int64_t a = 0, b = 0, again = 0, c = 0;
+	char id[64];
+
+	assert_int_equal(track(f, "aa", NULL, SBX_RUNNING), 0);
+	assert_int_equal(track(f, "bb", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_proxy_host(f->s, "zz", &a), ERR_NOTFOUND);
+	assert_int_equal(store_proxy_host(f->s, "aa", &a), 0);
+	assert_int_equal(store_proxy_host(f->s, "bb", &b), 0);
+	assert_int_equal(store_proxy_host(f->s, "aa", &again), 0);
+	assert_int_equal(a, again);
+	assert_true(a != b && a > 0 && b > 0);
+	assert_int_equal(store_proxy_host_id(f->s, b, id, sizeof(id)), 0);
+	assert_string_equal(id, "bb");
+	assert_int_equal(store_proxy_host_id(f->s, b, id, 2), ERR_NOTFOUND);
+	assert_int_equal(store_sandbox_forget(f->s, "bb", STORE_CAUSE_USER), 0);
+	assert_int_equal(store_proxy_host_id(f->s, b, id, sizeof(id)),
+	                 ERR_NOTFOUND);
+	assert_int_equal(track(f, "cc", NULL, SBX_RUNNING), 0);
+	assert_int_equal(store_proxy_host(f->s, "cc", &c), 0);
+	assert_true(c > b);
+}
+
+/* Every token stored is a proof for its own sandbox only, expired or
+ * not; its use is noted; unused ones are pruned. */
+static void t_token_proofs(void **state)
+{
+	struct fx *f = *state;
+	unsigned char fp1[STORE_PROOF_LEN], fp2[STORE_PROOF_LEN];
+	unsigned char other[STORE_PROOF_LEN];
+	size_t removed = 0;
+
+	assert_int_equal(track(f, "aa", NULL, SBX_RUNNING), 0);
+	assert_int_equal(track(f, "bb", NULL, SBX_RUNNING), 0);
+	assert_int_equal(
+	        store_token_put(f->s, "aa", "tok-1", T0 + 1000, T0, NULL), 0);
+	assert_int_equal(
+	        store_token_put(f->s, "aa", "tok-2", T0 + 2000, T0 + 500, NULL),
+	        0);
+	/* Not stored (it would roll back): no proof either. */
+	assert_int_equal(
+	        store_token_put(f->s, "aa", "tok-0", T0 + 10, T0, NULL), 0);
+	store_proof_of("tok-1", fp1);
+	store_proof_of("tok-2", fp2);
+	store_proof_of("tok-0", other);
+	assert_memory_not_equal(fp1, fp2, STORE_PROOF_LEN);
+	f->clk.wall += 24 * 3600 * 1000LL;
+	assert_int_equal(store_proof_check(f->s, "aa", fp1), 0);
+	assert_int_equal(store_proof_check(f->s, "aa", fp2), 0);
+	assert_int_equal(store_proof_check(f->s, "bb", fp1), ERR_NOTFOUND);
+	assert_int_equal(store_proof_check(f->s, "aa", other), ERR_NOTFOUND);
+	/* tok-2 is used again later; tok-1 not: pruning keeps the used. */
+	f->clk.wall += 2 * 3600 * 1000LL;
+	assert_int_equal(store_proof_check(f->s, "aa", fp2), 0);
+	assert_int_equal(store_proof_prune(f->s, T0 + 1000,
+	                                   f->clk.wall - 3600000, &removed),
+	                 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(store_proof_check(f->s, "aa", fp1), ERR_NOTFOUND);
+	assert_int_equal(store_proof_check(f->s, "aa", fp2), 0);
+	assert_int_equal(store_sandbox_forget(f->s, "aa", STORE_CAUSE_USER), 0);
+	assert_int_equal(store_proof_check(f->s, "aa", fp2), ERR_NOTFOUND);
+}
+
+/* The cause of traffic through the proxy is kept as such. */
+static void t_cause_traffic(void **state)
+{
+	struct fx *f = *state;
+	struct evlist l = {0};
+
+	assert_int_equal(store_event_append(f->s, NULL, "x",
+	                                    STORE_CAUSE_TRAFFIC, NULL, NULL),
+	                 0);
+	events(f, 0, &l);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(l.causes[0], STORE_CAUSE_TRAFFIC);
+	assert_string_equal(store_cause_str(STORE_CAUSE_TRAFFIC), "traffic");
+	assert_int_equal(store_cause_parse("traffic"), STORE_CAUSE_TRAFFIC);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -842,6 +925,9 @@ int main(void)
 	        T(t_survives_reopen),
 	        T(t_observe_meta_and_paused_by_agent),
 	        T(t_reports),
+	        T(t_proxy_hosts),
+	        T(t_token_proofs),
+	        T(t_cause_traffic),
 	};
 #undef T
 
