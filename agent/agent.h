@@ -19,6 +19,7 @@ struct hopx;
 struct ipc_server;
 struct methods_flight;
 struct lease;
+struct proxy;
 struct reconcile;
 struct sessions;
 
@@ -42,7 +43,11 @@ struct agent_config {
 	char metrics_listen[512]; /* GET /metrics; "" off */
 	char store[4096];         /* "" or "sqlite": alone; else PostgreSQL's */
 	int lease_s;              /* a fleet's leases on background work */
+	int proxy_port;           /* PROXY_PORT_*, 0 (any free) or the port */
 };
+
+#define PROXY_PORT_OFF  (-1)
+#define PROXY_PORT_AUTO (-2) /* on (any free port) with the endpoint */
 
 /* Counters for metrics (metrics.c), moved where things happen. */
 struct agent_stats {
@@ -65,6 +70,7 @@ struct agent {
 	struct methods_flight *creating;
 	struct lease *leases;  /* held by clients (leases.c) */
 	struct apiep *apiep;   /* NULL unless --api-listen */
+	struct proxy *proxy;   /* NULL when off */
 	struct httpd *metrics; /* NULL unless --metrics-listen */
 	struct fleet *fleet;   /* NULL unless --store names PostgreSQL */
 	struct agent_stats stats;

@@ -16,6 +16,8 @@
 #include "log.h"
 #include "methods.h"
 #include "paths.h"
+#include "proxy.h"
+#include "secret.h"
 #include "sessions.h"
 #include "store.h"
 
@@ -174,7 +176,25 @@ static void add_known(cJSON *o, const char *key, int64_t v)
 		json_add_i64(o, key, v);
 }
 
-static cJSON *sandbox_json(const struct store_sandbox *r, int with_token)
+/*
+ * Where the SDKs reach the sandbox's own agent: through the agent's proxy
+ * when it runs (the token put in for them, traffic waking the sandbox),
+ * else HopX's address.
+ */
+static void add_host(struct apiep *ep, cJSON *o, const struct store_sandbox *r)
+{
+	char url[64];
+	const char *host = r->public_host;
+
+	if (ep->a->proxy && r->public_host &&
+	    proxy_url(ep->a->proxy, r->id, url, sizeof(url)) == 0)
+		host = url;
+	json_add_str(o, "public_host", host);
+	json_add_str(o, "direct_url", host);
+}
+
+static cJSON *sandbox_json(struct apiep *ep, const struct store_sandbox *r,
+                           int with_token)
 {
 	cJSON *o = cJSON_CreateObject(), *res, *own, *labels;
 	size_t i;
@@ -182,8 +202,7 @@ static cJSON *sandbox_json(const struct store_sandbox *r, int with_token)
 	json_add_str(o, "id", r->id);
 	json_add_str(o, "object", "sandbox");
 	json_add_str(o, "status", sbx_status_str(r->status));
-	json_add_str(o, "public_host", r->public_host);
-	json_add_str(o, "direct_url", r->public_host);
+	add_host(ep, o, r);
 	json_add_str(o, "template_id", r->template_id);
 	json_add_str(o, "template_name", r->template_name);
 	json_add_str(o, "region", r->region);
@@ -223,7 +242,7 @@ static void answer_record(struct xreq *x, int status, int with_token)
 		fail_err(x, ERR_NOTFOUND, NULL);
 		return;
 	}
-	answer_json(x, status, sandbox_json(&r, with_token));
+	answer_json(x, status, sandbox_json(x->ep, &r, with_token));
 	store_sandbox_finish(&r);
 }
 
@@ -313,6 +332,7 @@ static void r_get(struct xreq *x)
 }
 
 struct page {
+	struct apiep *ep;
 	cJSON *data;
 	const char *region;
 	const char *last;
@@ -329,7 +349,7 @@ static int add_item(void *ud, const struct store_sandbox *r)
 	if (r->status == SBX_GONE ||
 	    (p->region && (!r->region || strcmp(r->region, p->region) != 0)))
 		return 0;
-	cJSON_AddItemToArray(p->data, sandbox_json(r, 0));
+	cJSON_AddItemToArray(p->data, sandbox_json(p->ep, r, 0));
 	return 0;
 }
 
@@ -338,7 +358,7 @@ static void r_list(struct xreq *x)
 	const char *status = httpd_arg(x->rq, "status");
 	const char *limit = httpd_arg(x->rq, "limit");
 	struct store_filter f = {.after_id = httpd_arg(x->rq, "cursor")};
-	struct page p = {.region = httpd_arg(x->rq, "region")};
+	struct page p = {.ep = x->ep, .region = httpd_arg(x->rq, "region")};
 	long n = limit ? strtol(limit, NULL, 10) : PAGE_MAX;
 	cJSON *o = cJSON_CreateObject();
 	int e;
@@ -354,7 +374,12 @@ static void r_list(struct xreq *x)
 	f.limit = n >= 1 && n <= PAGE_MAX ? (size_t)n : PAGE_MAX;
 	json_add_str(o, "object", "list");
 	p.data = cJSON_AddArrayToObject(o, "data");
-	if ((e = store_sandbox_list(x->ep->a->store, &f, add_item, &p)) != 0) {
+	/* One transaction for the proxy numbers a page may give. */
+	store_begin(x->ep->a->store);
+	e = store_sandbox_list(x->ep->a->store, &f, add_item, &p);
+	if (store_commit(x->ep->a->store) != 0 && e == 0)
+		e = ERR_IO;
+	if (e != 0) {
 		cJSON_Delete(o);
 		fail_err(x, e, err_str(e));
 		return;
@@ -631,19 +656,6 @@ static const struct route *route_of(struct xreq *x, const char *method,
 	return NULL;
 }
 
-/* Compares without leaking, by timing, how much of a key matched. */
-static int same_key(const char *given, const char *key)
-{
-	size_t n = strlen(key), m = strlen(given), i;
-	unsigned char d = n != m;
-
-	if (n == 0)
-		return 0;
-	for (i = 0; i < n; i++)
-		d |= (unsigned char)(key[i] ^ given[i < m ? i : 0]);
-	return d == 0;
-}
-
 static int authorised(const struct apiep *ep, struct httpd_req *rq)
 {
 	const char *k = httpd_header(rq, "X-API-Key");
@@ -651,8 +663,8 @@ static int authorised(const struct apiep *ep, struct httpd_req *rq)
 
 	if (k == NULL && auth && strncmp(auth, "Bearer ", 7) == 0)
 		k = auth + 7;
-	return k &&
-	       (same_key(k, ep->a->cfg.api_key) || same_key(k, ep->local_key));
+	return k && (secret_eq(k, ep->a->cfg.api_key) ||
+	             secret_eq(k, ep->local_key));
 }
 
 /*
@@ -824,6 +836,11 @@ int apiep_start(struct agent *a, const struct apiep_opts *o, struct apiep **out,
 const char *apiep_url(const struct apiep *ep)
 {
 	return ep->url;
+}
+
+const char *apiep_local_key(const struct apiep *ep)
+{
+	return ep->local_key;
 }
 
 const char *apiep_key_file(const struct apiep *ep)

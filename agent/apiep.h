@@ -47,7 +47,8 @@ int apiep_start(struct agent *a, const struct apiep_opts *o, struct apiep **out,
 /* Where clients reach it: "http://127.0.0.1:PORT" or "unix:/path". */
 const char *apiep_url(const struct apiep *ep);
 
-/* The local key file in use. */
+/* The local key in use, and its file. */
+const char *apiep_local_key(const struct apiep *ep);
 const char *apiep_key_file(const struct apiep *ep);
 
 const struct apiep_stats *apiep_stats(const struct apiep *ep);

@@ -31,6 +31,7 @@ struct conn {
 	int refreshed; /* a refresh past the rejected token was asked */
 	int resumed;
 	int steps;
+	enum store_cause cause;
 	connect_fn fn;
 	void *ud;
 };
@@ -103,7 +104,7 @@ static void on_token(void *ud, const struct sess_outcome *o, const char *token,
 		}
 		k->refreshed = 1;
 		sessions_do(k->ss, k->id, SESS_REFRESH, 0, HOPX_PRIO_USER,
-		            STORE_CAUSE_USER, on_op, k);
+		            k->cause, on_op, k);
 	} else {
 		done(k, 0, token, expires_at, NULL);
 	}
@@ -119,8 +120,7 @@ static void act(struct conn *k, const struct sess_view *v)
 	case SBX_PAUSED:
 		if (v->auto_resume || v->paused_by_agent)
 			sessions_do(k->ss, k->id, SESS_RESUME, 0,
-			            HOPX_PRIO_USER, STORE_CAUSE_USER,
-			            on_resumed, k);
+			            HOPX_PRIO_USER, k->cause, on_resumed, k);
 		else
 			fail(k, ERR_STATE,
 			     "sandbox %s is paused and its auto-resume policy "
@@ -199,6 +199,8 @@ int connect_sandbox(struct sessions *ss, const char *id, const char *ref,
 	snprintf(k->ref, sizeof(k->ref), "%s", ref ? ref : id);
 	k->min_ttl = min_ttl_ms;
 	k->confirm = (flags & CONNECT_CONFIRM) || rejected;
+	k->cause = flags & CONNECT_TRAFFIC ? STORE_CAUSE_TRAFFIC
+	                                   : STORE_CAUSE_USER;
 	k->fn = fn;
 	k->ud = ud;
 	step(k);

@@ -18,6 +18,7 @@
 struct sessions;
 
 #define CONNECT_CONFIRM 1u /* ask HopX for the status first */
+#define CONNECT_TRAFFIC 2u /* for the proxy: events say cause traffic */
 
 struct connect_result {
 	int err;           /* 0 or ERR_* (ERR_STATE: see msg for the fix) */

@@ -7,6 +7,7 @@
 #include "agent.h"
 #include "fleetlink.h"
 #include "apiep.h"
+#include "proxy.h"
 #include "httpd.h"
 #include "metrics.h"
 #include "err.h"
@@ -109,6 +110,11 @@ static void usage(FILE *f)
 	        "made if missing)\n"
 	        "  --metrics-listen ADDR serve GET /metrics (Prometheus) on "
 	        "ADDR (127.0.0.1:PORT)\n"
+	        "  --proxy-port PORT     carry each sandbox's own agent API on "
+	        "127.2.X.Y:PORT\n"
+	        "                        (0: any free port; off; default: "
+	        "0 with --api-listen,\n"
+	        "                        else off)\n"
 	        "  --log-level LEVEL     error, warn, info (default) or "
 	        "debug\n"
 	        "  -v, --verbose         same as --log-level debug\n"
@@ -160,7 +166,8 @@ enum {
 	O_LOCAL_KEY,
 	O_METRICS,
 	O_STORE,
-	O_LEASE
+	O_LEASE,
+	O_PROXY_PORT
 };
 
 /*
@@ -256,6 +263,13 @@ static int apply_api_opt(struct agent_config *cfg, int c)
 		return copy_path(cfg->metrics_listen,
 		                 sizeof(cfg->metrics_listen), optarg,
 		                 "--metrics-listen");
+	case O_PROXY_PORT:
+		if (strcmp(optarg, "off") == 0) {
+			cfg->proxy_port = PROXY_PORT_OFF;
+			return 0;
+		}
+		return int_opt(optarg, "--proxy-port", 0, 65535,
+		               &cfg->proxy_port);
 	case O_LOCAL_KEY:
 		return copy_path(cfg->local_key_file,
 		                 sizeof(cfg->local_key_file), optarg,
@@ -338,6 +352,7 @@ static int parse_args(int argc, char **argv, struct agent_config *cfg,
 	        {"metrics-listen", required_argument, NULL, O_METRICS},
 	        {"store", required_argument, NULL, O_STORE},
 	        {"lease", required_argument, NULL, O_LEASE},
+	        {"proxy-port", required_argument, NULL, O_PROXY_PORT},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {"version", no_argument, NULL, 'V'},
@@ -513,6 +528,8 @@ static void stop_all(struct main_state *m)
 	if (!uv_is_closing((uv_handle_t *)&m->jumps))
 		uv_close((uv_handle_t *)&m->jumps, NULL);
 	ipc_server_close(a->ipc);
+	proxy_stop(a->proxy); /* its leases end while sessions live */
+	a->proxy = NULL;
 	hopx_destroy(a->hopx); /* no answer comes after this */
 	a->hopx = NULL;
 	reconcile_destroy(a->rec);
@@ -772,6 +789,30 @@ static int start_hopx(struct agent *a)
 	return 0;
 }
 
+/* The data-plane proxy: on with the endpoint unless turned off. */
+static int start_proxy(struct agent *a, const char *local_key)
+{
+	struct proxy_opts o = {.port = a->cfg.proxy_port,
+	                       .local_key = local_key,
+	                       .max_connections =
+	                               (unsigned)a->cfg.max_connections};
+	char why[512];
+	int r;
+
+	if (a->cfg.proxy_port == PROXY_PORT_OFF ||
+	    (a->cfg.proxy_port == PROXY_PORT_AUTO && local_key == NULL))
+		return 0;
+	if (o.port < 0)
+		o.port = 0;
+	if ((r = proxy_start(a, &o, &a->proxy, why, sizeof(why))) != 0) {
+		log_error("%s", why);
+		return r;
+	}
+	log_info("proxy to each sandbox's agent on 127.2.X.Y:%d",
+	         proxy_port(a->proxy));
+	return 0;
+}
+
 /* The HTTP servers, when asked for: metrics and the HopX endpoint. */
 static int start_apiep(struct agent *a)
 {
@@ -793,11 +834,13 @@ static int start_apiep(struct agent *a)
 	if (a->metrics)
 		log_info("metrics on http://%s/metrics", a->cfg.metrics_listen);
 	if (a->cfg.api_listen[0] == '\0')
-		return 0;
+		return start_proxy(a, NULL);
 	if ((r = apiep_start(a, &o, &a->apiep, why, sizeof(why))) != 0) {
 		log_error("%s", why);
 		return r;
 	}
+	if ((r = start_proxy(a, apiep_local_key(a->apiep))) != 0)
+		return r;
 	log_info("HopX-compatible API on %s (SDKs: HOPX_BASE_URL=%s, key: "
 	         "the API key or %s)",
 	         apiep_url(a->apiep), apiep_url(a->apiep),
@@ -877,6 +920,7 @@ int main(int argc, char **argv)
 	m.a.cfg.confirm_after_s = 30;
 	m.a.cfg.http_timeout_s = 30;
 	m.a.cfg.lease_s = 15;
+	m.a.cfg.proxy_port = PROXY_PORT_AUTO;
 	if ((r = parse_args(argc, argv, &m.a.cfg, &lvl)) >= 0)
 		return r;
 	if ((r = default_paths(&m.a.cfg)) != 0 ||

@@ -1,0 +1,123 @@
+#ifndef HOPXD_PROXY_INT_H
+#define HOPXD_PROXY_INT_H
+
+/*
+ * Private to the proxy: proxy.c listens, accepts and closes; proxy_flow.c
+ * carries one client connection's requests (pflow_*).
+ */
+
+#include <uv.h>
+
+#include "phead.h"
+#include "proxy.h"
+#include "sbx.h"
+
+#define PX_READ_CHUNK 65536
+/* A request's head and the part of its body kept for a replay. */
+#define PX_IN_CAP (PHEAD_MAX + PX_READ_CHUNK)
+/* Reading the other side stops above this much queued output, and
+ * resumes below PX_LOW. */
+#define PX_HIGH (256 * 1024)
+#define PX_LOW  (64 * 1024)
+/* After a refusal, the client's unread input is drained this long. */
+#define PX_DRAIN_MS 2000
+
+enum px_req {
+	RQ_HEAD, /* reading a request head */
+	RQ_WAIT, /* proof, token (a wake), upstream connection */
+	RQ_BODY, /* the body streams to the sandbox */
+	RQ_DONE  /* sent whole: the answer is awaited */
+};
+
+enum px_resp { RS_NONE, RS_HEAD, RS_BODY, RS_DONE };
+
+/* The connection to the sandbox's agent: its own allocation, so that a
+ * replay can drop one and open another while callbacks of the old are
+ * still to come. */
+struct pup {
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	uv_getaddrinfo_t gai;
+	struct pconn *c; /* NULL once let go */
+	int open;        /* connected */
+	int reading;
+	int resolving; /* a name lookup is still to answer */
+	int closed;    /* the handle closed: freed once not resolving */
+	int used;      /* carried a request before the one now */
+	char *rbuf;    /* a response head so far */
+	size_t rlen;
+};
+
+struct pconn {
+	struct proxy *px;
+	uv_tcp_t cli;
+	uv_timer_t timer;
+	int handles; /* open: cli, timer */
+	int holds;   /* callbacks still to come (a connect) */
+	int closing;
+	int finishing; /* closes once the client has its answer */
+	int draining;  /* answered: the client's input is read and dropped */
+	int trusted;   /* the listener is the proof (hopxctl proxy) */
+	char id[SBX_ID_MAX + 1];
+	struct pup *up;
+	char upauth[320]; /* host:port, for Host */
+	char *in;         /* client bytes not yet carried */
+	size_t in_len, in_cap;
+	size_t head_len; /* of the request being carried, at in[0] */
+	size_t sent_len; /* in[0..sent_len): that request, kept to replay */
+	char *head;      /* its head, rewritten but for Host/Authorization */
+	size_t head_n;
+	struct pframe reqf, respf;
+	enum px_req rq;
+	enum px_resp rs;
+	int head_req;   /* HEAD: the answer has no body */
+	int upgrade;    /* asked for a WebSocket */
+	int tunnel;     /* 101: raw bytes both ways */
+	int cli_close;  /* the client asked to close after the answer */
+	int resp_close; /* the sandbox's connection is not used again */
+	int replayable; /* its whole body is in in[] */
+	int retried;
+	int leased;
+	int cli_reading;
+	char *tok;         /* the token the request went with */
+	char *proven;      /* the Authorization last accepted here */
+	uint64_t t0;       /* hrtime the head came in */
+	uint64_t progress; /* hrtime bytes last moved */
+	struct pconn *prev, *next;
+};
+
+struct proxy {
+	struct agent *a;
+	uv_tcp_t lis;
+	int listening;
+	int port;
+	char key[256];
+	unsigned max_conns;
+	uint64_t head_to_ms, idle_to_ms;
+	struct pconn *conns;
+	struct proxy_stats st;
+};
+
+/* Starts carrying a new connection's first request. */
+void pflow_start(struct pconn *c);
+
+/* Answers with an error of the proxy's own (HopX's envelope) and closes. */
+void pflow_fail(struct pconn *c, int status, const char *code, const char *msg);
+
+/* The connection is closing: lets go of its lease, its upstream and its
+ * buffers. */
+void pflow_release(struct pconn *c);
+
+/* The timer's deadline passed in the current phase. */
+void pflow_timeout(struct pconn *c);
+
+/* Closes the client and the upstream; frees once the callbacks ran. */
+void pconn_close(struct pconn *c);
+
+/* A callback the connection waited for came: frees it if it closed. */
+void pconn_unhold(struct pconn *c);
+
+/* (Re)arms the timer for the phase the connection is in. */
+void pconn_arm(struct pconn *c);
+
+#endif
