@@ -19,6 +19,7 @@
 #include "json.h"
 #include "leases.h"
 #include "metrics.h"
+#include "proxy.h"
 #include "proto.h"
 #include "reconcile.h"
 #include "rfc3339.h"
@@ -214,6 +215,8 @@ static int m_status(struct call *c)
 	             c->a->apiep ? apiep_url(c->a->apiep) : NULL);
 	if (c->a->metrics)
 		json_add_i64(o, "metrics_port", httpd_port(c->a->metrics));
+	if (c->a->proxy)
+		json_add_i64(o, "proxy_port", proxy_port(c->a->proxy));
 	return 0;
 }
 

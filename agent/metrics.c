@@ -16,6 +16,7 @@
 #include "httpd.h"
 #include "ipc_server.h"
 #include "leases.h"
+#include "proxy.h"
 #include "sbx.h"
 #include "sessions.h"
 #include "store.h"
@@ -116,28 +117,30 @@ static void requests(struct buf *b, const struct hopx_stats *st)
 		}
 }
 
-static void latency(struct buf *b, const struct hopx_stats *st)
+/* A histogram: counts[i] fell in bucket i (le bounds[i]; the last,
+ * counts[nb], above them all). */
+static void histogram(struct buf *b, const char *name, const char *help,
+                      const double *bounds, int nb, const uint64_t *counts,
+                      double sum_s)
 {
-	const char *name = "hopxd_hopx_request_duration_seconds";
-	char label[48], bucket[80];
+	char label[48], series[96];
 	uint64_t sum = 0;
 	int i;
 
-	family(b, name, "histogram", "Time HopX took to answer a request.");
-	snprintf(bucket, sizeof(bucket), "%s_bucket", name);
-	for (i = 0; i <= HOPX_NBUCKETS; i++) {
-		sum += st->latency[i];
-		if (i < HOPX_NBUCKETS)
-			snprintf(label, sizeof(label), "le=\"%g\"",
-			         hopx_buckets[i]);
+	family(b, name, "histogram", help);
+	snprintf(series, sizeof(series), "%s_bucket", name);
+	for (i = 0; i <= nb; i++) {
+		sum += counts[i];
+		if (i < nb)
+			snprintf(label, sizeof(label), "le=\"%g\"", bounds[i]);
 		else
 			snprintf(label, sizeof(label), "le=\"+Inf\"");
-		sample(b, bucket, label, (double)sum);
+		sample(b, series, label, (double)sum);
 	}
-	snprintf(bucket, sizeof(bucket), "%s_sum", name);
-	sample(b, bucket, NULL, st->latency_sum_s);
-	snprintf(bucket, sizeof(bucket), "%s_count", name);
-	sample(b, bucket, NULL, (double)st->latency_count);
+	snprintf(series, sizeof(series), "%s_sum", name);
+	sample(b, series, NULL, sum_s);
+	snprintf(series, sizeof(series), "%s_count", name);
+	sample(b, series, NULL, (double)sum);
 }
 
 static void hopx_part(struct buf *b, struct agent *a)
@@ -149,7 +152,10 @@ static void hopx_part(struct buf *b, struct agent *a)
 	if (hx == NULL)
 		return;
 	requests(b, hopx_stats(hx));
-	latency(b, hopx_stats(hx));
+	histogram(b, "hopxd_hopx_request_duration_seconds",
+	          "Time HopX took to answer a request.", hopx_buckets,
+	          HOPX_NBUCKETS, hopx_stats(hx)->latency,
+	          hopx_stats(hx)->latency_sum_s);
 	family(b, "hopxd_hopx_budget_per_minute", "gauge",
 	       "Requests per minute the agent allows itself at HopX.");
 	sample(b, "hopxd_hopx_budget_per_minute", NULL, hopx_budget(hx));
@@ -197,6 +203,70 @@ static void endpoint_part(struct buf *b, struct agent *a)
 	}
 }
 
+/* A counter family of one sample per entry: {label or NULL, value}. */
+struct counter {
+	const char *name, *help, *label;
+	uint64_t v;
+};
+
+static void counters(struct buf *b, const struct counter *c, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (i == 0 || strcmp(c[i].name, c[i - 1].name) != 0)
+			family(b, c[i].name, "counter", c[i].help);
+		sample(b, c[i].name, c[i].label, (double)c[i].v);
+	}
+}
+
+static void proxy_part(struct buf *b, struct agent *a)
+{
+	static const char *const cls[6] = {"none", "1xx", "2xx",
+	                                   "3xx",  "4xx", "5xx"};
+	const struct proxy_stats *st;
+	char labels[6][24];
+	struct counter c[16];
+	size_t n = 0, i;
+
+	if (a->proxy == NULL)
+		return;
+	st = proxy_stats(a->proxy);
+#define C(nm, help, lb, val) c[n++] = (struct counter){nm, help, lb, val}
+	C("hopxd_proxy_requests_total",
+	  "Requests through the proxy, by what became of them.",
+	  "result=\"carried\"", st->requests - st->refused - st->errors);
+	C("hopxd_proxy_requests_total", NULL, "result=\"refused\"",
+	  st->refused);
+	C("hopxd_proxy_requests_total", NULL, "result=\"error\"", st->errors);
+	C("hopxd_proxy_bytes_total",
+	  "Bytes through the proxy, to the sandbox (up) and back (down).",
+	  "direction=\"up\"", st->bytes_up);
+	C("hopxd_proxy_bytes_total", NULL, "direction=\"down\"",
+	  st->bytes_down);
+	C("hopxd_proxy_wakes_total", "Requests that resumed a paused sandbox.",
+	  NULL, st->wakes);
+	C("hopxd_proxy_retries_total",
+	  "Requests replayed after the sandbox refused a token.", NULL,
+	  st->retries);
+	C("hopxd_proxy_websockets_total",
+	  "WebSockets opened through the proxy.", NULL, st->websockets);
+	for (i = 0; i < 6; i++) {
+		snprintf(labels[i], sizeof(labels[i]), "class=\"%s\"", cls[i]);
+		C("hopxd_proxy_upstream_responses_total",
+		  "Answers of sandboxes' agents by status class.", labels[i],
+		  st->status[i]);
+	}
+#undef C
+	counters(b, c, n);
+	family(b, "hopxd_proxy_connections", "gauge",
+	       "Client connections open on the proxy.");
+	sample(b, "hopxd_proxy_connections", NULL, (double)st->connections);
+	histogram(b, "hopxd_proxy_request_duration_seconds",
+	          "From a request's head in to its answer's head out.",
+	          proxy_lat_bounds, 7, st->lat_count, st->lat_sum_s);
+}
+
 char *metrics_text(struct agent *a, size_t *len)
 {
 	struct buf b;
@@ -206,6 +276,7 @@ char *metrics_text(struct agent *a, size_t *len)
 	state_part(&b, a);
 	hopx_part(&b, a);
 	endpoint_part(&b, a);
+	proxy_part(&b, a);
 	if (b.data == NULL) {
 		buf_finish(&b);
 		return NULL;

@@ -53,8 +53,8 @@ static int version(const char *p, const char *end)
 	if (end - p < 8 || memcmp(p, "HTTP/", 5) != 0)
 		return ERR_PARSE;
 	if (p[5] != '1' || p[6] != '.')
-		return p[5] >= '0' && p[5] <= '9' ? ERR_UNSUPPORTED : ERR_PARSE;
-	return p[7] == '0' || p[7] == '1' ? p[7] - '0' : ERR_UNSUPPORTED;
+		return p[5] >= '0' && p[5] <= '9' ? ERR_RANGE : ERR_PARSE;
+	return p[7] == '0' || p[7] == '1' ? p[7] - '0' : ERR_RANGE;
 }
 
 /* "METHOD SP target SP HTTP/1.x" up to eol. */

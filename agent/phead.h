@@ -45,8 +45,9 @@ struct phead {
  * Parses a request (response 0) or a response head at the start of buf.
  * Returns the head's length (through its empty line), 0 when more bytes
  * are needed, ERR_TOOBIG past PHEAD_MAX or PHEAD_MAX_HEADERS, ERR_PARSE
- * when malformed, ERR_UNSUPPORTED for a version or transfer coding the
- * proxy does not carry. h's slices point into buf.
+ * when malformed, ERR_RANGE for an HTTP version other than 1.0 and 1.1,
+ * ERR_UNSUPPORTED for a transfer coding other than chunked. h's slices
+ * point into buf.
  */
 ssize_t phead_parse(const char *buf, size_t len, int response, struct phead *h);
 

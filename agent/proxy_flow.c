@@ -158,6 +158,8 @@ static int keep_in(struct pconn *c, const char *p, size_t n)
 {
 	char *in;
 
+	if (n == 0)
+		return 0;
 	if (c->in_len + n > PX_IN_CAP)
 		return ERR_TOOBIG;
 	if (c->in_len + n > c->in_cap) {
@@ -174,6 +176,8 @@ static int keep_in(struct pconn *c, const char *p, size_t n)
 /* Drops the first n bytes kept (a request carried). */
 static void drop_in(struct pconn *c, size_t n)
 {
+	if (c->in == NULL)
+		return;
 	memmove(c->in, c->in + n, c->in_len - n);
 	c->in_len -= n;
 	c->head_len = c->sent_len = 0;
@@ -581,10 +585,13 @@ static void bad_head(struct pconn *c, ssize_t e)
 	if (e == ERR_TOOBIG)
 		pflow_fail(c, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE",
 		           "the request head is over 16 KiB or 100 fields");
+	else if (e == ERR_RANGE)
+		pflow_fail(c, 505, "HTTP_VERSION_NOT_SUPPORTED",
+		           "only HTTP/1.0 and 1.1 go through the proxy");
 	else if (e == ERR_UNSUPPORTED)
 		pflow_fail(c, 501, "NOT_IMPLEMENTED",
-		           "only HTTP/1.0 and 1.1, with no transfer coding but "
-		           "chunked, go through the proxy");
+		           "no transfer coding but chunked goes through the "
+		           "proxy");
 	else
 		pflow_fail(c, 400, "INVALID_REQUEST",
 		           "the request is not well-formed HTTP/1.1");

@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""The data-plane proxy: the official JS SDK through the endpoint keeps
+working past its first token's life (and, straight to hopx-sim, does not);
+a request without proof of access is refused with the sandbox agent's own
+401 and never reaches HopX; traffic wakes an idle-paused sandbox with one
+resume (events cause traffic); an open WebSocket holds it in use; 256 MB
+stream up and down unchanged with the agent's memory flat; malformed
+requests get clear errors; metrics count it all."""
+import hashlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+
+from hopxtest import (Agent, Sim, Tap, WebSocket, api_calls, cleanup,
+                      note_output, rss_unmeasurable, run, setup,
+                      wait_for)
+
+DATAPLANE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "sdk_dataplane.cjs")
+RESUME = "POST /v1/sandboxes/{id}/resume"
+IDLE = 2  # seconds
+
+hopxd, hopxctl, simbin, tmp = setup()
+t = Tap()
+sim = Sim(simbin, tmp, args=["--token-lifetime", "6"]).start()
+agent = Agent(hopxd, hopxctl, tmp, sim.url,
+              args=["--api-listen", "127.0.0.1:0"]).start()
+status = agent.rpc("status")["result"]
+base = status["endpoint"]
+with open(os.path.join(tmp, "config", "hopxd", "local-key")) as f:
+    local_key = f.read().strip()
+
+
+def endpoint_get(sid):
+    c = http.client.HTTPConnection(urllib.parse.urlparse(base).netloc, 
+                                   timeout=30)
+    c.request("GET", f"/v1/sandboxes/{sid}", headers={"X-API-Key": local_key})
+    r = c.getresponse()
+    return r.status, json.loads(r.read())
+
+
+def call(url, method, path, body=b"", headers=None):
+    """(status, headers, body) of one request to url (a proxy address)."""
+    u = urllib.parse.urlparse(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    out = r.status, dict(r.getheaders()), r.read()
+    c.close()
+    return out
+
+
+def bearer(tok):
+    return {"Authorization": "Bearer " + tok}
+
+
+def token(sid):
+    return agent.rpc("token", {"ref": sid})["result"]["token"]
+
+
+def new_sandbox():
+    st, j = sim.req("POST", "/v1/sandboxes", {"template_name": "base"})
+    assert st == 201, (st, j)
+    rc, _, err = agent.ctl("attach", j["id"])
+    assert rc == 0, err
+    return j["id"], j["public_host"]
+
+
+# -- the SDK through the endpoint, and straight to hopx-sim -------------
+def dataplane(url, key, seconds):
+    p = subprocess.Popen(["node", DATAPLANE, url, key, str(seconds), "3"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    return p
+
+
+SECONDS = 60
+through = dataplane(base, local_key, SECONDS)
+direct = dataplane(sim.url, sim.key, SECONDS)
+outs = []
+for p in (through, direct):
+    o, e = p.communicate(timeout=SECONDS + 120)
+    note_output("node", o, e)
+    outs.append([json.loads(ln) for ln in o.splitlines()
+                 if ln.startswith("{")])
+t_rounds, d_rounds = outs[0][:-1], outs[1][:-1]
+t_last = outs[0][-1] if outs[0] else {}
+t.ok(through.returncode == 0 and t_last.get("failed") == 0 and
+     len(t_rounds) >= SECONDS // 3 - 1 and t_last.get("ok", 0) ==
+     5 * len(t_rounds),
+     f"the JS SDK through the endpoint with 6 s tokens: getHealth, a "
+     f"command, a file write and read and a WebSocket stream every 3 s for "
+     f"{SECONDS} s: all {t_last.get('ok')} calls succeed", t_last)
+first_bad = next((r for r in d_rounds
+                  if not all(c["ok"] for c in r["calls"].values())), None)
+t.ok(first_bad is not None and first_bad["t"] >= 5 and
+     first_bad["calls"]["health"].get("status") == 401,
+     "the same program straight to hopx-sim fails once its first token "
+     "expires (the SDK keeps sending it: if this fails, the SDK was fixed)",
+     first_bad)
+sid_sdk = t_rounds[0]["id"] if t_rounds else None
+vm = [e for e in sim.log() if e["route"].startswith("VM ") and
+      e["sandbox_id"] == sid_sdk]
+t.ok(vm and all(e["status"] in (101, 200) for e in vm),
+     f"its {len(vm)} calls reached the sandbox with a valid token each "
+     "(the simulator's log: no 401)", [e for e in vm if e["status"] >= 300])
+st, j = endpoint_get(sid_sdk)
+t.ok(st == 200 and j["public_host"].startswith("http://127.2.") and
+     j["direct_url"] == j["public_host"],
+     "the endpoint's sandbox has the proxy's address as public_host",
+     (st, j))
+ph = j["public_host"]
+
+# -- proof of access ----------------------------------------------------
+sid_b, _ = new_sandbox()
+_, jb = endpoint_get(sid_b)
+tok_b = token(sid_b)
+seq = sim.last_seq()
+refusals = [call(ph, "GET", "/health"),
+            call(ph, "GET", "/health", headers=bearer("nope")),
+            call(ph, "GET", "/health", headers=bearer(tok_b)),
+            call(ph, "GET", "/health", headers={"X-API-Key": "nope"})]
+t.ok(all(st == 401 and json.loads(b)["code"] == "INVALID_TOKEN"
+         for st, _, b in refusals) and sim.log(seq) == [],
+     "no token, a wrong one, another sandbox's token, a wrong key: 401 "
+     "INVALID_TOKEN, and none reached the simulator", refusals)
+old = jb.get("auth_token") or tok_b
+time.sleep(7)
+st, _, b = call(jb["public_host"], "GET", "/health", headers=bearer(old))
+st2, _, b2 = call(jb["public_host"], "GET", "/health",
+                  headers={"X-API-Key": local_key})
+log = [e for e in sim.log(seq) if e["route"] == "VM GET /health"]
+t.ok(st == 200 and st2 == 200 and len(log) == 2 and
+     all(e["status"] == 200 for e in log),
+     "an expired token the agent gave for it, and the local key, are "
+     "proof: carried with the current token", (st, b, st2, b2, log))
+
+# -- traffic wakes an idle-paused sandbox, once ----------------------------
+rc, _, err = agent.ctl("policy", sid_b, "--idle-pause", f"{IDLE}s")
+paused = wait_for(lambda: sim.sandbox(sid_b)[1]["status"] == "paused",
+                  IDLE + 8)
+seq = sim.last_seq()
+results = [None] * 20
+
+
+def one(i):
+    try:
+        results[i] = call(jb["public_host"], "POST", "/commands/run",
+                          json.dumps({"command": f"echo {i}"}).encode(),
+                          {**bearer(tok_b),
+                           "Content-Type": "application/json"})
+    except OSError as e:
+        results[i] = (0, {}, str(e).encode())
+
+
+threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+for th in threads:
+    th.start()
+for th in threads:
+    th.join(120)
+resumes = [c for c in api_calls(sim.log(seq)) if c[1] == RESUME]
+t.ok(rc == 0 and paused and
+     all(r and r[0] == 200 and json.loads(r[2])["stdout"] == f"{i}\n"
+         for i, r in enumerate(results)) and len(resumes) == 1,
+     "20 concurrent requests to an idle-paused sandbox: all answered, one "
+     "resume at HopX", (paused, [r[:1] for r in results], resumes))
+ev = agent.rpc("events", {"limit": 10000})["result"]["events"]
+woke = [e for e in ev if e["sandbox_id"] == sid_b and e["type"] == "status"
+        and e["cause"] == "traffic"]
+t.ok(woke and woke[-1]["detail"]["to"] == "running",
+     "the wake's event says cause traffic", ev[-3:])
+
+# -- an open WebSocket holds it in use -------------------------------------
+ws = WebSocket(jb["public_host"], "/terminal", bearer(tok_b))
+ws.send("hello")
+echo = ws.recv()
+time.sleep(3 * IDLE)
+held = sim.sandbox(sid_b)[1]["status"]
+ws.send("still")
+echo2 = ws.recv()
+ws.close()
+t0 = time.monotonic()
+let_go = wait_for(lambda: sim.sandbox(sid_b)[1]["status"] == "paused",
+                  IDLE + 8)
+took = time.monotonic() - t0
+t.ok(ws.accepted and echo == (1, b"hello") and echo2 == (1, b"still") and
+     held == "running",
+     f"a WebSocket open through the proxy for {3 * IDLE} s ({IDLE} s idle "
+     "period) keeps the sandbox running", (ws.status, echo, held))
+t.ok(let_go and took <= IDLE + 3,
+     f"closed, the sandbox is paused for idleness {took:.1f} s later", took)
+rc, _, _ = agent.ctl("policy", sid_b, "--idle-pause", "off")
+
+# -- 256 MB each way -----------------------------------------------------
+def rss_kb():
+    with open(f"/proc/{agent.proc.pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+class Peak(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self.stop = rss_kb(), False
+
+    def run(self):
+        while not self.stop:
+            self.peak = max(self.peak, rss_kb())
+            time.sleep(0.05)
+
+
+big = os.path.join(tmp, "big.bin")
+h = hashlib.sha256()
+with open(big, "wb") as f:
+    for i in range(256):
+        chunk = hashlib.sha256(str(i).encode()).digest() * 32768
+        h.update(chunk)
+        f.write(chunk)
+digest = h.hexdigest()
+tok_s = token(sid_sdk)
+st, _, _ = call(ph, "GET", "/health", headers=bearer(tok_s))
+before = rss_kb()
+peak = Peak()
+peak.start()
+up = run(["curl", "-sS", "-H", f"Authorization: Bearer {tok_s}", "-H",
+          "Content-Type: application/octet-stream", "--data-binary",
+          f"@{big}", f"{ph}/files/upload?path=/workspace/big.bin"],
+         timeout=300)
+down = os.path.join(tmp, "down.bin")
+dl = run(["curl", "-sS", "-f", "-o", down, "-H",
+          f"Authorization: Bearer {tok_s}",
+          f"{ph}/files/download?path=/workspace/big.bin"], timeout=300)
+peak.stop = True
+peak.join()
+os.unlink(big)
+with open(down, "rb") as f:
+    h2 = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h2.update(chunk)
+os.unlink(down)
+grew = (peak.peak - before) / 1024
+t.ok(up.returncode == 0 and json.loads(up.stdout or "{}").get("size") ==
+     256 << 20 and dl.returncode == 0 and h2.hexdigest() == digest,
+     "256 MB up and 256 MB down through the proxy, identical",
+     (up.stdout, up.stderr, dl.stderr))
+why = rss_unmeasurable()
+t.ok(why or grew <= 16, f"the agent's memory grew {grew:.1f} MB at most "
+     "during them (streamed, not held; limit 16)" +
+     (f" (not judged {why})" if why else ""), grew)
+
+# -- malformed and refused ------------------------------------------------
+def raw(url, data, read_all=True):
+    u = urllib.parse.urlparse(url)
+    s = socket.create_connection((u.hostname, u.port), 30)
+    s.sendall(data)
+    out = b""
+    while True:
+        got = s.recv(65536)
+        if not got:
+            break
+        out += got
+    s.close()
+    return out
+
+
+def status_of(resp):
+    first = resp.split(b"\r\n", 1)[0].split()
+    return int(first[1]) if len(first) > 1 else 0
+
+
+auth = f"Authorization: Bearer {tok_s}\r\n".encode()
+cases = [
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400,
+     "a field without a colon"),
+    (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431,
+     "a 20 KB head"),
+    (b"POST /commands/run HTTP/1.1\r\n" + auth +
+     b"Transfer-Encoding: gzip\r\n\r\n", 501, "a transfer coding not chunked"),
+    (b"POST /commands/run HTTP/1.1\r\n" + auth + b"Content-Length: 2\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n", 400,
+     "Content-Length with Transfer-Encoding"),
+    (b"GET /health HTTP/2.0\r\n\r\n", 505, "HTTP/2"),
+]
+got = [(status_of(raw(ph, data)), want, what) for data, want, what in cases]
+t.ok(all(g == w for g, w, _ in got),
+     "malformed requests: 400, 431, 501, 505 as each deserves", got)
+resp = raw(ph, b"GET /health HTTP/1.1\r\n" + auth + b"Connection: Upgrade"
+           b"\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA"
+           b"\r\nConnection: close\r\n\r\n")
+t.ok(status_of(resp) == 200 and b"healthy" in resp,
+     "an h2c upgrade is carried as plain HTTP/1.1", resp[:200])
+unknown = "http://127.2.255.250:" + ph.rsplit(":", 1)[1]
+resp = raw(unknown, b"GET /health HTTP/1.1\r\n\r\n")
+t.ok(status_of(resp) == 404 and b"hopxctl ls" in resp,
+     "an address no sandbox has: 404 naming 'hopxctl ls'", resp[:300])
+pipelined = raw(ph, (b"GET /health HTTP/1.1\r\n" + auth + b"\r\n") * 3 +
+                b"GET /health HTTP/1.1\r\n" + auth +
+                b"Connection: close\r\n\r\n")
+t.ok(pipelined.count(b"HTTP/1.1 200") == 4,
+     "four pipelined requests on one connection: four answers in order",
+     pipelined[:400])
+
+# -- metrics ------------------------------------------------------------------
+text = agent.ctl("metrics")[1]
+mfile = os.path.join(tmp, "metrics.txt")
+with open(mfile, "w") as f:
+    f.write(text)
+chk = run(["promtool", "check", "metrics"], input=text, timeout=60)
+
+
+def value(name, label=""):
+    for ln in text.splitlines():
+        if ln.startswith(name + ("{" + label + "}" if label else " ")):
+            return float(ln.rsplit(" ", 1)[1])
+    return None
+
+
+t.ok(chk.returncode == 0 and value("hopxd_proxy_requests_total",
+                                   'result="carried"') > 50 and
+     value("hopxd_proxy_requests_total", 'result="refused"') >= 4 and
+     value("hopxd_proxy_wakes_total") >= 1 and
+     value("hopxd_proxy_websockets_total") >= 2 and
+     value("hopxd_proxy_bytes_total", 'direction="up"') > 256 << 20 and
+     value("hopxd_proxy_bytes_total", 'direction="down"') > 256 << 20 and
+     value("hopxd_proxy_request_duration_seconds_count") > 50,
+     "hopxd_proxy_* metrics count requests, refusals, wakes, WebSockets "
+     "and bytes; promtool accepts them", (chk.stdout, chk.stderr,
+                                          [ln for ln in text.splitlines()
+                                           if "proxy" in ln][:40]))
+
+cleanup(tmp, agent, sim, t=t)
+t.done()
