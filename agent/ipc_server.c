@@ -11,6 +11,7 @@
 #include "methods.h"
 #include "paths.h"
 #include "proto.h"
+#include "proxy.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -124,6 +125,8 @@ static void conn_close(struct ipc_conn *c)
 	if (c->sub_id)
 		s->nsubs--;
 	leases_conn_closed(s->a, c);
+	if (s->a->proxy)
+		proxy_owner_gone(s->a->proxy, c);
 	uv_close((uv_handle_t *)&c->idle, conn_free);
 	uv_close((uv_handle_t *)&c->pipe, conn_free);
 }

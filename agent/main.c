@@ -799,17 +799,19 @@ static int start_proxy(struct agent *a, const char *local_key)
 	char why[512];
 	int r;
 
+	/* Without its shared port, it still serves hopxctl proxy. */
 	if (a->cfg.proxy_port == PROXY_PORT_OFF ||
 	    (a->cfg.proxy_port == PROXY_PORT_AUTO && local_key == NULL))
-		return 0;
-	if (o.port < 0)
+		o.port = -1;
+	else if (o.port < 0)
 		o.port = 0;
 	if ((r = proxy_start(a, &o, &a->proxy, why, sizeof(why))) != 0) {
 		log_error("%s", why);
 		return r;
 	}
-	log_info("proxy to each sandbox's agent on 127.2.X.Y:%d",
-	         proxy_port(a->proxy));
+	if (o.port >= 0)
+		log_info("proxy to each sandbox's agent on 127.2.X.Y:%d",
+		         proxy_port(a->proxy));
 	return 0;
 }
 

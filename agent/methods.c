@@ -215,7 +215,7 @@ static int m_status(struct call *c)
 	             c->a->apiep ? apiep_url(c->a->apiep) : NULL);
 	if (c->a->metrics)
 		json_add_i64(o, "metrics_port", httpd_port(c->a->metrics));
-	if (c->a->proxy)
+	if (c->a->proxy && proxy_port(c->a->proxy) > 0)
 		json_add_i64(o, "proxy_port", proxy_port(c->a->proxy));
 	return 0;
 }
@@ -568,6 +568,9 @@ static const struct proto_param p_policy[] = {{"ref", PT_STRING, 1},
                                               {"pause_on_shutdown", PT_BOOL, 0},
                                               {NULL, 0, 0}};
 
+static const struct proto_param p_proxy[] = {
+        {"ref", PT_STRING, 1}, {"listen", PT_STRING, 1}, {NULL, 0, 0}};
+
 static const struct method methods[] = {
         {"attach", p_attach, methods_attach, M_CHANGES},
         {"create", p_create, methods_create, M_CHANGES},
@@ -582,6 +585,7 @@ static const struct method methods[] = {
         {"metrics", p_none, m_metrics, 0},
         {"pause", p_ref, methods_lifecycle, M_CHANGES},
         {"policy", p_policy, methods_policy, M_CHANGES},
+        {"proxy", p_proxy, methods_proxy, M_CONN},
         {"reconcile", p_reconcile, methods_reconcile, 0},
         {"release", p_ref, methods_release, M_CONN},
         {"rename", p_rename, m_rename, M_CHANGES},

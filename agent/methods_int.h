@@ -115,6 +115,7 @@ int methods_keepalive(struct call *c);
 int methods_token(struct call *c);
 int methods_lease(struct call *c);
 int methods_release(struct call *c);
+int methods_proxy(struct call *c); /* a fixed address while connected */
 
 /* The record as show answers it: with its lease holders. */
 int methods_reply_held(struct call *c, const struct store_sandbox *r);

@@ -11,7 +11,9 @@
 #include "leases.h"
 #include "err.h"
 #include "hopx.h"
+#include "ipc_server.h"
 #include "json.h"
+#include "proxy.h"
 #include "rfc3339.h"
 #include "reconcile.h"
 #include "sessions.h"
@@ -382,6 +384,35 @@ int methods_release(struct call *c)
 		e = methods_reply_held(c, &r);
 	store_sandbox_finish(&r);
 	return e;
+}
+
+/* ---- a fixed local address (hopxctl proxy) ---- */
+
+/* Lasts as long as the client's connection (its owner). */
+int methods_proxy(struct call *c)
+{
+	const char *listen = methods_param_str(c, "listen");
+	char where[160], why[320];
+	struct store_sandbox r;
+	int e;
+
+	if (c->conn == NULL || c->a->proxy == NULL)
+		return methods_fail(c, ERR_STATE, "the agent is stopping");
+	if ((e = methods_load_ref(c, &r)) != 0)
+		return e;
+	e = proxy_bind(c->a->proxy, r.id, listen, c->conn, where, sizeof(where),
+	               why, sizeof(why));
+	if (e != 0) {
+		store_sandbox_finish(&r);
+		return methods_fail(c, e, why);
+	}
+	ipc_conn_keep(c->conn);
+	c->result = cJSON_CreateObject();
+	json_add_str(c->result, "id", r.id);
+	json_add_str(c->result, "name", r.name);
+	json_add_str(c->result, "url", where);
+	store_sandbox_finish(&r);
+	return c->result ? 0 : ERR_NOMEM;
 }
 
 /* ---- wait ---- */

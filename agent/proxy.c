@@ -102,16 +102,15 @@ static int sandbox_of(struct proxy *px, uv_tcp_t *t, char *id, size_t n)
 	return store_proxy_host_id(px->a->store, addr - PROXY_NET, id, n);
 }
 
-static struct pconn *conn_new(struct proxy *px)
+struct pconn *pconn_new(struct proxy *px)
 {
 	struct pconn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL)
 		return NULL;
 	c->px = px;
-	uv_tcp_init(px->a->loop, &c->cli);
 	uv_timer_init(px->a->loop, &c->timer);
-	c->cli.data = c->timer.data = c;
+	c->timer.data = c;
 	c->handles = 2;
 	DL_APPEND(px->conns, c);
 	px->st.connections++;
@@ -123,8 +122,10 @@ static void on_accept(uv_stream_t *lis, int status)
 	struct proxy *px = lis->data;
 	struct pconn *c;
 
-	if (status != 0 || (c = conn_new(px)) == NULL)
+	if (status != 0 || (c = pconn_new(px)) == NULL)
 		return;
+	uv_tcp_init(px->a->loop, &c->cli.tcp);
+	c->cli.h.data = c;
 	if (uv_accept(lis, (uv_stream_t *)&c->cli) != 0) {
 		pconn_close(c);
 		return;
@@ -135,14 +136,14 @@ static void on_accept(uv_stream_t *lis, int status)
 		           "try again");
 		return;
 	}
-	if (sandbox_of(px, &c->cli, c->id, sizeof(c->id)) != 0) {
+	if (sandbox_of(px, &c->cli.tcp, c->id, sizeof(c->id)) != 0) {
 		pflow_fail(c, 404, "SANDBOX_NOT_FOUND",
 		           "no sandbox tracked by this agent has this "
 		           "address: 'hopxctl ls' lists them");
 		return;
 	}
-	uv_tcp_nodelay(&c->cli, 1);
-	uv_tcp_keepalive(&c->cli, 1, 60);
+	uv_tcp_nodelay(&c->cli.tcp, 1);
+	uv_tcp_keepalive(&c->cli.tcp, 1, 60);
 	pflow_start(c);
 }
 
@@ -222,7 +223,7 @@ int proxy_start(struct agent *a, const struct proxy_opts *o, struct proxy **out,
 	px->max_conns = o->max_connections ? o->max_connections : 1024;
 	px->head_to_ms = 1000ull * (o->head_timeout_s ? o->head_timeout_s : 10);
 	px->idle_to_ms = 1000ull * (o->idle_timeout_s ? o->idle_timeout_s : 60);
-	if ((e = open_listener(px, o->port, why, n)) != 0) {
+	if (o->port >= 0 && (e = open_listener(px, o->port, why, n)) != 0) {
 		proxy_stop(px);
 		return e;
 	}
@@ -241,6 +242,8 @@ int proxy_url(struct proxy *px, const char *id, char *buf, size_t n)
 	uint32_t addr;
 	int e;
 
+	if (!px->listening)
+		return ERR_STATE;
 	if ((e = store_proxy_host(px->a->store, id, &num)) != 0)
 		return e;
 	if (num <= 0 || num > NUM_MAX)
@@ -269,6 +272,7 @@ void proxy_stop(struct proxy *px)
 		return;
 	DL_FOREACH_SAFE(px->conns, c, tmp)
 	pconn_close(c);
+	proxy_unbind_all(px);
 	if (px->listening)
 		uv_close((uv_handle_t *)&px->lis, on_lis_closed);
 	else

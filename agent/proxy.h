@@ -28,7 +28,7 @@ struct proxy;
 #define PROXY_NET 0x7f020000u /* 127.2.0.0: number 0's address */
 
 struct proxy_opts {
-	int port; /* 0: any free port */
+	int port; /* 0: any free port; -1: none (fixed addresses only) */
 	/* Keys accepted as proof besides the tokens (NULL or "": none). */
 	const char *local_key;
 	unsigned max_connections; /* default 1024 */
@@ -59,19 +59,35 @@ extern const double proxy_lat_bounds[8];
 
 /*
  * Listens on every 127.2.0.0/16+ address at port (bound to the loopback
- * device, so nothing off this machine reaches it). On failure why (n
- * bytes) says what to do. Returns 0 or ERR_SYS, ERR_NOMEM.
+ * device, so nothing off this machine reaches it), unless port is -1. On
+ * failure why (n bytes) says what to do. Returns 0 or ERR_SYS, ERR_NOMEM.
  */
 int proxy_start(struct agent *a, const struct proxy_opts *o, struct proxy **out,
                 char *why, size_t n);
 
-/* The port listened on. */
+/* The port listened on (0: none). */
 int proxy_port(const struct proxy *px);
+
+/*
+ * A fixed local address for sandbox id, for tools that carry no token
+ * (hopxctl proxy): listen is "127.0.0.1:PORT" (loopback only; PORT 0 for
+ * any free one), "[::1]:PORT", or a Unix socket ("unix:PATH" or an
+ * absolute path; made 0600). Its own user gets in without proof (others
+ * with proof on TCP, not at all on a Unix socket). It lasts until
+ * proxy_owner_gone(owner). where (wn bytes) gets its URL; on failure why
+ * (n bytes) says what to do. Returns 0 or ERR_INVAL, ERR_PERM (not
+ * loopback), ERR_EXISTS (a file at PATH), ERR_SYS, ERR_NOMEM.
+ */
+int proxy_bind(struct proxy *px, const char *id, const char *listen,
+               const void *owner, char *where, size_t wn, char *why, size_t n);
+
+/* Closes the fixed addresses owner asked for. */
+void proxy_owner_gone(struct proxy *px, const void *owner);
 
 /*
  * "http://127.2.X.Y:PORT": where a client reaches sandbox id through the
  * proxy (its number given now if it has none). ERR_NOTFOUND: not
- * tracked; ERR_RANGE: numbers ran out.
+ * tracked; ERR_RANGE: numbers ran out; ERR_STATE: no shared port.
  */
 int proxy_url(struct proxy *px, const char *id, char *buf, size_t n);
 

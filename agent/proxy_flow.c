@@ -59,7 +59,7 @@ static void reads(struct pconn *c)
 {
 	struct pup *u = c->up;
 	size_t upq = u && u->open ? u->tcp.write_queue_size : 0;
-	size_t cq = c->cli.write_queue_size;
+	size_t cq = c->cli.s.write_queue_size;
 	int want;
 
 	if (c->closing)
@@ -1083,7 +1083,7 @@ static void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 void pflow_timeout(struct pconn *c)
 {
 	uint64_t now = uv_hrtime();
-	size_t q = c->cli.write_queue_size +
+	size_t q = c->cli.s.write_queue_size +
 	           (c->up && c->up->open ? c->up->tcp.write_queue_size : 0);
 
 	if (c->closing)

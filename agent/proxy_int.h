@@ -48,9 +48,17 @@ struct pup {
 	size_t rlen;
 };
 
+/* A client's connection: TCP, or a Unix socket (hopxctl proxy --unix). */
+union pcli {
+	uv_handle_t h;
+	uv_stream_t s;
+	uv_tcp_t tcp;
+	uv_pipe_t pipe;
+};
+
 struct pconn {
 	struct proxy *px;
-	uv_tcp_t cli;
+	union pcli cli;
 	uv_timer_t timer;
 	int handles; /* open: cli, timer */
 	int holds;   /* callbacks still to come (a connect) */
@@ -86,10 +94,23 @@ struct pconn {
 	struct pconn *prev, *next;
 };
 
+/* A fixed address for one sandbox (hopxctl proxy), held by an owner (the
+ * socket connection that asked for it). */
+struct plis {
+	union pcli h;
+	struct proxy *px;
+	int is_unix;
+	char path[108]; /* a Unix socket's file, removed at the end */
+	char id[SBX_ID_MAX + 1];
+	const void *owner;
+	struct plis *next;
+};
+
 struct proxy {
 	struct agent *a;
 	uv_tcp_t lis;
 	int listening;
+	struct plis *fixed;
 	int port;
 	char key[256];
 	unsigned max_conns;
@@ -97,6 +118,10 @@ struct proxy {
 	struct pconn *conns;
 	struct proxy_stats st;
 };
+
+/* A new connection for px (its client handle still to be initialised),
+ * or NULL. */
+struct pconn *pconn_new(struct proxy *px);
 
 /* Starts carrying a new connection's first request. */
 void pflow_start(struct pconn *c);
@@ -116,6 +141,9 @@ void pconn_close(struct pconn *c);
 
 /* A callback the connection waited for came: frees it if it closed. */
 void pconn_unhold(struct pconn *c);
+
+/* Closes every fixed address. */
+void proxy_unbind_all(struct proxy *px);
 
 /* (Re)arms the timer for the phase the connection is in. */
 void pconn_arm(struct pconn *c);

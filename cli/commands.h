@@ -35,4 +35,7 @@ int run_run(struct cli *c, int argc, char **argv);
 int run_reconcile(struct cli *c, int argc, char **argv);
 int run_wait(struct cli *c, int argc, char **argv);
 
+/* proxy.c: a fixed local address for one sandbox's agent API. */
+int run_proxy(struct cli *c, int argc, char **argv);
+
 #endif

@@ -73,6 +73,10 @@ static const struct cmd cmd_table[] = {
         {"pause", "REF", "pause the sandbox", 1, 1, run_pause},
         {"policy", "REF [--auto-resume on|off] [--pause-on-shutdown on|off]",
          "show or change the sandbox's policies", 1, 5, run_policy},
+        {"proxy", "REF --listen 127.0.0.1:PORT | --unix PATH",
+         "serve the sandbox's own agent API on a local address (the agent "
+         "puts in the token) until interrupted",
+         3, 3, run_proxy},
         {"reconcile", "[--last]",
          "check every sandbox with HopX now and print the report", 0, 1,
          run_reconcile},

@@ -140,35 +140,66 @@ t.ok(st == 200 and st2 == 200 and len(log) == 2 and
      "an expired token the agent gave for it, and the local key, are "
      "proof: carried with the current token", (st, b, st2, b2, log))
 
+# -- hopxctl proxy: a fixed address for tools that carry no token ------
+def start_proxy(*args):
+    p = subprocess.Popen([hopxctl, "--socket", agent.sock, "proxy", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    line = p.stdout.readline()
+    url = line.split(" on ", 1)[1].split()[0] if " on " in line else None
+    return p, url, line
+
+
+def end_proxy(p):
+    p.terminate()
+    rc = p.wait(30)
+    o, e = p.communicate()
+    note_output("hopxctl", o, e)
+    return rc
+
+
+def curl(url, path, *extra, unix=None):
+    cmd = ["curl", "-sS", "-m", "60", "-w", "\n%{http_code}"]
+    if unix:
+        cmd += ["--unix-socket", unix]
+    return run(cmd + list(extra) + [url + path], timeout=90)
+
+
+def code_of(p):
+    return int(p.stdout.rsplit("\n", 1)[-1] or 0) if p.stdout else 0
+
+
 # -- traffic wakes an idle-paused sandbox, once ----------------------------
 rc, _, err = agent.ctl("policy", sid_b, "--idle-pause", f"{IDLE}s")
+fixed, furl, line = start_proxy(sid_b, "--listen", "127.0.0.1:0")
+t.ok(furl and furl.startswith("http://127.0.0.1:"),
+     "hopxctl proxy REF --listen 127.0.0.1:0 prints where it serves", line)
 paused = wait_for(lambda: sim.sandbox(sid_b)[1]["status"] == "paused",
                   IDLE + 8)
 seq = sim.last_seq()
-results = [None] * 20
-
-
-def one(i):
-    try:
-        results[i] = call(jb["public_host"], "POST", "/commands/run",
-                          json.dumps({"command": f"echo {i}"}).encode(),
-                          {**bearer(tok_b),
-                           "Content-Type": "application/json"})
-    except OSError as e:
-        results[i] = (0, {}, str(e).encode())
-
-
-threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
-for th in threads:
-    th.start()
-for th in threads:
-    th.join(120)
+procs = [subprocess.Popen(["curl", "-sS", "-m", "60", "-X", "POST", "-H",
+                           "Content-Type: application/json", "-d",
+                           json.dumps({"command": f"echo {i}"}),
+                           f"{furl}/commands/run"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) for i in range(20)]
+results = [(p.wait(90), *p.communicate()) for p in procs]
 resumes = [c for c in api_calls(sim.log(seq)) if c[1] == RESUME]
+
+
+def echoed(i, r):
+    try:
+        return r[0] == 0 and json.loads(r[1])["stdout"] == f"{i}\n"
+    except (ValueError, KeyError):
+        return False
+
+
 t.ok(rc == 0 and paused and
-     all(r and r[0] == 200 and json.loads(r[2])["stdout"] == f"{i}\n"
-         for i, r in enumerate(results)) and len(resumes) == 1,
-     "20 concurrent requests to an idle-paused sandbox: all answered, one "
-     "resume at HopX", (paused, [r[:1] for r in results], resumes))
+     all(echoed(i, r) for i, r in enumerate(results)) and
+     len(resumes) == 1,
+     "20 concurrent curl (no token) through hopxctl proxy to an "
+     "idle-paused sandbox: all answered, one resume at HopX",
+     (paused, results[:3], resumes))
 ev = agent.rpc("events", {"limit": 10000})["result"]["events"]
 woke = [e for e in ev if e["sandbox_id"] == sid_b and e["type"] == "status"
         and e["cause"] == "traffic"]
@@ -195,6 +226,44 @@ t.ok(ws.accepted and echo == (1, b"hello") and echo2 == (1, b"still") and
 t.ok(let_go and took <= IDLE + 3,
      f"closed, the sandbox is paused for idleness {took:.1f} s later", took)
 rc, _, _ = agent.ctl("policy", sid_b, "--idle-pause", "off")
+
+# -- who may use a fixed address ------------------------------------------
+other = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+sock = os.path.join(tmp, "sbx.sock")
+ufix, uurl, line = start_proxy(sid_b, "--unix", sock)
+mode = oct(os.stat(sock).st_mode & 0o777) if os.path.exists(sock) else None
+own = curl("http://sandbox", "/health", unix=sock)
+t.ok(uurl == "unix:" + sock and mode == "0o600" and code_of(own) == 200,
+     "hopxctl proxy --unix: a 0600 socket its own user reaches without a "
+     "token", (line, mode, own.stdout, own.stderr))
+if os.geteuid() == 0:
+    os.chmod(sock, 0o666)  # only the uid check is left to refuse
+    os.chmod(tmp, 0o755)
+    seq = sim.last_seq()
+    theirs = run(other + ["curl", "-sS", "-w", "\n%{http_code}",
+                          "--unix-socket", sock, "http://sandbox/health"],
+                 timeout=60)
+    tcp_theirs = run(other + ["curl", "-sS", "-w", "\n%{http_code}",
+                              furl + "/health"], timeout=60)
+    tcp_proof = run(other + ["curl", "-sS", "-w", "\n%{http_code}", "-H",
+                             f"Authorization: Bearer {tok_b}",
+                             furl + "/health"], timeout=60)
+    reached = [e for e in sim.log(seq) if e["route"] == "VM GET /health"]
+    t.ok(code_of(theirs) == 403 and code_of(tcp_theirs) == 401 and
+         code_of(tcp_proof) == 200 and len(reached) == 1,
+         "another uid: refused on the Unix socket (403), on the TCP port "
+         "without proof (401), carried with a token it was given",
+         (theirs.stdout, tcp_theirs.stdout, tcp_proof.stdout, reached))
+    os.chmod(tmp, 0o700)
+else:
+    t.skip("another uid cannot use the fixed addresses",
+           "needs root to run curl as another user")
+rc1, rc2 = end_proxy(ufix), end_proxy(fixed)
+gone = curl(furl, "/health")
+t.ok(rc1 == 0 and rc2 == 0 and not os.path.exists(sock) and
+     code_of(gone) == 0,
+     "hopxctl proxy ends on SIGTERM (exit 0): its port is closed and its "
+     "socket file removed", (rc1, rc2, gone.stderr))
 
 # -- 256 MB each way -----------------------------------------------------
 def rss_kb():
