@@ -792,10 +792,11 @@ static int start_hopx(struct agent *a)
 /* The data-plane proxy: on with the endpoint unless turned off. */
 static int start_proxy(struct agent *a, const char *local_key)
 {
-	struct proxy_opts o = {.port = a->cfg.proxy_port,
-	                       .local_key = local_key,
-	                       .max_connections =
-	                               (unsigned)a->cfg.max_connections};
+	struct proxy_opts o = {
+	        .port = a->cfg.proxy_port,
+	        .local_key = local_key,
+	        .max_connections = (unsigned)a->cfg.max_connections,
+	        .idle_timeout_s = (unsigned)a->cfg.idle_timeout_s};
 	char why[512];
 	int r;
 

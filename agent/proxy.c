@@ -9,6 +9,7 @@
 
 #include "agent.h"
 #include "err.h"
+#include "heap.h"
 #include "log.h"
 #include "store.h"
 
@@ -51,13 +52,29 @@ void pconn_unhold(struct pconn *c)
 	maybe_free(c);
 }
 
+static void on_trim(uv_timer_t *t)
+{
+	struct proxy *px = t->data;
+
+	while (px->npool)
+		free(px->pool[--px->npool]);
+	heap_trim();
+	px->peak = px->st.connections;
+}
+
 void pconn_close(struct pconn *c)
 {
+	struct proxy *px = c->px;
+
 	if (c->closing)
 		return;
 	c->closing = 1;
-	DL_DELETE(c->px->conns, c);
-	c->px->st.connections--;
+	DL_DELETE(px->conns, c);
+	px->st.connections--;
+	/* Once their close callbacks have freed them: the next loop turn. */
+	if (px->peak >= PX_TRIM_PEAK && px->st.connections <= px->peak / 4 &&
+	    !uv_is_active((uv_handle_t *)&px->trim))
+		uv_timer_start(&px->trim, on_trim, 0, 0);
 	pflow_release(c);
 	uv_close((uv_handle_t *)&c->cli, on_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
@@ -113,7 +130,8 @@ struct pconn *pconn_new(struct proxy *px)
 	c->timer.data = c;
 	c->handles = 2;
 	DL_APPEND(px->conns, c);
-	px->st.connections++;
+	if (++px->st.connections > px->peak)
+		px->peak = px->st.connections;
 	return c;
 }
 
@@ -194,6 +212,7 @@ static int open_listener(struct proxy *px, int port, char *why, size_t n)
 	uv_tcp_init(px->a->loop, &px->lis);
 	px->lis.data = px;
 	px->listening = 1;
+	px->handles++;
 	if (uv_tcp_open(&px->lis, fd) != 0) {
 		close(fd);
 		snprintf(why, n, "cannot listen for the proxy");
@@ -218,6 +237,9 @@ int proxy_start(struct agent *a, const struct proxy_opts *o, struct proxy **out,
 	if (px == NULL)
 		return ERR_NOMEM;
 	px->a = a;
+	uv_timer_init(a->loop, &px->trim);
+	px->trim.data = px;
+	px->handles = 1;
 	snprintf(px->key, sizeof(px->key), "%s",
 	         o->local_key ? o->local_key : "");
 	px->max_conns = o->max_connections ? o->max_connections : 1024;
@@ -259,9 +281,19 @@ const struct proxy_stats *proxy_stats(const struct proxy *px)
 	return &px->st;
 }
 
-static void on_lis_closed(uv_handle_t *h)
+static void proxy_free(struct proxy *px)
 {
-	free(h->data);
+	while (px->npool)
+		free(px->pool[--px->npool]);
+	free(px);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	struct proxy *px = h->data;
+
+	if (--px->handles == 0)
+		proxy_free(px);
 }
 
 void proxy_stop(struct proxy *px)
@@ -274,7 +306,6 @@ void proxy_stop(struct proxy *px)
 	pconn_close(c);
 	proxy_unbind_all(px);
 	if (px->listening)
-		uv_close((uv_handle_t *)&px->lis, on_lis_closed);
-	else
-		free(px);
+		uv_close((uv_handle_t *)&px->lis, on_closed);
+	uv_close((uv_handle_t *)&px->trim, on_closed);
 }

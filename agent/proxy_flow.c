@@ -16,6 +16,7 @@
 #include "sessions.h"
 #include "store.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,11 +42,42 @@ static void resp_body(struct pconn *c, char *base, size_t n);
 
 /* ---- reading and writing ---- */
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+/*
+ * Read blocks come from a small pool and go back to it once written: in
+ * the heap, blocks freed in the order many connections finish with them
+ * get carved by small allocations, and the heap grows (20 stalled
+ * downloads held 30 MB that way, for 8 MB of queued data).
+ */
+static char *blk_get(struct proxy *px)
 {
-	(void)h;
+	return px->npool ? px->pool[--px->npool] : malloc(PX_READ_CHUNK);
+}
+
+static void blk_free(struct proxy *px, char *p)
+{
+	size_t n = p ? malloc_usable_size(p) : 0;
+
+	if (n >= PX_READ_CHUNK && n < 2 * PX_READ_CHUNK && px->npool < PX_POOL)
+		px->pool[px->npool++] = p;
+	else
+		free(p);
+}
+
+static void cli_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct pconn *c = h->data;
+
 	(void)hint;
-	b->base = malloc(PX_READ_CHUNK);
+	b->base = blk_get(c->px);
+	b->len = b->base ? PX_READ_CHUNK : 0;
+}
+
+static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct pup *u = h->data;
+
+	(void)hint;
+	b->base = u->c ? blk_get(u->c->px) : NULL;
 	b->len = b->base ? PX_READ_CHUNK : 0;
 }
 
@@ -70,7 +102,7 @@ static void reads(struct pconn *c)
 	       (c->cli_reading ? upq <= PX_HIGH : upq < PX_LOW);
 	if (want != c->cli_reading) {
 		if (want)
-			uv_read_start((uv_stream_t *)&c->cli, on_alloc,
+			uv_read_start((uv_stream_t *)&c->cli, cli_alloc,
 			              cli_read);
 		else
 			uv_read_stop((uv_stream_t *)&c->cli);
@@ -81,7 +113,7 @@ static void reads(struct pconn *c)
 	want = !c->finishing && (u->reading ? cq <= PX_HIGH : cq < PX_LOW);
 	if (want != u->reading) {
 		if (want)
-			uv_read_start((uv_stream_t *)&u->tcp, on_alloc,
+			uv_read_start((uv_stream_t *)&u->tcp, up_alloc,
 			              up_read);
 		else
 			uv_read_stop((uv_stream_t *)&u->tcp);
@@ -97,7 +129,10 @@ static void on_written(uv_write_t *req, int status)
 	struct pup *u = w->up;
 	struct pconn *c = u ? u->c : w->c;
 
-	free(w->base);
+	if (c == NULL || c->closing)
+		free(w->base);
+	else
+		blk_free(c->px, w->base);
 	free(w);
 	if (c == NULL || c->closing || status == UV_ECANCELED)
 		return;
@@ -121,7 +156,7 @@ static void send_bytes(struct pconn *c, struct pup *u, char *base, size_t len)
 	uv_buf_t b = uv_buf_init(base, (unsigned)len);
 
 	if (w == NULL) {
-		free(base);
+		blk_free(c->px, base);
 		pconn_close(c);
 		return;
 	}
@@ -134,10 +169,14 @@ static void send_bytes(struct pconn *c, struct pup *u, char *base, size_t len)
 	else
 		c->px->st.bytes_down += len;
 	if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
-		free(base);
+		blk_free(c->px, base);
 		free(w);
 		pconn_close(c);
+		return;
 	}
+	/* A queue past PX_HIGH stops the reading that feeds it now, not at
+	 * the next write's end (which a reader that stopped never brings). */
+	reads(c);
 }
 
 /* Sends a copy of p. */
@@ -653,7 +692,7 @@ static void body_in(struct pconn *c, char *base, size_t n)
 
 	if ((used = pframe_feed(&c->reqf, base, n, &done)) < 0 ||
 	    keep_in(c, base + used, n - (size_t)used) != 0) {
-		free(base);
+		blk_free(c->px, base);
 		pflow_fail(c, 400, "INVALID_REQUEST",
 		           "the request's chunked body is malformed");
 		return;
@@ -661,7 +700,7 @@ static void body_in(struct pconn *c, char *base, size_t n)
 	if (used > 0)
 		send_bytes(c, c->up, base, (size_t)used);
 	else
-		free(base);
+		blk_free(c->px, base);
 	if (done)
 		c->rq = RQ_DONE;
 	reads(c);
@@ -673,7 +712,7 @@ static void cli_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	int was_empty = c->in_len == 0;
 
 	if (n <= 0 || c->draining) {
-		free(b->base);
+		blk_free(c->px, b->base);
 		if (n < 0)
 			pconn_close(c);
 		return;
@@ -685,7 +724,7 @@ static void cli_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		body_in(c, b->base, (size_t)n);
 	} else {
 		n = keep_in(c, b->base, (size_t)n);
-		free(b->base);
+		blk_free(c->px, b->base);
 		if (n != 0) {
 			bad_head(c, ERR_TOOBIG);
 			return;
@@ -988,7 +1027,7 @@ static void resp_head_in(struct pconn *c, char *base, size_t n)
 
 	if (u->rlen + n > PX_IN_CAP ||
 	    (grown = realloc(u->rbuf, u->rlen + n)) == NULL) {
-		free(base);
+		blk_free(c->px, base);
 		pflow_fail(c, 502, "BAD_GATEWAY",
 		           "the sandbox's agent's answer has a head over "
 		           "16 KiB");
@@ -997,7 +1036,7 @@ static void resp_head_in(struct pconn *c, char *base, size_t n)
 	u->rbuf = grown;
 	memcpy(u->rbuf + u->rlen, base, n);
 	u->rlen += n;
-	free(base);
+	blk_free(c->px, base);
 	if ((h = malloc(sizeof(*h))) == NULL) {
 		pconn_close(c);
 		return;
@@ -1012,14 +1051,14 @@ static void resp_body(struct pconn *c, char *base, size_t n)
 	int done = 0;
 
 	if ((used = pframe_feed(&c->respf, base, n, &done)) < 0) {
-		free(base);
+		blk_free(c->px, base);
 		pconn_close(c);
 		return;
 	}
 	if (used > 0)
 		send_bytes(c, NULL, base, (size_t)used);
 	else
-		free(base);
+		blk_free(c->px, base);
 	/* Bytes past the answer: nothing asked for them; the connection
 	 * is not used again. */
 	if ((size_t)used < n)
@@ -1073,7 +1112,7 @@ static void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	else if (c->rs == RS_BODY)
 		resp_body(c, b->base, (size_t)n);
 	else {
-		free(b->base);
+		blk_free(c->px, b->base);
 		drop_up(c);
 	}
 }

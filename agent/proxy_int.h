@@ -21,6 +21,11 @@
 #define PX_LOW  (64 * 1024)
 /* After a refusal, the client's unread input is drained this long. */
 #define PX_DRAIN_MS 2000
+/* Read blocks kept for reuse (proxy_flow.c). */
+#define PX_POOL 64
+/* Past this many connections at once, the heap is trimmed once three
+ * quarters of them have gone. */
+#define PX_TRIM_PEAK 256
 
 enum px_req {
 	RQ_HEAD, /* reading a request head */
@@ -117,6 +122,11 @@ struct proxy {
 	uint64_t head_to_ms, idle_to_ms;
 	struct pconn *conns;
 	struct proxy_stats st;
+	char *pool[PX_POOL];
+	size_t npool;
+	uv_timer_t trim; /* gives the heap back after a crowd has gone */
+	uint64_t peak;   /* most connections since the last trim */
+	int handles;     /* open: the listener, the trim timer */
 };
 
 /* A new connection for px (its client handle still to be initialised),
