@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 sys.path.insert(0, HERE)
 from hopxtest import Agent, PgServer, Sim, cleanup, jwt_exp, \
     wait_for  # noqa: E402
+import proxy_bench  # noqa: E402
 import restart_bench  # noqa: E402
 
 ROWS = []
@@ -622,7 +623,28 @@ def sdk_endpoint(build, quick):
         cleanup(tmp, agent, sim)
 
 
-# ---- 10. fleet ----
+# ---- 10. the data-plane proxy ----
+
+def proxy(build, quick):
+    section("proxy: GET /health on a kept-alive connection and curl "
+            "streaming a file up and down, through the agent's proxy vs "
+            "straight to hopx-sim's sandbox agent")
+    r = proxy_bench.run(build, tmpdir(), quick)
+    added = r["p50"] - r["d50"]
+    print(f"p50 {r['p50']:.3f} vs {r['d50']:.3f} ms, p99 {r['p99']:.3f} vs "
+          f"{r['d99']:.3f} ms; MB/s: " + ", ".join(
+              f"{k[0]} {k[1]} {v:.0f}" for k, v in sorted(r["speeds"].items())))
+    row("proxy: request p50 ms (added)", f"{r['p50']:.3f}",
+        f"{r['d50']:.3f}", f"+{added:.3f}", "≤ +0.2 ms", added <= 0.2)
+    row("proxy: request p99 ms (added)", f"{r['p99']:.3f}",
+        f"{r['d99']:.3f}", f"+{r['p99'] - r['d99']:.3f}", "-", None)
+    for way in ("up", "down"):
+        ours, peer = r["speeds"][("proxy", way)], r["speeds"][("direct", way)]
+        row(f"proxy: {r['size_mb']} MB {way}, MB/s", f"{ours:.0f}",
+            f"{peer:.0f}", f"{ours / peer:.2f}", "≥ 0.8×", ours / peer >= 0.8)
+
+
+# ---- 11. fleet ----
 
 SEED_TOKEN = "eyJhbGciOiJIUzI1NiJ9.e30.sig"  # ipc_bench's
 
@@ -815,7 +837,7 @@ def table():
 
 
 STEPS = (store_and_sim, token_broker, start_and_memory, listing, restart,
-         steady, smoothness, wake, saving, sdk_endpoint, fleet_tokens,
+         steady, smoothness, wake, saving, sdk_endpoint, proxy, fleet_tokens,
          fleet_steady)
 
 
