@@ -7,7 +7,7 @@
 # bash-completion package.
 
 _hopxctl_commands="attach create detach doctor env events export help import keepalive kill
-label list ls metrics pause policy reconcile rename resume run show start status stop
+label list ls metrics pause policy proxy reconcile rename resume run show start status stop
 timeout token version wait"
 _hopxctl_statuses="creating running paused stopped gone unknown"
 
@@ -34,6 +34,7 @@ _hopxctl_flags()
 	label) echo "--rm" ;;
 	ls | list) echo "--status --label -q" ;;
 	policy) echo "--auto-resume --pause-on-shutdown --idle-pause --on-expiry" ;;
+	proxy) echo "--listen --unix" ;;
 	reconcile) echo "--last" ;;
 	rename) echo "--clear" ;;
 	run) echo "--min-ttl --token-file --" ;;
