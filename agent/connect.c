@@ -103,7 +103,7 @@ static void on_token(void *ud, const struct sess_outcome *o, const char *token,
 			return;
 		}
 		k->refreshed = 1;
-		sessions_do(k->ss, k->id, SESS_REFRESH, 0, HOPX_PRIO_USER,
+		sessions_do(k->ss, k->id, SESS_REFRESH, 1, HOPX_PRIO_USER,
 		            k->cause, on_op, k);
 	} else {
 		done(k, 0, token, expires_at, NULL);

@@ -666,6 +666,20 @@ static void begin(struct pconn *c, const struct phead *h, size_t len)
 	get_token(c, NULL);
 }
 
+/*
+ * A small body is read whole before the request goes on, so that it can
+ * be sent again after a 401 (it may come in reads after its head); one
+ * whose client waits for 100 Continue first, or a larger or chunked one,
+ * streams.
+ */
+static int body_first(const struct pconn *c, const struct phead *h,
+                      size_t len)
+{
+	return h->content_length > 0 && h->content_length <= PX_REPLAY_MAX &&
+	       phead_get(h, "expect") == NULL &&
+	       c->in_len - len < (size_t)h->content_length;
+}
+
 static void try_head(struct pconn *c)
 {
 	struct phead *h = malloc(sizeof(*h));
@@ -678,7 +692,7 @@ static void try_head(struct pconn *c)
 	n = phead_parse(c->in, c->in_len, 0, h);
 	if (n < 0)
 		bad_head(c, n);
-	else if (n > 0)
+	else if (n > 0 && !body_first(c, h, (size_t)n))
 		begin(c, h, (size_t)n);
 	free(h);
 }

@@ -15,6 +15,8 @@
 #define PX_READ_CHUNK 65536
 /* A request's head and the part of its body kept for a replay. */
 #define PX_IN_CAP (PHEAD_MAX + PX_READ_CHUNK)
+/* A body this small is read whole first, to be sent again after a 401. */
+#define PX_REPLAY_MAX (64 * 1024)
 /* Reading the other side stops above this much queued output, and
  * resumes below PX_LOW. */
 #define PX_HIGH (256 * 1024)

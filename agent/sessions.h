@@ -22,7 +22,8 @@ struct sessions;
 
 enum sess_act {
 	SESS_SYNC,    /* GET: learn status and metadata */
-	SESS_REFRESH, /* a new token */
+	SESS_REFRESH, /* a new token (arg 1: even if the current one is brand
+	               * new: the sandbox refused it) */
 	SESS_RESUME,  /* resume, then a new token */
 	SESS_PAUSE,
 	SESS_START, /* start, then a new token */

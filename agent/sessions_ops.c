@@ -229,8 +229,9 @@ void sess_op_start(struct sess *s)
 	s->cur = op;
 	op->before = s->status;
 	timerq_cancel(s->ss->tq, &s->due);
-	/* A token just issued (e.g. by the resume queued before) is fresh. */
-	if (op->act == SESS_REFRESH && s->tok_exp > now &&
+	/* A token just issued (e.g. by the resume queued before) is fresh,
+	 * unless the sandbox refused it. */
+	if (op->act == SESS_REFRESH && op->arg == 0 && s->tok_exp > now &&
 	    now - s->tok_issued < REFRESH_MIN_AGE_MS) {
 		op_finish(s, 0, NULL);
 		return;
@@ -542,6 +543,8 @@ int sessions_do(struct sessions *ss, const char *id, enum sess_act act,
 	if ((op = find_joinable(s, act, arg)) != NULL) {
 		if (op->prio > prio)
 			op->prio = prio; /* only matters while queued here */
+		if (act == SESS_REFRESH && arg)
+			op->arg = arg; /* forced: a waiter's token was refused */
 		return add_waiter(op, fn, ud) == 0
 		               ? 0
 		               : sess_refuse(fn, ud, ERR_NOMEM,

@@ -148,7 +148,8 @@ static const char *const stmt_sql[ST_COUNT_] = {
                 "INSERT INTO tokens (sandbox_id, token, expires_at, issued_at) "
                 "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (sandbox_id) DO UPDATE "
                 "SET token = ?2, expires_at = ?3, issued_at = ?4 "
-                "WHERE ?3 > tokens.expires_at",
+                "WHERE ?3 > tokens.expires_at OR (?3 = tokens.expires_at "
+                "AND ?2 <> tokens.token AND ?4 > tokens.issued_at)",
         [ST_EVENT_ADD] = "INSERT INTO events (at, sandbox_id, type, cause, "
                          "detail, host, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
                          "?7)",

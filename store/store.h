@@ -318,7 +318,9 @@ int store_label_unset(struct store *s, const char *id, const char *key,
 
 /*
  * Stores token as the sandbox's current token only if it expires later
- * than the stored one (so a late answer never rolls a token back).
+ * than the stored one (so a late answer never rolls a token back), or
+ * as late but is another token issued later (a refresh within the same
+ * second as the last, e.g. after the sandbox refused that one).
  * *replaced (if not NULL) says whether it was stored. ERR_NOTFOUND: no
  * such sandbox.
  */

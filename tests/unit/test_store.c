@@ -523,7 +523,8 @@ static void t_token_only_moves_forward(void **state)
 	        store_token_put(f->s, "s1", "tokB", T0 + 2000, T0, &replaced),
 	        0);
 	assert_int_equal(replaced, 1);
-	/* An older and an equally old token are both refused. */
+	/* An older token, and an equally old one issued no later, are
+	 * refused. */
 	assert_int_equal(
 	        store_token_put(f->s, "s1", "tokC", T0 + 1500, T0, &replaced),
 	        0);
@@ -535,6 +536,19 @@ static void t_token_only_moves_forward(void **state)
 	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
 	assert_string_equal(g.token, "tokB");
 	assert_int_equal(g.token_expires_at, T0 + 2000);
+	store_sandbox_finish(&g);
+	/* Another token as late but issued later (a refresh in the same
+	 * second of HopX's clock) is kept; the same one again is not news. */
+	assert_int_equal(store_token_put(f->s, "s1", "tokE", T0 + 2000, T0 + 10,
+	                                 &replaced),
+	                 0);
+	assert_int_equal(replaced, 1);
+	assert_int_equal(store_token_put(f->s, "s1", "tokE", T0 + 2000, T0 + 20,
+	                                 &replaced),
+	                 0);
+	assert_int_equal(replaced, 0);
+	assert_int_equal(store_sandbox_get(f->s, "s1", &g), 0);
+	assert_string_equal(g.token, "tokE");
 	store_sandbox_finish(&g);
 	assert_int_equal(store_token_put(f->s, "zz", "t", T0, T0, NULL),
 	                 ERR_NOTFOUND);
