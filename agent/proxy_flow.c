@@ -672,8 +672,7 @@ static void begin(struct pconn *c, const struct phead *h, size_t len)
  * whose client waits for 100 Continue first, or a larger or chunked one,
  * streams.
  */
-static int body_first(const struct pconn *c, const struct phead *h,
-                      size_t len)
+static int body_first(const struct pconn *c, const struct phead *h, size_t len)
 {
 	return h->content_length > 0 && h->content_length <= PX_REPLAY_MAX &&
 	       phead_get(h, "expect") == NULL &&

@@ -34,6 +34,10 @@
 /* The event log keeps this much history; pruned after each run. */
 #define EVENTS_KEEP    100000
 #define EVENTS_MAX_AGE (30LL * 86400 * 1000)
+/* Proofs of access (tokens held for a sandbox): one never presented is
+ * kept two days, one presented a month since its last use. */
+#define PROOF_UNUSED_MS (2LL * 86400 * 1000)
+#define PROOF_USED_MS   (30LL * 86400 * 1000)
 
 struct entry {
 	UT_hash_handle hh;
@@ -547,6 +551,9 @@ static void finish(struct run *run)
 	if (store_event_prune(rc->a->store, EVENTS_KEEP, EVENTS_MAX_AGE,
 	                      NULL) != 0)
 		log_warn("cannot prune the event log");
+	if (store_proof_prune(rc->a->store, now - PROOF_UNUSED_MS,
+	                      now - PROOF_USED_MS, NULL) != 0)
+		log_warn("cannot prune the proofs of access");
 	log_info("reconcile (%s): %zu checked, %s in %lld ms", run->trigger,
 	         run->n, run->err ? run->msg : "done",
 	         (long long)(now - run->started_at));

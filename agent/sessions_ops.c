@@ -544,7 +544,8 @@ int sessions_do(struct sessions *ss, const char *id, enum sess_act act,
 		if (op->prio > prio)
 			op->prio = prio; /* only matters while queued here */
 		if (act == SESS_REFRESH && arg)
-			op->arg = arg; /* forced: a waiter's token was refused */
+			op->arg =
+			        arg; /* forced: a waiter's token was refused */
 		return add_waiter(op, fn, ud) == 0
 		               ? 0
 		               : sess_refuse(fn, ud, ERR_NOMEM,
