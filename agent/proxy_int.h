@@ -135,6 +135,58 @@ struct proxy {
  * or NULL. */
 struct pconn *pconn_new(struct proxy *px);
 
+/* ---- proxy_flow.c: bytes, leases, ends ---- */
+
+/* A read block back to the pool (or freed). */
+void px_blk_free(struct proxy *px, char *p);
+
+/* Starts or stops reading each side as its phase and the other side's
+ * queue say. */
+void px_reads(struct pconn *c);
+
+/* Writes len bytes of base (malloc'd, now the write's) to the client, or
+ * to the sandbox when u is not NULL. */
+void px_send(struct pconn *c, struct pup *u, char *base, size_t len);
+void px_send_copy(struct pconn *c, struct pup *u, const char *p, size_t n);
+
+/* Client bytes kept (ERR_TOOBIG past PX_IN_CAP), and the first n let go. */
+int px_keep_in(struct pconn *c, const char *p, size_t n);
+void px_drop_in(struct pconn *c, size_t n);
+
+/* A request in flight holds the sandbox in use; its end lets go. */
+void px_lease(struct pconn *c);
+void px_unlease(struct pconn *c);
+
+/* Lets go of the connection to the sandbox. */
+void px_drop_up(struct pconn *c);
+
+/* Closes once what is queued for the client has gone. */
+void px_finish(struct pconn *c);
+
+/* ---- proxy_req.c: the request ---- */
+
+/* Parses what the client sent; begins the request once its head (and a
+ * small body) is in. */
+void px_try_head(struct pconn *c);
+
+/* A token for the request (rejected: the one the sandbox refused). */
+void px_get_token(struct pconn *c, const char *rejected);
+
+/* Connects to the sandbox's agent, then sends the request. */
+void px_up_connect(struct pconn *c);
+
+/* Sends the request (head with the token, the body kept) upstream. */
+void px_send_request(struct pconn *c);
+
+void px_cli_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+/* ---- proxy_resp.c: the answer ---- */
+
+void px_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+/* The sandbox's side closed (or failed). */
+void px_up_eof(struct pconn *c);
+
 /* Starts carrying a new connection's first request. */
 void pflow_start(struct pconn *c);
 
