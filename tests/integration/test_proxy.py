@@ -288,6 +288,11 @@ if os.geteuid() == 0:
 else:
     t.skip("another uid cannot use the fixed addresses",
            "needs root to run curl as another user")
+rc_w, _, err_w = agent.ctl("proxy", sid_b, "--listen", "0.0.0.0:0")
+rc_u, _, err_u = agent.ctl("proxy", sid_b, "--listen")
+t.ok(rc_w not in (0, None) and "loopback" in err_w and rc_u == 2,
+     "hopxctl proxy refuses an address off loopback (saying why) and a "
+     "missing one (usage, exit 2)", (rc_w, err_w, rc_u, err_u))
 rc1, rc2 = end_proxy(ufix), end_proxy(fixed)
 gone = curl(furl, "/health")
 t.ok(rc1 == 0 and rc2 == 0 and not os.path.exists(sock) and
