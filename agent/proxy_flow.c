@@ -98,7 +98,8 @@ void px_reads(struct pconn *c)
 	}
 	if (u == NULL || !u->open)
 		return;
-	want = !c->finishing && (u->reading ? cq <= PX_HIGH : cq < PX_LOW);
+	want = !c->finishing && !c->sp &&
+	       (u->reading ? cq <= PX_HIGH : cq < PX_LOW);
 	if (want != u->reading) {
 		if (want)
 			uv_read_start((uv_stream_t *)&u->tcp, up_alloc,
@@ -263,6 +264,7 @@ void px_drop_up(struct pconn *c)
 
 void pflow_release(struct pconn *c)
 {
+	px_splice_stop(c);
 	px_unlease(c);
 	px_drop_up(c);
 	free(c->in);
@@ -394,7 +396,7 @@ void pflow_fail(struct pconn *c, int status, const char *code, const char *msg)
 void pflow_timeout(struct pconn *c)
 {
 	uint64_t now = uv_hrtime();
-	size_t q = c->cli.s.write_queue_size +
+	size_t q = c->cli.s.write_queue_size + c->spliced +
 	           (c->up && c->up->open ? c->up->tcp.write_queue_size : 0);
 
 	if (c->closing)

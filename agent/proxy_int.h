@@ -38,6 +38,8 @@ enum px_req {
 
 enum px_resp { RS_NONE, RS_HEAD, RS_BODY, RS_DONE };
 
+struct psplice;
+
 /* The connection to the sandbox's agent: its own allocation, so that a
  * replay can drop one and open another while callbacks of the old are
  * still to come. */
@@ -94,10 +96,12 @@ struct pconn {
 	int retried;
 	int leased;
 	int cli_reading;
-	char *tok;         /* the token the request went with */
-	char *proven;      /* the Authorization last accepted here */
-	uint64_t t0;       /* hrtime the head came in */
-	uint64_t progress; /* hrtime bytes last moved */
+	char *tok;          /* the token the request went with */
+	char *proven;       /* the Authorization last accepted here */
+	struct psplice *sp; /* a body moving inside the kernel */
+	size_t spliced;     /* ... and its bytes waiting for the client */
+	uint64_t t0;        /* hrtime the head came in */
+	uint64_t progress;  /* hrtime bytes last moved */
 	struct pconn *prev, *next;
 };
 
@@ -186,6 +190,16 @@ void px_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 /* The sandbox's side closed (or failed). */
 void px_up_eof(struct pconn *c);
+
+/* The answer ended: the next request, or the end of the connection. */
+void px_response_done(struct pconn *c);
+
+/* ---- proxy_splice.c: long bodies moved inside the kernel ---- */
+
+/* Moves the rest of the answer's body by splice(2) when it is long, of
+ * known length, and nothing is queued for the client; else nothing. */
+void px_splice_try(struct pconn *c);
+void px_splice_stop(struct pconn *c);
 
 /* Starts carrying a new connection's first request. */
 void pflow_start(struct pconn *c);

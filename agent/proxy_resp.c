@@ -29,8 +29,7 @@ static void note_latency(struct pconn *c, int status)
 	st->status[status / 100 <= 5 ? status / 100 : 0]++;
 }
 
-/* The answer ended: the next request, or the end of the connection. */
-static void response_done(struct pconn *c)
+void px_response_done(struct pconn *c)
 {
 	c->rs = RS_DONE;
 	px_unlease(c);
@@ -108,7 +107,7 @@ static void final_head(struct pconn *c, struct pup *u, const struct phead *h,
 	else if (nrest)
 		resp_body(c, rest, nrest);
 	else if (c->respf.kind == PFRAME_NONE)
-		response_done(c);
+		px_response_done(c);
 }
 
 /* Response head bytes: interim answers pass on, a 401 is replayed, a
@@ -186,7 +185,9 @@ static void resp_body(struct pconn *c, char *base, size_t n)
 	if ((size_t)used < n)
 		c->resp_close = 1;
 	if (done)
-		response_done(c);
+		px_response_done(c);
+	else
+		px_splice_try(c);
 }
 
 /* The sandbox's side closed (or failed). */
@@ -197,7 +198,7 @@ void px_up_eof(struct pconn *c)
 	if (c->tunnel) {
 		px_finish(c);
 	} else if (c->rs == RS_BODY && c->respf.kind == PFRAME_CLOSE) {
-		response_done(c);
+		px_response_done(c);
 	} else if (c->rs == RS_HEAD && u && u->used && u->rlen == 0 &&
 	           c->replayable && !c->retried) {
 		/* A kept connection the sandbox had closed meanwhile. */
