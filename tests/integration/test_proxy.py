@@ -439,5 +439,35 @@ t.ok(chk.returncode == 0 and value("hopxd_proxy_requests_total",
                                           [ln for ln in text.splitlines()
                                            if "proxy" in ln][:40]))
 
+# -- sandboxes whose agent is at an https address (HopX's own) ----------
+tmp2 = os.path.join(tmp, "https")
+os.makedirs(tmp2, mode=0o700)
+sim2 = Sim(simbin, tmp2, args=["--https-hosts"]).start()
+agent2 = Agent(hopxd, hopxctl, tmp2, sim2.url,
+               args=["--api-listen", "127.0.0.1:0"]).start()
+st, sb2 = sim2.req("POST", "/v1/sandboxes", {"template_name": "base"})
+agent2.ctl("attach", sb2["id"])
+c2 = http.client.HTTPConnection(urllib.parse.urlparse(
+    agent2.rpc("status")["result"]["endpoint"]).netloc, timeout=30)
+with open(os.path.join(tmp2, "config", "hopxd", "local-key")) as f:
+    c2.request("GET", f"/v1/sandboxes/{sb2['id']}",
+               headers={"X-API-Key": f.read().strip()})
+j2 = json.loads(c2.getresponse().read())
+p2 = subprocess.Popen([hopxctl, "--socket", agent2.sock, "proxy", sb2["id"],
+                       "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+line2 = p2.stdout.readline()
+url2 = line2.split(" on ", 1)[1].split()[0] if " on " in line2 else ""
+tls = curl(url2, "/health")
+end_proxy(p2)
+t.ok(j2.get("public_host") == sb2["public_host"] and
+     j2["public_host"].startswith("https://") and code_of(tls) == 502 and
+     "https" in tls.stdout,
+     "a sandbox whose agent is at an https address keeps HopX's own "
+     "public_host at the endpoint (the proxy does not carry https yet); "
+     "the proxy itself answers 502 saying so",
+     (j2.get("public_host"), sb2["public_host"], tls.stdout))
+cleanup(tmp2, agent2, sim2)
+
 cleanup(tmp, agent, sim, t=t)
 t.done()

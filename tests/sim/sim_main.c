@@ -48,6 +48,10 @@ static void usage(FILE *f)
 	        "  --clock-stops-paused      the kill clock stops while "
 	        "paused\n"
 	        "  --tokens-in-get           GET includes auth_token\n"
+	        "  --https-hosts             public_host says https:// (as "
+	        "HopX's do;\n"
+	        "                            the hosts still speak plain "
+	        "HTTP)\n"
 	        "  --tokens-in-list          list items include auth_token\n"
 	        "  --unknown-template-500    unknown template answers 500\n"
 	        "  --vm-hosts N              sandboxes with their own agent "
@@ -109,6 +113,7 @@ enum {
 	O_CREATING,
 	O_CLOCK,
 	O_TGET,
+	O_HTTPS,
 	O_TLIST,
 	O_T500,
 	O_FAULTS,
@@ -130,6 +135,7 @@ static const struct option longopts[] = {
         {"create-creating", required_argument, NULL, O_CREATING},
         {"clock-stops-paused", no_argument, NULL, O_CLOCK},
         {"tokens-in-get", no_argument, NULL, O_TGET},
+        {"https-hosts", no_argument, NULL, O_HTTPS},
         {"tokens-in-list", no_argument, NULL, O_TLIST},
         {"unknown-template-500", no_argument, NULL, O_T500},
         {"faults", required_argument, NULL, O_FAULTS},
@@ -212,6 +218,9 @@ static int apply_flag(struct sim_config *c, int o)
 		return 0;
 	case O_TGET:
 		c->tokens_in_get = 1;
+		return 0;
+	case O_HTTPS:
+		c->https_hosts = 1;
 		return 0;
 	case O_TLIST:
 		c->tokens_in_list = 1;

@@ -204,7 +204,8 @@ void sim_vmhost_url(struct sim *s, const struct sim_sandbox *sb, char *buf,
 	}
 	a.s_addr = htonl(host_addr(sb->host_n));
 	inet_ntop(AF_INET, &a, ip, sizeof(ip));
-	snprintf(buf, n, "http://%s:%d", ip, s->vmhost->port);
+	snprintf(buf, n, "%s://%s:%d", s->cfg.https_hosts ? "https" : "http",
+	         ip, s->vmhost->port);
 }
 
 int sim_vmhost_of(int fd)
