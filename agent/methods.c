@@ -336,7 +336,9 @@ int methods_reply_held(struct call *c, const struct store_sandbox *r)
 	cJSON *holders = leases_json(c->a, r->id);
 
 	c->result = methods_sandbox_json(r);
-	if (c->result == NULL || holders == NULL) {
+	if (c->result == NULL || holders == NULL ||
+	    (c->a->proxy &&
+	     proxy_holders_json(c->a->proxy, r->id, holders) != 0)) {
 		cJSON_Delete(holders);
 		return ERR_NOMEM;
 	}

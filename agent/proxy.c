@@ -10,6 +10,7 @@
 #include "agent.h"
 #include "err.h"
 #include "heap.h"
+#include "json.h"
 #include "log.h"
 #include "store.h"
 
@@ -279,6 +280,27 @@ int proxy_url(struct proxy *px, const char *id, char *buf, size_t n)
 const struct proxy_stats *proxy_stats(const struct proxy *px)
 {
 	return &px->st;
+}
+
+int proxy_holders_json(const struct proxy *px, const char *id, cJSON *arr)
+{
+	const struct pconn *c;
+	cJSON *o;
+
+	DL_FOREACH(px->conns, c)
+	{
+		if (!c->leased || strcmp(c->id, id) != 0)
+			continue;
+		if ((o = cJSON_CreateObject()) == NULL)
+			return ERR_NOMEM;
+		json_add_i64(o, "pid", c->pid);
+		json_add_str(o, "command",
+		             c->tunnel ? "proxy: a WebSocket"
+		                       : "proxy: a request");
+		json_add_time(o, "since", c->leased_at);
+		cJSON_AddItemToArray(arr, o);
+	}
+	return 0;
 }
 
 static void proxy_free(struct proxy *px)

@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 struct agent;
 struct proxy;
 
@@ -92,6 +94,13 @@ void proxy_owner_gone(struct proxy *px, const void *owner);
 int proxy_url(struct proxy *px, const char *id, char *buf, size_t n);
 
 const struct proxy_stats *proxy_stats(const struct proxy *px);
+
+/*
+ * Adds to arr who holds sandbox id in use through the proxy (a request in
+ * flight, an open WebSocket), as leases_json lists its holders: {"pid"
+ * (0 when unknown), "command", "since"}. ERR_NOMEM.
+ */
+int proxy_holders_json(const struct proxy *px, const char *id, cJSON *arr);
 
 /* Closes the listener and every connection. NULL ok. */
 void proxy_stop(struct proxy *px);

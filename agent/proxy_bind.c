@@ -25,7 +25,7 @@
 
 /* ---- who is on the other end ---- */
 
-static int peer_uid_unix(uv_pipe_t *p, uid_t *uid)
+static int peer_uid_unix(uv_pipe_t *p, uid_t *uid, long *pid)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -35,6 +35,7 @@ static int peer_uid_unix(uv_pipe_t *p, uid_t *uid)
 	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
 		return ERR_SYS;
 	*uid = cred.uid;
+	*pid = (long)cred.pid;
 	return 0;
 }
 
@@ -102,7 +103,7 @@ static void on_fixed_accept(uv_stream_t *s, int status)
 		return;
 	}
 	snprintf(c->id, sizeof(c->id), "%s", l->id);
-	e = l->is_unix ? peer_uid_unix(&c->cli.pipe, &uid)
+	e = l->is_unix ? peer_uid_unix(&c->cli.pipe, &uid, &c->pid)
 	               : peer_uid_tcp(&c->cli.tcp, &uid);
 	c->trusted = e == 0 && own_user(uid);
 	if (l->is_unix && !c->trusted) {

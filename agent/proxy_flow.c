@@ -223,8 +223,10 @@ void px_lease(struct pconn *c)
 	struct sessions *ss = c->px->a->sess;
 
 	sessions_use(ss, c->id);
-	if (!c->leased && sessions_lease(ss, c->id, +1) == 0)
+	if (!c->leased && sessions_lease(ss, c->id, +1) == 0) {
 		c->leased = 1;
+		c->leased_at = clock_wall_ms(c->px->a->clk);
+	}
 }
 
 void px_unlease(struct pconn *c)

@@ -95,6 +95,8 @@ struct pconn {
 	int replayable; /* its whole body is in in[] */
 	int retried;
 	int leased;
+	int64_t leased_at; /* wall ms */
+	long pid;          /* the peer's when known (a Unix socket), else 0 */
 	int cli_reading;
 	char *tok;          /* the token the request went with */
 	char *proven;       /* the Authorization last accepted here */

@@ -207,9 +207,13 @@ static void print_leases(const struct cli *c, const cJSON *leases)
 
 		if (c->tty)
 			fmt_relative(rel, sizeof(rel), since, c->now_ms);
-		printf("%-17s pid %d (%s) since %s\n", "lease",
-		       cli_int(l, "pid"), cli_str(l, "command"),
-		       c->tty ? rel : since);
+		if (cli_int(l, "pid") > 0)
+			printf("%-17s pid %d (%s) since %s\n", "lease",
+			       cli_int(l, "pid"), cli_str(l, "command"),
+			       c->tty ? rel : since);
+		else
+			printf("%-17s %s since %s\n", "lease",
+			       cli_str(l, "command"), c->tty ? rel : since);
 	}
 }
 

@@ -242,6 +242,7 @@ ws.send("hello")
 echo = ws.recv()
 time.sleep(3 * IDLE)
 held = sim.sandbox(sid_b)[1]["status"]
+shown = agent.ctl("show", sid_b)[1]
 ws.send("still")
 echo2 = ws.recv()
 ws.close()
@@ -250,9 +251,10 @@ let_go = wait_for(lambda: sim.sandbox(sid_b)[1]["status"] == "paused",
                   IDLE + 8)
 took = time.monotonic() - t0
 t.ok(ws.accepted and echo == (1, b"hello") and echo2 == (1, b"still") and
-     held == "running",
+     held == "running" and "proxy: a WebSocket" in shown,
      f"a WebSocket open through the proxy for {3 * IDLE} s ({IDLE} s idle "
-     "period) keeps the sandbox running", (ws.status, echo, held))
+     "period) keeps the sandbox running; show names it as a holder",
+     (ws.status, echo, held, shown))
 t.ok(let_go and took <= IDLE + 3,
      f"closed, the sandbox is paused for idleness {took:.1f} s later", took)
 rc, _, _ = agent.ctl("policy", sid_b, "--idle-pause", "off")
