@@ -371,6 +371,10 @@ void pflow_fail(struct pconn *c, int status, const char *code, const char *msg)
 		pconn_close(c);
 		return;
 	}
+	/* Refused before a request began (its head bad, the cap reached):
+	 * counted here, so that carried = requests - refused - errors. */
+	if (c->rq == RQ_HEAD)
+		c->px->st.requests++;
 	if (status == 401)
 		c->px->st.refused++;
 	else
