@@ -121,11 +121,12 @@ struct sim_config {
 	int64_t creating_ms;        /* time in "creating" before running */
 	int clock_runs_paused;      /* the kill clock runs while paused */
 	int tokens_in_get;          /* GET includes auth_token */
-	int https_hosts;          /* public_host says https:// (served plain) */
-	int tokens_in_list;       /* list items include auth_token */
-	int unknown_template_500; /* unknown template -> 500 (changelog) */
-	int vm_hosts;             /* sandboxes with their own agent host */
-	char files_dir[1024];     /* sandboxes' files; "" = a temp dir */
+	char tls_cert[1024];        /* sandbox hosts serve TLS with these PEM */
+	char tls_key[1024];         /* files, and public_host says https:// */
+	int tokens_in_list;         /* list items include auth_token */
+	int unknown_template_500;   /* unknown template -> 500 (changelog) */
+	int vm_hosts;               /* sandboxes with their own agent host */
+	char files_dir[1024];       /* sandboxes' files; "" = a temp dir */
 	int quiet;
 };
 

@@ -48,10 +48,11 @@ static void usage(FILE *f)
 	        "  --clock-stops-paused      the kill clock stops while "
 	        "paused\n"
 	        "  --tokens-in-get           GET includes auth_token\n"
-	        "  --https-hosts             public_host says https:// (as "
-	        "HopX's do;\n"
-	        "                            the hosts still speak plain "
-	        "HTTP)\n"
+	        "  --tls-cert PEM, --tls-key PEM\n"
+	        "                            sandbox hosts serve TLS with this "
+	        "certificate\n"
+	        "                            and public_host says https:// (as "
+	        "HopX's do)\n"
 	        "  --tokens-in-list          list items include auth_token\n"
 	        "  --unknown-template-500    unknown template answers 500\n"
 	        "  --vm-hosts N              sandboxes with their own agent "
@@ -113,7 +114,8 @@ enum {
 	O_CREATING,
 	O_CLOCK,
 	O_TGET,
-	O_HTTPS,
+	O_TLSCERT,
+	O_TLSKEY,
 	O_TLIST,
 	O_T500,
 	O_FAULTS,
@@ -135,7 +137,8 @@ static const struct option longopts[] = {
         {"create-creating", required_argument, NULL, O_CREATING},
         {"clock-stops-paused", no_argument, NULL, O_CLOCK},
         {"tokens-in-get", no_argument, NULL, O_TGET},
-        {"https-hosts", no_argument, NULL, O_HTTPS},
+        {"tls-cert", required_argument, NULL, O_TLSCERT},
+        {"tls-key", required_argument, NULL, O_TLSKEY},
         {"tokens-in-list", no_argument, NULL, O_TLIST},
         {"unknown-template-500", no_argument, NULL, O_T500},
         {"faults", required_argument, NULL, O_FAULTS},
@@ -203,6 +206,8 @@ static const struct str_opt {
         STR_OPT(O_READY, ready_file, "--ready-file"),
         STR_OPT(O_STATE, state_file, "--state-file"),
         STR_OPT(O_FILES, files_dir, "--files-dir"),
+        STR_OPT(O_TLSCERT, tls_cert, "--tls-cert"),
+        STR_OPT(O_TLSKEY, tls_key, "--tls-key"),
 #undef STR_OPT
 };
 
@@ -218,9 +223,6 @@ static int apply_flag(struct sim_config *c, int o)
 		return 0;
 	case O_TGET:
 		c->tokens_in_get = 1;
-		return 0;
-	case O_HTTPS:
-		c->https_hosts = 1;
 		return 0;
 	case O_TLIST:
 		c->tokens_in_list = 1;
@@ -279,6 +281,11 @@ static int parse_args(int argc, char **argv, struct sim_config *c,
 	if (optind < argc) {
 		fprintf(stderr, "hopx-sim: unexpected argument '%s'\n",
 		        argv[optind]);
+		return 2;
+	}
+	if (!c->tls_cert[0] != !c->tls_key[0]) {
+		fprintf(stderr, "hopx-sim: --tls-cert and --tls-key go "
+		                "together\n");
 		return 2;
 	}
 	return -1;

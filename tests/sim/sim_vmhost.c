@@ -204,7 +204,7 @@ void sim_vmhost_url(struct sim *s, const struct sim_sandbox *sb, char *buf,
 	}
 	a.s_addr = htonl(host_addr(sb->host_n));
 	inet_ntop(AF_INET, &a, ip, sizeof(ip));
-	snprintf(buf, n, "%s://%s:%d", s->cfg.https_hosts ? "https" : "http",
+	snprintf(buf, n, "%s://%s:%d", s->cfg.tls_cert[0] ? "https" : "http",
 	         ip, s->vmhost->port);
 }
 

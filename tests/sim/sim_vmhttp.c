@@ -9,11 +9,15 @@
 #include "sim_vmhttp.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,6 +33,8 @@
 struct sim_vmhttp {
 	struct sim *sim;
 	struct MHD_Daemon *d;
+	struct MHD_Daemon *tls; /* the sandbox hosts, with --tls-cert */
+	char *cert, *key;       /* PEM, kept while tls runs */
 };
 
 struct vmreq {
@@ -277,20 +283,78 @@ struct ws_start {
 	struct sim *sim;
 	char id[SIM_ID_MAX];
 	const char *endpoint;
+	MHD_socket sock;
+	struct MHD_UpgradeResponseHandle *urh;
+	char *extra;
+	size_t extra_len;
 };
 
+static void *ws_thread(void *arg)
+{
+	struct ws_start *w = arg;
+
+	sim_ws_serve(w->sim, w->id, w->endpoint, w->sock, w->extra,
+	             w->extra_len);
+	MHD_upgrade_action(w->urh, MHD_UPGRADE_ACTION_CLOSE);
+	free(w->extra);
+	free(w);
+	return NULL;
+}
+
+/* The connection's socket sends each record as it is written (the ws
+ * thread writes to its end of a socket pair; libmicrohttpd may have left
+ * the socket corked after the 101). */
+static void uncork(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	int off = 0, on = 1;
+
+	if (ci == NULL)
+		return;
+	setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+	setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
+/* Plain, the WebSocket runs on the connection's own thread; over TLS, on
+ * a thread of its own, for the connection's thread carries the bytes
+ * between the TLS session and sock once this returns. */
 static void on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls,
                         const char *extra, size_t extra_len, MHD_socket sock,
                         struct MHD_UpgradeResponseHandle *urh)
 {
 	struct ws_start *w = cls;
+	pthread_attr_t at;
+	pthread_t th;
 
-	(void)c;
 	(void)con_cls;
-	/* Thread per connection: this thread is the connection's own. */
-	sim_ws_serve(w->sim, w->id, w->endpoint, sock, extra, extra_len);
-	MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-	free(w);
+	if (MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION) ==
+	    NULL) {
+		sim_ws_serve(w->sim, w->id, w->endpoint, sock, extra,
+		             extra_len);
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		free(w);
+		return;
+	}
+	uncork(c);
+	w->sock = sock;
+	w->urh = urh;
+	w->extra_len = extra_len;
+	if ((w->extra = malloc(extra_len ? extra_len : 1)) == NULL ||
+	    pthread_attr_init(&at) != 0) {
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		free(w->extra);
+		free(w);
+		return;
+	}
+	memcpy(w->extra, extra, extra_len);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, ws_thread, w) != 0) {
+		MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+		free(w->extra);
+		free(w);
+	}
+	pthread_attr_destroy(&at);
 }
 
 static int has_token(const char *list, const char *tok)
@@ -424,7 +488,67 @@ static void add_conn(void *ud, int fd, struct sockaddr *peer, socklen_t len)
 	struct sim_vmhttp *h = ud;
 
 	/* It closes fd itself when it cannot take it. */
-	MHD_add_connection(h->d, fd, peer, len);
+	MHD_add_connection(h->tls ? h->tls : h->d, fd, peer, len);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = f ? malloc(65536) : NULL;
+	size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+
+	if (f)
+		fclose(f);
+	if (buf == NULL || n == 0 || n == 65535) {
+		fprintf(stderr,
+		        "hopx-sim: cannot read %s (a PEM file under "
+		        "64 KiB)\n",
+		        path);
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+/* The sandbox hosts' daemon when they speak TLS: no listener of its own,
+ * it takes the connections sim_vmhost.c accepts. */
+static int start_tls(struct sim_vmhttp *h)
+{
+	struct sim *s = h->sim;
+
+	if (!s->cfg.tls_cert[0])
+		return 0;
+	if ((h->cert = slurp(s->cfg.tls_cert)) == NULL ||
+	    (h->key = slurp(s->cfg.tls_key)) == NULL)
+		return -1;
+	h->tls = MHD_start_daemon(
+	        MHD_USE_TLS | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC |
+	                MHD_ALLOW_UPGRADE | MHD_USE_THREAD_PER_CONNECTION |
+	                MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+	                (s->cfg.quiet ? 0 : MHD_USE_ERROR_LOG),
+	        0, NULL, NULL, on_request, h, MHD_OPTION_NOTIFY_COMPLETED,
+	        on_done, NULL, MHD_OPTION_HTTPS_MEM_CERT, h->cert,
+	        MHD_OPTION_HTTPS_MEM_KEY, h->key, MHD_OPTION_CONNECTION_LIMIT,
+	        (unsigned)4096, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+	        MHD_OPTION_END);
+	if (h->tls == NULL) {
+		fprintf(stderr, "hopx-sim: cannot serve TLS with %s and %s\n",
+		        s->cfg.tls_cert, s->cfg.tls_key);
+		return -1;
+	}
+	return 0;
+}
+
+static void free_vmhttp(struct sim_vmhttp *h)
+{
+	if (h->tls)
+		MHD_stop_daemon(h->tls);
+	if (h->d)
+		MHD_stop_daemon(h->d);
+	free(h->cert);
+	free(h->key);
+	free(h);
 }
 
 int sim_vmhttp_start(struct sim *s, const char *listen, struct sim_vmhttp **out,
@@ -450,10 +574,13 @@ int sim_vmhttp_start(struct sim *s, const char *listen, struct sim_vmhttp **out,
 	}
 	di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 	*port = di ? di->port : 0;
+	if (start_tls(h) != 0) {
+		free_vmhttp(h);
+		return -1;
+	}
 	if (sim_vmhost_start(s, *port, add_conn, h) != 0) {
 		fprintf(stderr, "hopx-sim: cannot serve sandbox hosts\n");
-		MHD_stop_daemon(h->d);
-		free(h);
+		free_vmhttp(h);
 		return -1;
 	}
 	*out = h;
@@ -465,6 +592,5 @@ void sim_vmhttp_stop(struct sim_vmhttp *h)
 	if (h == NULL)
 		return;
 	sim_vmhost_stop(h->sim);
-	MHD_stop_daemon(h->d);
-	free(h);
+	free_vmhttp(h);
 }
