@@ -186,10 +186,7 @@ static void add_host(struct apiep *ep, cJSON *o, const struct store_sandbox *r)
 	char url[64];
 	const char *host = r->public_host;
 
-	/* The proxy does not carry https yet: HopX's own address works
-	 * (until the SDK's first token expires), a proxy one would not. */
 	if (ep->a->proxy && r->public_host &&
-	    strncmp(r->public_host, "http://", 7) == 0 &&
 	    proxy_url(ep->a->proxy, r->id, url, sizeof(url)) == 0)
 		host = url;
 	json_add_str(o, "public_host", host);

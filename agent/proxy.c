@@ -307,6 +307,7 @@ static void proxy_free(struct proxy *px)
 {
 	while (px->npool)
 		free(px->pool[--px->npool]);
+	px_tls_ctx_free(px->tls);
 	free(px);
 }
 

@@ -36,7 +36,7 @@ struct pwrite {
  * get carved by small allocations, and the heap grows (20 stalled
  * downloads held 30 MB that way, for 8 MB of queued data).
  */
-static char *blk_get(struct proxy *px)
+char *px_blk_get(struct proxy *px)
 {
 	return px->npool ? px->pool[--px->npool] : malloc(PX_READ_CHUNK);
 }
@@ -56,7 +56,7 @@ static void cli_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 	struct pconn *c = h->data;
 
 	(void)hint;
-	b->base = blk_get(c->px);
+	b->base = px_blk_get(c->px);
 	b->len = b->base ? PX_READ_CHUNK : 0;
 }
 
@@ -65,7 +65,7 @@ static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 	struct pup *u = h->data;
 
 	(void)hint;
-	b->base = u->c ? blk_get(u->c->px) : NULL;
+	b->base = u->c ? px_blk_get(u->c->px) : NULL;
 	b->len = b->base ? PX_READ_CHUNK : 0;
 }
 
@@ -140,6 +140,18 @@ static void on_written(uv_write_t *req, int status)
  * to the sandbox when u is not NULL. */
 void px_send(struct pconn *c, struct pup *u, char *base, size_t len)
 {
+	if (u)
+		c->px->st.bytes_up += len;
+	else
+		c->px->st.bytes_down += len;
+	if (u && u->tls)
+		px_tls_send(c, u, base, len);
+	else
+		px_write(c, u, base, len);
+}
+
+void px_write(struct pconn *c, struct pup *u, char *base, size_t len)
+{
 	struct pwrite *w = calloc(1, sizeof(*w));
 	uv_stream_t *s = u ? (uv_stream_t *)&u->tcp : (uv_stream_t *)&c->cli;
 	uv_buf_t b = uv_buf_init(base, (unsigned)len);
@@ -153,10 +165,6 @@ void px_send(struct pconn *c, struct pup *u, char *base, size_t len)
 	w->c = c;
 	w->up = u;
 	w->req.data = w;
-	if (u)
-		c->px->st.bytes_up += len;
-	else
-		c->px->st.bytes_down += len;
 	if (uv_write(&w->req, s, &b, 1, on_written) != 0) {
 		px_blk_free(c->px, base);
 		free(w);
@@ -244,6 +252,7 @@ static void on_up_closed(uv_handle_t *h)
 	struct pup *u = h->data;
 
 	u->closed = 1;
+	px_tls_free(u);
 	if (!u->resolving)
 		free(u);
 }
@@ -414,10 +423,13 @@ void pflow_timeout(struct pconn *c)
 		           "the request head did not come in time");
 	} else if (c->rq == RQ_HEAD) {
 		pconn_close(c);
-	} else if (c->up && !c->up->open && now - c->t0 > CONNECT_TIMEOUT_NS) {
+	} else if (c->up && !px_up_ready(c->up) &&
+	           now - c->t0 > CONNECT_TIMEOUT_NS) {
 		pflow_fail(c, 504, "GATEWAY_TIMEOUT",
-		           "the sandbox's agent did not accept a connection in "
-		           "10 s");
+		           c->up->open ? "the sandbox's agent did not finish "
+		                         "the TLS handshake in 10 s"
+		                       : "the sandbox's agent did not accept a "
+		                         "connection in 10 s");
 	} else if (q > 0 && now - c->progress > STALL_NS) {
 		pconn_close(c);
 	} else {

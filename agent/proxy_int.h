@@ -39,6 +39,8 @@ enum px_req {
 enum px_resp { RS_NONE, RS_HEAD, RS_BODY, RS_DONE };
 
 struct psplice;
+struct ptls;
+struct ptls_ctx;
 
 /* The connection to the sandbox's agent: its own allocation, so that a
  * replay can drop one and open another while callbacks of the old are
@@ -50,10 +52,11 @@ struct pup {
 	struct pconn *c; /* NULL once let go */
 	int open;        /* connected */
 	int reading;
-	int resolving; /* a name lookup is still to answer */
-	int closed;    /* the handle closed: freed once not resolving */
-	int used;      /* carried a request before the one now */
-	char *rbuf;    /* a response head so far */
+	int resolving;    /* a name lookup is still to answer */
+	int closed;       /* the handle closed: freed once not resolving */
+	int used;         /* carried a request before the one now */
+	struct ptls *tls; /* an https address: the session (proxy_tls.c) */
+	char *rbuf;       /* a response head so far */
 	size_t rlen;
 };
 
@@ -132,9 +135,10 @@ struct proxy {
 	struct proxy_stats st;
 	char *pool[PX_POOL];
 	size_t npool;
-	uv_timer_t trim; /* gives the heap back after a crowd has gone */
-	uint64_t peak;   /* most connections since the last trim */
-	int handles;     /* open: the listener, the trim timer */
+	uv_timer_t trim;      /* gives the heap back after a crowd has gone */
+	uint64_t peak;        /* most connections since the last trim */
+	int handles;          /* open: the listener, the trim timer */
+	struct ptls_ctx *tls; /* trust for https addresses, once needed */
 };
 
 /* A new connection for px (its client handle still to be initialised),
@@ -143,7 +147,9 @@ struct pconn *pconn_new(struct proxy *px);
 
 /* ---- proxy_flow.c: bytes, leases, ends ---- */
 
-/* A read block back to the pool (or freed). */
+/* A read block (PX_READ_CHUNK bytes) from the pool, or NULL; and back
+ * to the pool (or freed). */
+char *px_blk_get(struct proxy *px);
 void px_blk_free(struct proxy *px, char *p);
 
 /* Starts or stops reading each side as its phase and the other side's
@@ -154,6 +160,9 @@ void px_reads(struct pconn *c);
  * to the sandbox when u is not NULL. */
 void px_send(struct pconn *c, struct pup *u, char *base, size_t len);
 void px_send_copy(struct pconn *c, struct pup *u, const char *p, size_t n);
+
+/* px_send's bytes as they go on the wire (ciphertext, to a TLS upstream). */
+void px_write(struct pconn *c, struct pup *u, char *base, size_t len);
 
 /* Client bytes kept (ERR_TOOBIG past PX_IN_CAP), and the first n let go. */
 int px_keep_in(struct pconn *c, const char *p, size_t n);
@@ -190,6 +199,9 @@ void px_cli_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
 void px_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 
+/* Bytes of the sandbox's answer (base malloc'd, now taken). */
+void px_up_data(struct pconn *c, struct pup *u, char *base, size_t n);
+
 /* The sandbox's side closed (or failed). */
 void px_up_eof(struct pconn *c);
 
@@ -202,6 +214,31 @@ void px_response_done(struct pconn *c);
  * known length, and nothing is queued for the client; else nothing. */
 void px_splice_try(struct pconn *c);
 void px_splice_stop(struct pconn *c);
+
+/* ---- proxy_tls.c: sandbox agents at https addresses ---- */
+
+/* A TLS session for u (its pconn set) to host, checked against the
+ * system's CAs and --ca-file. 0, or an error with why (n bytes). */
+int px_tls_new(struct pup *u, const char *host, char *why, size_t n);
+
+/* u connected: the handshake, then the request. */
+void px_tls_handshake(struct pconn *c, struct pup *u);
+
+/* Encrypts base[0..len) (taken) and writes it to u. */
+void px_tls_send(struct pconn *c, struct pup *u, char *base, size_t len);
+
+/* Ciphertext read from u (base taken): the handshake's, or records whose
+ * content goes to px_up_data. */
+void px_tls_read(struct pconn *c, struct pup *u, char *base, size_t n);
+
+/* u's session, freed with u. */
+void px_tls_free(struct pup *u);
+
+/* The trust loaded, freed with the proxy. */
+void px_tls_ctx_free(struct ptls_ctx *t);
+
+/* u can carry a request: connected, and its handshake over. */
+int px_up_ready(const struct pup *u);
 
 /* Starts carrying a new connection's first request. */
 void pflow_start(struct pconn *c);

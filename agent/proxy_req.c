@@ -173,7 +173,7 @@ static void go_upstream(struct pconn *c, const char *token)
 		pflow_fail(c, 503, "SERVICE_UNAVAILABLE", "out of memory");
 		return;
 	}
-	if (c->up && c->up->open) {
+	if (c->up && px_up_ready(c->up)) {
 		c->up->used = 1;
 		px_send_request(c);
 		return;
@@ -398,7 +398,10 @@ static void on_connected(uv_connect_t *req, int status)
 	u->open = 1;
 	uv_tcp_nodelay(&u->tcp, 1);
 	uv_tcp_keepalive(&u->tcp, 1, 60);
-	px_send_request(c);
+	if (u->tls)
+		px_tls_handshake(c, u);
+	else
+		px_send_request(c);
 }
 
 static void connect_to(struct pconn *c, const struct sockaddr *sa)
@@ -431,93 +434,112 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	uv_freeaddrinfo(res);
 }
 
-/* public_host's host and port: "http://host[:port][/...]". */
-static int parse_host(const char *url, char *host, size_t n, int *port)
+/* public_host's parts: "http[s]://host[:port][/...]". */
+struct upaddr {
+	char host[256];
+	int port;
+	int tls;
+	const char *auth; /* host[:port], as written */
+	size_t auth_len;
+};
+
+static int parse_host(const char *url, struct upaddr *a)
 {
-	const char *p, *end;
+	const char *p, *end, *hend;
 	size_t len;
 
-	if (url == NULL || strncmp(url, "http://", 7) != 0)
-		return url && strncmp(url, "https://", 8) == 0 ? ERR_UNSUPPORTED
-		                                               : ERR_INVAL;
-	p = url + 7;
-	end = p + strcspn(p, "/?#");
-	*port = 80;
-	if (*p == '[') {
-		const char *rb = memchr(p, ']', (size_t)(end - p));
-
-		if (rb == NULL)
-			return ERR_INVAL;
-		len = (size_t)(rb - p - 1);
-		p++;
-		if (rb + 1 < end && rb[1] == ':')
-			*port = atoi(rb + 2);
-	} else {
-		const char *colon = memchr(p, ':', (size_t)(end - p));
-
-		len = (size_t)((colon ? colon : end) - p);
-		if (colon)
-			*port = atoi(colon + 1);
-	}
-	if (len == 0 || len >= n || *port <= 0 || *port > 65535)
+	a->tls = url && strncmp(url, "https://", 8) == 0;
+	if (url == NULL || (!a->tls && strncmp(url, "http://", 7) != 0))
 		return ERR_INVAL;
-	memcpy(host, p, len);
-	host[len] = '\0';
+	p = a->auth = url + (a->tls ? 8 : 7);
+	end = p + strcspn(p, "/?#");
+	a->auth_len = (size_t)(end - p);
+	a->port = a->tls ? 443 : 80;
+	if (*p == '[') {
+		hend = memchr(p, ']', (size_t)(end - p));
+		if (hend == NULL)
+			return ERR_INVAL;
+		p++;
+		if (hend + 1 < end && hend[1] == ':')
+			a->port = atoi(hend + 2);
+	} else {
+		hend = memchr(p, ':', (size_t)(end - p));
+		if (hend)
+			a->port = atoi(hend + 1);
+		else
+			hend = end;
+	}
+	len = (size_t)(hend - p);
+	if (len == 0 || len >= sizeof(a->host) || a->port <= 0 ||
+	    a->port > 65535)
+		return ERR_INVAL;
+	memcpy(a->host, p, len);
+	a->host[len] = '\0';
 	return 0;
 }
 
 /* Where the sandbox's agent is, from its record. */
-static int upstream_of(struct pconn *c, char *host, size_t n, int *port)
+static int upstream_of(struct pconn *c, struct upaddr *a)
 {
 	struct store_sandbox r;
-	const char *end;
 	int e;
 
 	if ((e = store_sandbox_get(c->px->a->store, c->id, &r)) != 0)
 		return e;
-	if ((e = parse_host(r.public_host, host, n, port)) == 0) {
-		end = r.public_host + 7 + strcspn(r.public_host + 7, "/?#");
-		snprintf(c->upauth, sizeof(c->upauth), "%.*s",
-		         (int)(end - r.public_host - 7), r.public_host + 7);
-	}
+	if ((e = parse_host(r.public_host, a)) == 0)
+		snprintf(c->upauth, sizeof(c->upauth), "%.*s", (int)a->auth_len,
+		         a->auth);
+	a->auth = NULL; /* it pointed into r */
 	store_sandbox_finish(&r);
 	return e;
+}
+
+/* A connection to the sandbox's agent, TLS begun for an https one. */
+static struct pup *up_new(struct pconn *c, const struct upaddr *a)
+{
+	struct pup *u = calloc(1, sizeof(*u));
+	char why[512];
+
+	if (u == NULL) {
+		pconn_close(c);
+		return NULL;
+	}
+	u->c = c;
+	c->up = u;
+	uv_tcp_init(c->px->a->loop, &u->tcp);
+	u->tcp.data = u;
+	if (a->tls && px_tls_new(u, a->host, why, sizeof(why)) != 0) {
+		pflow_fail(c, 502, "BAD_GATEWAY", why);
+		return NULL;
+	}
+	return u;
 }
 
 void px_up_connect(struct pconn *c)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
 	struct sockaddr_storage sa;
-	char host[256], port_s[8];
+	struct upaddr a;
 	struct pup *u;
-	int port, e;
+	char port_s[8];
 
-	if ((e = upstream_of(c, host, sizeof(host), &port)) != 0) {
+	if (upstream_of(c, &a) != 0) {
 		pflow_fail(c, 502, "BAD_GATEWAY",
-		           e == ERR_UNSUPPORTED
-		                   ? "the sandbox's agent is at an https "
-		                     "address, which the proxy does not carry"
-		                   : "HopX has not said where the sandbox's "
-		                     "agent is: run 'hopxctl reconcile'");
+		           "HopX has not said where the sandbox's agent is: "
+		           "run 'hopxctl reconcile'");
 		return;
 	}
-	if ((u = calloc(1, sizeof(*u))) == NULL) {
-		pconn_close(c);
+	if ((u = up_new(c, &a)) == NULL)
 		return;
-	}
-	u->c = c;
-	c->up = u;
-	uv_tcp_init(c->px->a->loop, &u->tcp);
-	u->tcp.data = u;
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) == 0 ||
-	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) == 0) {
+	if (uv_ip4_addr(a.host, a.port, (struct sockaddr_in *)&sa) == 0 ||
+	    uv_ip6_addr(a.host, a.port, (struct sockaddr_in6 *)&sa) == 0) {
 		connect_to(c, (struct sockaddr *)&sa);
 		return;
 	}
-	snprintf(port_s, sizeof(port_s), "%d", port);
+	snprintf(port_s, sizeof(port_s), "%d", a.port);
 	u->gai.data = u;
 	u->resolving = 1;
-	if (uv_getaddrinfo(c->px->a->loop, &u->gai, on_resolved, host, port_s,
+	if (uv_getaddrinfo(c->px->a->loop, &u->gai, on_resolved, a.host, port_s,
 	                   &hints) != 0) {
 		u->resolving = 0;
 		pflow_fail(c, 502, "BAD_GATEWAY",

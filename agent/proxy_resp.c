@@ -228,14 +228,23 @@ void px_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		return;
 	}
 	c->progress = uv_hrtime();
+	if (u->tls)
+		px_tls_read(c, u, b->base, (size_t)n);
+	else
+		px_up_data(c, u, b->base, (size_t)n);
+}
+
+void px_up_data(struct pconn *c, struct pup *u, char *base, size_t n)
+{
 	if (c->tunnel)
-		px_send(c, NULL, b->base, (size_t)n);
+		px_send(c, NULL, base, n);
 	else if (c->rs == RS_HEAD)
-		resp_head_in(c, b->base, (size_t)n);
+		resp_head_in(c, base, n);
 	else if (c->rs == RS_BODY)
-		resp_body(c, b->base, (size_t)n);
+		resp_body(c, base, n);
 	else {
-		px_blk_free(c->px, b->base);
-		px_drop_up(c);
+		px_blk_free(c->px, base);
+		if (c->up == u)
+			px_drop_up(c);
 	}
 }

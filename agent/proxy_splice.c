@@ -189,7 +189,7 @@ void px_splice_try(struct pconn *c)
 	if (c->sp || c->tunnel || c->closing || c->finishing ||
 	    c->rq != RQ_DONE || c->respf.kind != PFRAME_LENGTH ||
 	    c->respf.left < SPLICE_MIN || c->up == NULL || !c->up->open ||
-	    c->cli.s.write_queue_size > 0 ||
+	    c->up->tls || c->cli.s.write_queue_size > 0 ||
 	    (sp = calloc(1, sizeof(*sp))) == NULL)
 		return;
 	sp->c = c;

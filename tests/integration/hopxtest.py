@@ -20,6 +20,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -244,9 +245,12 @@ class WebSocket:
     """A minimal RFC 6455 client over a plain socket, for tests that must
     see exactly what is on the wire (frames, close codes, refusals)."""
 
-    def __init__(self, url, path, headers=None, timeout=10):
+    def __init__(self, url, path, headers=None, timeout=10, cafile=None):
         u = urllib.parse.urlparse(url)
         self.sock = socket.create_connection((u.hostname, u.port), timeout)
+        if u.scheme == "https":
+            ctx = ssl.create_default_context(cafile=cafile)
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=u.hostname)
         key = base64.b64encode(os.urandom(16)).decode()
         hdr = {"Host": u.netloc, "Upgrade": "websocket",
                "Connection": "Upgrade", "Sec-WebSocket-Key": key,
@@ -408,6 +412,29 @@ def early_retries(log, wait_ms=1000):
             early.append((key, prev["at_ms"], e["at_ms"]))
         last[key] = e
     return early
+
+
+def tls_certs(tmp, ips):
+    """A CA of the test's own and a server certificate it signed for the
+    IP addresses ips: {"ca", "cert", "key"} (PEM paths), with openssl."""
+    d = os.path.join(tmp, "tls")
+    os.makedirs(d, exist_ok=True)
+    out = {k: os.path.join(d, k + ".pem") for k in ("ca", "cert", "key")}
+    ca_key, csr = os.path.join(d, "ca.key"), os.path.join(d, "csr.pem")
+    ext = os.path.join(d, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=" + ",".join("IP:" + ip for ip in ips) +
+                "\n")
+    for cmd in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                 "2", "-subj", "/CN=hopxd-test-ca", "-keyout", ca_key,
+                 "-out", out["ca"]],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                 "/CN=hopx-sim", "-keyout", out["key"], "-out", csr],
+                ["x509", "-req", "-in", csr, "-CA", out["ca"], "-CAkey",
+                 ca_key, "-CAcreateserial", "-days", "2", "-extfile", ext,
+                 "-out", out["cert"]]):
+        subprocess.run(["openssl"] + cmd, check=True, capture_output=True)
+    return out
 
 
 def rss_unmeasurable():

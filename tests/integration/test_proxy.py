@@ -7,7 +7,6 @@ resume (events cause traffic); an open WebSocket holds it in use; 256 MB
 stream up and down unchanged with the agent's memory flat; malformed
 requests get clear errors; metrics count it all."""
 import hashlib
-import http.client
 import json
 import os
 import socket
@@ -16,12 +15,12 @@ import threading
 import time
 import urllib.parse
 
+import proxytest
+from proxytest import bearer, call
 from hopxtest import (Agent, Sim, Tap, WebSocket, api_calls, cleanup,
                       note_output, rss_unmeasurable, run, setup,
                       wait_for)
 
-DATAPLANE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                         "sdk_dataplane.cjs")
 RESUME = "POST /v1/sandboxes/{id}/resume"
 IDLE = 2  # seconds
 
@@ -37,26 +36,7 @@ with open(os.path.join(tmp, "config", "hopxd", "local-key")) as f:
 
 
 def endpoint_get(sid):
-    c = http.client.HTTPConnection(urllib.parse.urlparse(base).netloc, 
-                                   timeout=30)
-    c.request("GET", f"/v1/sandboxes/{sid}", headers={"X-API-Key": local_key})
-    r = c.getresponse()
-    return r.status, json.loads(r.read())
-
-
-def call(url, method, path, body=b"", headers=None):
-    """(status, headers, body) of one request to url (a proxy address)."""
-    u = urllib.parse.urlparse(url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-    c.request(method, path, body=body, headers=headers or {})
-    r = c.getresponse()
-    out = r.status, dict(r.getheaders()), r.read()
-    c.close()
-    return out
-
-
-def bearer(tok):
-    return {"Authorization": "Bearer " + tok}
+    return proxytest.endpoint_get(base, local_key, sid)
 
 
 def token(sid):
@@ -72,32 +52,16 @@ def new_sandbox():
 
 
 # -- the SDK through the endpoint, and straight to hopx-sim -------------
-def dataplane(url, key, seconds):
-    p = subprocess.Popen(["node", DATAPLANE, url, key, str(seconds), "3"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    return p
-
-
 SECONDS = 60
-through = dataplane(base, local_key, SECONDS)
-direct = dataplane(sim.url, sim.key, SECONDS)
-outs = []
-for p in (through, direct):
-    o, e = p.communicate(timeout=SECONDS + 120)
-    note_output("node", o, e)
-    outs.append([json.loads(ln) for ln in o.splitlines()
-                 if ln.startswith("{")])
-t_rounds, d_rounds = outs[0][:-1], outs[1][:-1]
-t_last = outs[0][-1] if outs[0] else {}
-t.ok(through.returncode == 0 and t_last.get("failed") == 0 and
+t_rounds, t_last, d_rounds, rc = proxytest.dataplane_pair(
+    (base, local_key), (sim.url, sim.key), SECONDS)
+t.ok(rc == 0 and t_last.get("failed") == 0 and
      len(t_rounds) >= 10 and t_rounds[-1]["t"] >= SECONDS - 10 and
      t_last.get("ok", 0) == 5 * len(t_rounds),
      f"the JS SDK through the endpoint with 6 s tokens: getHealth, a "
      f"command, a file write and read and a WebSocket stream every 3 s for "
      f"{SECONDS} s: all {t_last.get('ok')} calls succeed", t_last)
-first_bad = next((r for r in d_rounds
-                  if not all(c["ok"] for c in r["calls"].values())), None)
+first_bad = proxytest.first_failure(d_rounds)
 t.ok(first_bad is not None and first_bad["t"] >= 5 and
      first_bad["calls"]["health"].get("status") == 401,
      "the same program straight to hopx-sim fails once its first token "
@@ -141,34 +105,12 @@ t.ok(st == 200 and st2 == 200 and len(log) == 2 and
      "proof: carried with the current token", (st, b, st2, b2, log))
 
 # -- a token the sandbox refuses: one refresh, the requests again --------
-REFRESH = "POST /v1/sandboxes/{id}/token/refresh"
-tok_s = token(sid_sdk)
-sim.req("POST", f"/_sim/sandboxes/{sid_sdk}/expire-tokens")
-seq = sim.last_seq()
-again = [None] * 10
-
-
-def retried(i):
-    body = json.dumps({"command": f"echo again {i}"}).encode()
-    again[i] = call(ph, "POST", "/commands/run", body,
-                    {**bearer(tok_s), "Content-Type": "application/json"})
-
-
-threads = [threading.Thread(target=retried, args=(i,)) for i in range(10)]
-for th in threads:
-    th.start()
-for th in threads:
-    th.join(60)
-log = sim.log(seq)
-refused = [e for e in log if e["route"] == "VM POST /commands/run" and
-           e["status"] == 401]
-refreshes = [c for c in api_calls(log) if c[1] == REFRESH]
-t.ok(all(r and r[0] == 200 and json.loads(r[2])["stdout"] ==
-         f"again {i}\n" for i, r in enumerate(again)) and refused and
-     len(refreshes) == 1,
-     f"the sandbox refused the agent's token ({len(refused)} requests got "
+ok, codes, refused, refreshes = proxytest.refused_burst(sim, ph, sid_sdk,
+                                                        token(sid_sdk))
+t.ok(ok and refused and len(refreshes) == 1,
+     f"the sandbox refused the agent's token ({refused} requests got "
      "401): one refresh at HopX, and all 10 requests sent again and "
-     "answered", ([r and r[:1] for r in again], len(refused), refreshes))
+     "answered", (codes, refused, refreshes))
 
 # -- hopxctl proxy: a fixed address for tools that carry no token ------
 def start_proxy(*args):
@@ -440,36 +382,6 @@ t.ok(chk.returncode == 0 and value("hopxd_proxy_requests_total",
      "and bytes; promtool accepts them", (chk.stdout, chk.stderr,
                                           [ln for ln in text.splitlines()
                                            if "proxy" in ln][:40]))
-
-# -- sandboxes whose agent is at an https address (HopX's own) ----------
-tmp2 = os.path.join(tmp, "https")
-os.makedirs(tmp2, mode=0o700)
-sim2 = Sim(simbin, tmp2, args=["--https-hosts"]).start()
-agent2 = Agent(hopxd, hopxctl, tmp2, sim2.url,
-               args=["--api-listen", "127.0.0.1:0"]).start()
-st, sb2 = sim2.req("POST", "/v1/sandboxes", {"template_name": "base"})
-agent2.ctl("attach", sb2["id"])
-c2 = http.client.HTTPConnection(urllib.parse.urlparse(
-    agent2.rpc("status")["result"]["endpoint"]).netloc, timeout=30)
-with open(os.path.join(tmp2, "config", "hopxd", "local-key")) as f:
-    c2.request("GET", f"/v1/sandboxes/{sb2['id']}",
-               headers={"X-API-Key": f.read().strip()})
-j2 = json.loads(c2.getresponse().read())
-p2 = subprocess.Popen([hopxctl, "--socket", agent2.sock, "proxy", sb2["id"],
-                       "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, text=True)
-line2 = p2.stdout.readline()
-url2 = line2.split(" on ", 1)[1].split()[0] if " on " in line2 else ""
-tls = curl(url2, "/health")
-end_proxy(p2)
-t.ok(j2.get("public_host") == sb2["public_host"] and
-     j2["public_host"].startswith("https://") and code_of(tls) == 502 and
-     "https" in tls.stdout,
-     "a sandbox whose agent is at an https address keeps HopX's own "
-     "public_host at the endpoint (the proxy does not carry https yet); "
-     "the proxy itself answers 502 saying so",
-     (j2.get("public_host"), sb2["public_host"], tls.stdout))
-cleanup(tmp2, agent2, sim2)
 
 cleanup(tmp, agent, sim, t=t)
 t.done()
