@@ -226,7 +226,7 @@ static void proxy_part(struct buf *b, struct agent *a)
 	                                   "3xx",  "4xx", "5xx"};
 	const struct proxy_stats *st;
 	char labels[6][24];
-	struct counter c[16];
+	struct counter c[20];
 	size_t n = 0, i;
 
 	if (a->proxy == NULL)
@@ -251,6 +251,12 @@ static void proxy_part(struct buf *b, struct agent *a)
 	  st->retries);
 	C("hopxd_proxy_websockets_total",
 	  "WebSockets opened through the proxy.", NULL, st->websockets);
+	C("hopxd_proxy_upstream_connections_total",
+	  "Connections to sandboxes' agents a request went on: opened for "
+	  "it, or kept from an earlier client.",
+	  "how=\"new\"", st->up_new);
+	C("hopxd_proxy_upstream_connections_total", NULL, "how=\"reused\"",
+	  st->up_reused);
 	for (i = 0; i < 6; i++) {
 		snprintf(labels[i], sizeof(labels[i]), "class=\"%s\"", cls[i]);
 		C("hopxd_proxy_upstream_responses_total",
@@ -262,6 +268,9 @@ static void proxy_part(struct buf *b, struct agent *a)
 	family(b, "hopxd_proxy_connections", "gauge",
 	       "Client connections open on the proxy.");
 	sample(b, "hopxd_proxy_connections", NULL, (double)st->connections);
+	family(b, "hopxd_proxy_upstream_idle", "gauge",
+	       "Connections to sandboxes' agents kept for the next client.");
+	sample(b, "hopxd_proxy_upstream_idle", NULL, (double)st->up_idle);
 	histogram(b, "hopxd_proxy_request_duration_seconds",
 	          "From a request's head in to its answer's head out.",
 	          proxy_lat_bounds, 7, st->lat_count, st->lat_sum_s);

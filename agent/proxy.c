@@ -240,7 +240,9 @@ int proxy_start(struct agent *a, const struct proxy_opts *o, struct proxy **out,
 	px->a = a;
 	uv_timer_init(a->loop, &px->trim);
 	px->trim.data = px;
-	px->handles = 1;
+	uv_timer_init(a->loop, &px->sweep);
+	px->sweep.data = px;
+	px->handles = 2;
 	snprintf(px->key, sizeof(px->key), "%s",
 	         o->local_key ? o->local_key : "");
 	px->max_conns = o->max_connections ? o->max_connections : 1024;
@@ -327,8 +329,10 @@ void proxy_stop(struct proxy *px)
 		return;
 	DL_FOREACH_SAFE(px->conns, c, tmp)
 	pconn_close(c);
+	px_pool_close_all(px);
 	proxy_unbind_all(px);
 	if (px->listening)
 		uv_close((uv_handle_t *)&px->lis, on_closed);
 	uv_close((uv_handle_t *)&px->trim, on_closed);
+	uv_close((uv_handle_t *)&px->sweep, on_closed);
 }

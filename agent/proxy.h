@@ -48,7 +48,10 @@ struct proxy_stats {
 	uint64_t bytes_up, bytes_down;
 	uint64_t status[6]; /* upstream answers by class: [2] = 2xx, ... */
 	uint64_t websockets;
-	uint64_t connections; /* open now */
+	uint64_t up_new, up_reused; /* connections to sandboxes: opened, or
+	                               kept from an earlier client */
+	uint64_t up_idle;           /* kept now */
+	uint64_t connections;       /* open now */
 	/* Added latency (request head in to response head out), by bucket
 	 * of PROXY_LAT_BOUNDS ms, and the total. */
 	uint64_t lat_count[8];

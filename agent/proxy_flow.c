@@ -60,7 +60,7 @@ static void cli_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 	b->len = b->base ? PX_READ_CHUNK : 0;
 }
 
-static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+void px_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
 	struct pup *u = h->data;
 
@@ -102,7 +102,7 @@ void px_reads(struct pconn *c)
 	       (u->reading ? cq <= PX_HIGH : cq < PX_LOW);
 	if (want != u->reading) {
 		if (want)
-			uv_read_start((uv_stream_t *)&u->tcp, up_alloc,
+			uv_read_start((uv_stream_t *)&u->tcp, px_up_alloc,
 			              px_up_read);
 		else
 			uv_read_stop((uv_stream_t *)&u->tcp);
@@ -268,6 +268,11 @@ void px_drop_up(struct pconn *c)
 	u->c = NULL;
 	free(u->rbuf);
 	u->rbuf = NULL;
+	px_up_close(u);
+}
+
+void px_up_close(struct pup *u)
+{
 	if (u->resolving)
 		uv_cancel((uv_req_t *)&u->gai);
 	uv_close((uv_handle_t *)&u->tcp, on_up_closed);
@@ -277,7 +282,7 @@ void pflow_release(struct pconn *c)
 {
 	px_splice_stop(c);
 	px_unlease(c);
-	px_drop_up(c);
+	px_pool_put(c);
 	free(c->in);
 	free(c->head);
 	free(c->tok);
@@ -314,7 +319,7 @@ void px_finish(struct pconn *c)
 	if (c->finishing || c->draining || c->closing)
 		return;
 	px_unlease(c);
-	px_drop_up(c);
+	px_pool_put(c);
 	c->finishing = 1;
 	px_reads(c);
 	if ((req = calloc(1, sizeof(*req))) == NULL ||

@@ -47,6 +47,7 @@ struct ptls_ctx;
  * still to come. */
 struct pup {
 	uv_tcp_t tcp;
+	struct proxy *px;
 	uv_connect_t creq;
 	uv_getaddrinfo_t gai;
 	struct pconn *c; /* NULL once let go */
@@ -56,7 +57,13 @@ struct pup {
 	int closed;       /* the handle closed: freed once not resolving */
 	int used;         /* carried a request before the one now */
 	struct ptls *tls; /* an https address: the session (proxy_tls.c) */
-	char *rbuf;       /* a response head so far */
+	/* Kept between clients (proxy_pool.c): */
+	int parked;
+	char id[SBX_ID_MAX + 1]; /* the sandbox it leads to */
+	char auth[320];          /* ... at this host:port */
+	uint64_t idle_at;        /* loop ms */
+	struct pup *prev, *next;
+	char *rbuf; /* a response head so far */
 	size_t rlen;
 };
 
@@ -135,10 +142,12 @@ struct proxy {
 	struct proxy_stats st;
 	char *pool[PX_POOL];
 	size_t npool;
-	uv_timer_t trim;      /* gives the heap back after a crowd has gone */
-	uint64_t peak;        /* most connections since the last trim */
-	int handles;          /* open: the listener, the trim timer */
+	uv_timer_t trim; /* gives the heap back after a crowd has gone */
+	uint64_t peak;   /* most connections since the last trim */
+	int handles;     /* open: the listener, the trim and sweep timers */
 	struct ptls_ctx *tls; /* trust for https addresses, once needed */
+	struct pup *idle;     /* connections kept between clients */
+	uv_timer_t sweep;     /* ... dropped once idle too long */
 };
 
 /* A new connection for px (its client handle still to be initialised),
@@ -174,6 +183,12 @@ void px_unlease(struct pconn *c);
 
 /* Lets go of the connection to the sandbox. */
 void px_drop_up(struct pconn *c);
+
+/* Closes u (not a client's any more); freed once closed. */
+void px_up_close(struct pup *u);
+
+/* Read blocks for the sandbox's side (none for a parked connection). */
+void px_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 
 /* Closes once what is queued for the client has gone. */
 void px_finish(struct pconn *c);
@@ -214,6 +229,21 @@ void px_response_done(struct pconn *c);
  * known length, and nothing is queued for the client; else nothing. */
 void px_splice_try(struct pconn *c);
 void px_splice_stop(struct pconn *c);
+
+/* ---- proxy_pool.c: connections kept between clients ---- */
+
+/* The client is done with its connection to the sandbox: kept for the
+ * next client when nothing of an exchange is left on it, else closed. */
+void px_pool_put(struct pconn *c);
+
+/* A kept connection to c's sandbox at c->upauth, now c's; or NULL. */
+struct pup *px_pool_take(struct pconn *c);
+
+/* Drops a kept connection. */
+void px_pool_evict(struct pup *u);
+
+/* Drops them all (the proxy stops). */
+void px_pool_close_all(struct proxy *px);
 
 /* ---- proxy_tls.c: sandbox agents at https addresses ---- */
 

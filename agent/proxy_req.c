@@ -505,7 +505,9 @@ static struct pup *up_new(struct pconn *c, const struct upaddr *a)
 		return NULL;
 	}
 	u->c = c;
+	u->px = c->px;
 	c->up = u;
+	c->px->st.up_new++;
 	uv_tcp_init(c->px->a->loop, &u->tcp);
 	u->tcp.data = u;
 	if (a->tls && px_tls_new(u, a->host, why, sizeof(why)) != 0) {
@@ -527,6 +529,13 @@ void px_up_connect(struct pconn *c)
 		pflow_fail(c, 502, "BAD_GATEWAY",
 		           "HopX has not said where the sandbox's agent is: "
 		           "run 'hopxctl reconcile'");
+		return;
+	}
+	/* A kept connection the sandbox may close as it is reused: only a
+	 * request that can be sent again goes on one (and after it failed,
+	 * on a new one). */
+	if (c->replayable && !c->retried && px_pool_take(c)) {
+		px_send_request(c);
 		return;
 	}
 	if ((u = up_new(c, &a)) == NULL)

@@ -221,6 +221,12 @@ void px_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 	struct pup *u = s->data;
 	struct pconn *c = u->c;
 
+	if (u->parked) {
+		free(b->base);
+		if (n != 0)
+			px_pool_evict(u);
+		return;
+	}
 	if (n <= 0 || c == NULL || c->closing) {
 		free(b->base);
 		if (n < 0 && c && !c->closing)

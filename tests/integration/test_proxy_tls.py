@@ -118,6 +118,28 @@ t.ok(up.returncode == 0 and json.loads(up.stdout or "{}").get("size") ==
      "64 MB up and 64 MB down through the proxy over TLS, identical",
      (up.stdout, up.stderr, dl.stderr))
 
+# -- a connection per request: the sandbox's connection kept between ----
+def upstream_connections():
+    text = agent.ctl("metrics")[1]
+    return {how: float(ln.split()[-1]) for how in ("new", "reused")
+            for ln in text.splitlines() if ln.startswith(
+                f'hopxd_proxy_upstream_connections_total{{how="{how}"}}')}
+
+
+before = upstream_connections()
+seq = sim.last_seq()
+codes = [call(ph, "GET", "/health", headers=bearer(tok))[0]
+         for _ in range(20)]
+after = upstream_connections()
+reached = [e for e in sim.log(seq) if e["route"] == "VM GET /health"]
+new = after.get("new", 0) - before.get("new", 0)
+reused = after.get("reused", 0) - before.get("reused", 0)
+t.ok(codes == [200] * 20 and len(reached) == 20 and new <= 1 and
+     reused >= 19,
+     f"20 requests, each on a client connection of its own: all answered "
+     f"over {new:.0f} new TLS connection(s) to the sandbox, {reused:.0f} "
+     f"times one kept from the client before", (codes, new, reused))
+
 # -- a certificate for another address -----------------------------------
 outsider = None
 for _ in range(12):
