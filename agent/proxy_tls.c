@@ -83,21 +83,30 @@ void px_tls_ctx_free(struct ptls_ctx *t)
 
 /* ---- the session's transport: the connection's buffers ---- */
 
-static ssize_t on_push(gnutls_transport_ptr_t p, const void *data, size_t n)
+/* Room for n more bytes of ciphertext; 0 or -1. */
+static int reserve(struct ptls *t, size_t n)
 {
-	struct ptls *t = p;
 	size_t cap = t->out_cap;
 	char *grown;
 
 	while (t->out_len + n > cap)
 		cap = cap ? cap * 2 : (n > OUT_MIN ? n : OUT_MIN);
-	if (cap != t->out_cap) {
-		if ((grown = realloc(t->out, cap)) == NULL) {
-			gnutls_transport_set_errno(t->s, ENOMEM);
-			return -1;
-		}
-		t->out = grown;
-		t->out_cap = cap;
+	if (cap == t->out_cap)
+		return 0;
+	if ((grown = realloc(t->out, cap)) == NULL)
+		return -1;
+	t->out = grown;
+	t->out_cap = cap;
+	return 0;
+}
+
+static ssize_t on_push(gnutls_transport_ptr_t p, const void *data, size_t n)
+{
+	struct ptls *t = p;
+
+	if (reserve(t, n) != 0) {
+		gnutls_transport_set_errno(t->s, ENOMEM);
+		return -1;
 	}
 	memcpy(t->out + t->out_len, data, n);
 	t->out_len += n;
@@ -269,6 +278,9 @@ void px_tls_send(struct pconn *c, struct pup *u, char *base, size_t len)
 	size_t off = 0;
 	ssize_t r;
 
+	/* One allocation for the records' overhead too (a few dozen bytes
+	 * each); push grows it if that was short. */
+	(void)reserve(t, len + (len / 16384 + 1) * 64);
 	while (off < len) {
 		r = gnutls_record_send(t->s, base + off, len - off);
 		if (r < 0 && !gnutls_error_is_fatal((int)r))
@@ -284,11 +296,24 @@ void px_tls_send(struct pconn *c, struct pup *u, char *base, size_t len)
 	flush(c, u);
 }
 
+/* Fills a block with as many records as it holds: one write onward for
+ * several 16 KiB records, not one each. Returns the last result. */
+static ssize_t fill(struct ptls *t, char *blk, size_t *len)
+{
+	ssize_t r;
+
+	do
+		r = gnutls_record_recv(t->s, blk + *len, PX_READ_CHUNK - *len);
+	while (r > 0 && (*len += (size_t)r) < PX_READ_CHUNK);
+	return r;
+}
+
 /* Every record the bytes complete, in order, to the answer's handling;
  * stops when the connection is let go meanwhile. */
 static void decrypt(struct pconn *c, struct pup *u)
 {
-	ssize_t r;
+	ssize_t r = 1;
+	size_t len;
 	char *blk;
 
 	while (u->c == c && !c->closing) {
@@ -296,18 +321,18 @@ static void decrypt(struct pconn *c, struct pup *u)
 			pconn_close(c);
 			return;
 		}
-		r = gnutls_record_recv(u->tls->s, blk, PX_READ_CHUNK);
-		if (r > 0) {
-			px_up_data(c, u, blk, (size_t)r);
+		len = 0;
+		r = fill(u->tls, blk, &len);
+		if (len > 0)
+			px_up_data(c, u, blk, len);
+		else
+			px_blk_free(c->px, blk);
+		if (r > 0 || (r < 0 && r != GNUTLS_E_AGAIN &&
+		              !gnutls_error_is_fatal((int)r)))
 			continue;
-		}
-		px_blk_free(c->px, blk);
-		if (r == GNUTLS_E_AGAIN)
-			return;
-		if (r == 0 || gnutls_error_is_fatal((int)r)) {
+		if (r != GNUTLS_E_AGAIN && u->c == c && !c->closing)
 			px_up_eof(c);
-			return;
-		}
+		return;
 	}
 }
 

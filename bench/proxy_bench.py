@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """The data-plane proxy against going straight to hopx-sim's sandbox
 agent, in the same run: the latency a request gains (GET /health on one
-kept-alive connection, the two sides taken in turns) and streaming
-throughput (curl uploading and downloading SIZE MB, the median of three
-each way). bench.py's proxy step prints the rows; alone:
+kept-alive connection, the two sides taken in turns), and with a
+connection per request, and streaming throughput (curl uploading and
+downloading SIZE MB, the median of three each way). With --tls the
+sandbox hosts speak TLS, as HopX's do: straight, the client does TLS
+itself. bench.py's proxy step prints the rows; alone:
 
-usage: proxy_bench.py BUILD_DIR [--quick]
+usage: proxy_bench.py BUILD_DIR [--quick] [--tls]
 """
 import http.client
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -18,17 +21,21 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from hopxtest import Agent, Sim, cleanup  # noqa: E402
+from hopxtest import Agent, Sim, cleanup, tls_certs  # noqa: E402
 
 
-def setup(build, tmp):
-    """hopx-sim, hopxd with its proxy, one tracked sandbox: (sim, agent,
-    proxy URL, direct URL, token)."""
+def setup(build, tmp, ca):
+    """hopx-sim (its hosts over TLS with ca's certificate, when given),
+    hopxd with its proxy, one tracked sandbox: (sim, agent, proxy URL,
+    direct URL, token)."""
+    tls = ["--tls-cert", ca["cert"], "--tls-key", ca["key"]] if ca else []
     sim = Sim(f"{build}/tests/sim/hopx-sim", tmp,
-              args=["--token-lifetime", "3600"]).start()
+              args=["--token-lifetime", "3600", *tls]).start()
     agent = Agent(f"{build}/agent/hopxd", f"{build}/cli/hopxctl", tmp,
                   sim.url, args=["--api-listen", "127.0.0.1:0",
-                                 "--log-level", "warn"]).start()
+                                 "--log-level", "warn",
+                                 *(["--ca-file", ca["ca"]] if ca else [])]
+                  ).start()
     st, sb = sim.req("POST", "/v1/sandboxes", {"template_name": "base"})
     agent.rpc("attach", {"id": sb["id"]})
     tok = agent.rpc("token", {"ref": sb["id"]})["result"]["token"]
@@ -41,31 +48,47 @@ def setup(build, tmp):
     return sim, agent, via, sb["public_host"], tok
 
 
-def timed(conn, tok, n):
-    """Microseconds of n GET /health on a kept-alive connection."""
+def connection(url, ca):
+    u = urllib.parse.urlparse(url)
+    if u.scheme == "https":
+        ctx = ssl.create_default_context(cafile=ca["ca"])
+        return http.client.HTTPSConnection(u.netloc, timeout=30,
+                                           context=ctx)
+    return http.client.HTTPConnection(u.netloc, timeout=30)
+
+
+def timed(conn, tok, n, fresh=None):
+    """Microseconds of n GET /health on a kept-alive connection, or each
+    on a new one that fresh() makes."""
     out = []
     hdr = {"Authorization": f"Bearer {tok}"}
     for _ in range(n):
         t0 = time.perf_counter_ns()
+        if fresh:
+            conn = fresh()
         conn.request("GET", "/health", headers=hdr)
         r = conn.getresponse()
         r.read()
         out.append((time.perf_counter_ns() - t0) / 1000)
+        if fresh:
+            conn.close()
         if r.status != 200:
             raise RuntimeError(f"proxy bench: /health answered {r.status}")
     return out
 
 
-def latency(via, direct, tok, rounds, n):
+def latency(via, direct, tok, rounds, n, ca=None, per_request=False):
     """(p50, p99) in ms of each side, taken in turns."""
-    conns = [http.client.HTTPConnection(urllib.parse.urlparse(u).netloc,
-                                        timeout=30) for u in (via, direct)]
+    urls = (via, direct)
+    conns = [connection(u, ca) for u in urls]
     samples = ([], [])
     for c in conns:
         timed(c, tok, 200)  # warm: connections made, caches filled
     for _ in range(rounds):
         for i, c in enumerate(conns):
-            samples[i].extend(timed(c, tok, n))
+            fresh = (lambda u=urls[i]: connection(u, ca)) \
+                if per_request else None
+            samples[i].extend(timed(c, tok, n, fresh))
     out = []
     for s in samples:
         s.sort()
@@ -83,9 +106,10 @@ def curl_speed(args):
     return max(up, down)
 
 
-def throughput(via, direct, tok, path, tries=3):
+def throughput(via, direct, tok, path, ca=None, tries=3):
     """MB/s medians: {(side, way): speed}."""
-    auth = ["-H", f"Authorization: Bearer {tok}"]
+    auth = ["-H", f"Authorization: Bearer {tok}"] + \
+        (["--cacert", ca["ca"]] if ca else [])
     speeds = {}
     for _ in range(tries):
         for side, url in (("proxy", via), ("direct", direct)):
@@ -101,30 +125,34 @@ def throughput(via, direct, tok, path, tries=3):
     return {k: statistics.median(v) for k, v in speeds.items()}
 
 
-def run(build, tmp, quick):
+def run(build, tmp, quick, tls=False):
     """Every figure of the proxy step, as a dict."""
     size_mb = 64 if quick else 256
-    sim, agent, via, direct, tok = setup(build, tmp)
+    ca = tls_certs(tmp, ["127.1.1.1"]) if tls else None
+    sim, agent, via, direct, tok = setup(build, tmp, ca)
     try:
         (p50, p99), (d50, d99) = latency(via, direct, tok,
-                                         3 if quick else 10, 500)
+                                         3 if quick else 10, 500, ca)
+        (f50, _), (g50, _) = latency(via, direct, tok, 3, 100, ca, True)
         path = os.path.join(tmp, "bench.bin")
         with open(path, "wb") as f:
             block = os.urandom(1 << 20)
             for _ in range(size_mb):
                 f.write(block)
-        speeds = throughput(via, direct, tok, path)
+        speeds = throughput(via, direct, tok, path, ca)
         os.unlink(path)
     finally:
         cleanup(tmp, agent, sim)
     return {"p50": p50, "p99": p99, "d50": d50, "d99": d99,
-            "size_mb": size_mb, "speeds": speeds}
+            "fresh50": f50, "dfresh50": g50, "size_mb": size_mb,
+            "speeds": speeds}
 
 
 def main():
     import tempfile
     tmp = tempfile.mkdtemp(prefix="hopxd-bench-")
-    r = run(sys.argv[1], tmp, "--quick" in sys.argv[2:])
+    r = run(sys.argv[1], tmp, "--quick" in sys.argv[2:],
+            "--tls" in sys.argv[2:])
     print(json.dumps({**r, "speeds": {f"{k[0]} {k[1]}": v for k, v in
                                       r["speeds"].items()}}, indent=1))
 
