@@ -20,7 +20,7 @@
 
 /* Bodies shorter than this go the usual way. */
 #define SPLICE_MIN (1024 * 1024)
-#define PIPE_SIZE  (256 * 1024)
+#define PIPE_SIZE  (1024 * 1024)
 
 struct psplice {
 	uv_poll_t in, out; /* the sandbox's socket readable, the client's
