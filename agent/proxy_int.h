@@ -88,6 +88,7 @@ struct pconn {
 	char id[SBX_ID_MAX + 1];
 	struct pup *up;
 	char upauth[320]; /* host:port, for Host */
+	char uppath[256]; /* public_host's path, before the request's */
 	char *in;         /* client bytes not yet carried */
 	size_t in_len, in_cap;
 	size_t head_len; /* of the request being carried, at in[0] */

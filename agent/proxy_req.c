@@ -142,7 +142,8 @@ static int rewrite(struct pconn *c, const struct phead *h)
 /* Sends the request (head with the token, and the body kept) upstream. */
 void px_send_request(struct pconn *c)
 {
-	size_t cap = c->head_n + strlen(c->upauth) + strlen(c->tok) + 64;
+	size_t pre = strlen(c->uppath), at = strcspn(c->head, " ") + 1;
+	size_t cap = c->head_n + pre + strlen(c->upauth) + strlen(c->tok) + 64;
 	char *out = malloc(cap);
 	int n;
 
@@ -150,11 +151,17 @@ void px_send_request(struct pconn *c)
 		pconn_close(c);
 		return;
 	}
-	memcpy(out, c->head, c->head_n);
-	n = snprintf(out + c->head_n, cap - c->head_n,
+	/* public_host's path (a sandbox behind a shared host) goes before
+	 * the request's own. */
+	if (c->head[at] != '/')
+		pre = 0;
+	memcpy(out, c->head, at);
+	memcpy(out + at, c->uppath, pre);
+	memcpy(out + at + pre, c->head + at, c->head_n - at);
+	n = snprintf(out + c->head_n + pre, cap - c->head_n - pre,
 	             "Host: %s\r\nAuthorization: Bearer %s\r\n\r\n", c->upauth,
 	             c->tok);
-	px_send(c, c->up, out, c->head_n + (size_t)n);
+	px_send(c, c->up, out, c->head_n + pre + (size_t)n);
 	if (c->sent_len > c->head_len)
 		px_send_copy(c, c->up, c->in + c->head_len,
 		             c->sent_len - c->head_len);
@@ -441,6 +448,8 @@ struct upaddr {
 	int tls;
 	const char *auth; /* host[:port], as written */
 	size_t auth_len;
+	const char *path; /* up to a query or fragment, no trailing '/' */
+	size_t path_len;
 };
 
 static int parse_host(const char *url, struct upaddr *a)
@@ -454,6 +463,10 @@ static int parse_host(const char *url, struct upaddr *a)
 	p = a->auth = url + (a->tls ? 8 : 7);
 	end = p + strcspn(p, "/?#");
 	a->auth_len = (size_t)(end - p);
+	a->path = end;
+	a->path_len = *end == '/' ? strcspn(end, "?#") : 0;
+	while (a->path_len > 0 && end[a->path_len - 1] == '/')
+		a->path_len--;
 	a->port = a->tls ? 443 : 80;
 	if (*p == '[') {
 		hend = memchr(p, ']', (size_t)(end - p));
@@ -486,10 +499,16 @@ static int upstream_of(struct pconn *c, struct upaddr *a)
 
 	if ((e = store_sandbox_get(c->px->a->store, c->id, &r)) != 0)
 		return e;
-	if ((e = parse_host(r.public_host, a)) == 0)
+	if ((e = parse_host(r.public_host, a)) == 0 &&
+	    a->path_len >= sizeof(c->uppath))
+		e = ERR_TOOBIG;
+	if (e == 0) {
 		snprintf(c->upauth, sizeof(c->upauth), "%.*s", (int)a->auth_len,
 		         a->auth);
-	a->auth = NULL; /* it pointed into r */
+		snprintf(c->uppath, sizeof(c->uppath), "%.*s", (int)a->path_len,
+		         a->path);
+	}
+	a->auth = a->path = NULL; /* they pointed into r */
 	store_sandbox_finish(&r);
 	return e;
 }

@@ -383,5 +383,32 @@ t.ok(chk.returncode == 0 and value("hopxd_proxy_requests_total",
                                           [ln for ln in text.splitlines()
                                            if "proxy" in ln][:40]))
 
+# -- a sandbox behind a shared host: public_host with a path ------------
+tmp2 = os.path.join(tmp, "shared")
+os.makedirs(tmp2, mode=0o700)
+sim2 = Sim(simbin, tmp2, args=["--vm-hosts", "0"]).start()
+agent2 = Agent(hopxd, hopxctl, tmp2, sim2.url,
+               args=["--api-listen", "127.0.0.1:0"]).start()
+st, sb2 = sim2.req("POST", "/v1/sandboxes", {"template_name": "base"})
+agent2.ctl("attach", sb2["id"])
+with open(os.path.join(tmp2, "config", "hopxd", "local-key")) as f:
+    key2 = f.read().strip()
+st, j2 = proxytest.endpoint_get(agent2.rpc("status")["result"]["endpoint"],
+                                key2, sb2["id"])
+seq = sim2.last_seq()
+h2 = call(j2["public_host"], "GET", "/health", headers={"X-API-Key": key2})
+ws2 = WebSocket(j2["public_host"], "/terminal", {"X-API-Key": key2})
+ws2.send("shared")
+echo2 = ws2.recv()
+ws2.close()
+routes = [e["route"] for e in sim2.log(seq)]
+t.ok(sb2["public_host"].endswith(f"/sandbox/{sb2['id']}") and
+     j2["public_host"].startswith("http://127.2.") and h2[0] == 200 and
+     echo2 == (1, b"shared") and "VM GET /health" in routes,
+     "a sandbox whose public_host has a path (a host shared by sandboxes): "
+     "the proxy puts the path before each request's, WebSockets included",
+     (sb2["public_host"], h2[:1], echo2, routes))
+cleanup(tmp2, agent2, sim2)
+
 cleanup(tmp, agent, sim, t=t)
 t.done()
