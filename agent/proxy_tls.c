@@ -268,7 +268,7 @@ static int hs_step(struct pconn *c, struct pup *u)
 
 void px_tls_handshake(struct pconn *c, struct pup *u)
 {
-	if (hs_step(c, u) == 0)
+	if (hs_step(c, u) == 0 && !c->closing)
 		px_send_request(c);
 }
 
@@ -342,7 +342,7 @@ void px_tls_read(struct pconn *c, struct pup *u, char *base, size_t n)
 
 	t->in = base;
 	t->in_len = n;
-	if (!t->done && hs_step(c, u) == 0)
+	if (!t->done && hs_step(c, u) == 0 && !c->closing)
 		px_send_request(c);
 	if (t->done && u->c == c && !c->closing)
 		decrypt(c, u);
