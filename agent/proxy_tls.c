@@ -20,7 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Ciphertext gathered by one send or handshake step, written at once. */
+/* The least the ciphertext buffer grows to (one send's or handshake
+ * step's ciphertext is gathered there and written at once). */
 #define OUT_MIN 4096
 
 struct ptls_ctx {
