@@ -633,9 +633,9 @@ def proxy_rows(r, tag):
           ", ".join(f"{k[0]} {k[1]} {v:.0f}"
                     for k, v in sorted(r["speeds"].items())))
     row(f"{tag}request p50 ms (added)", f"{r['p50']:.3f}",
-        f"{r['d50']:.3f}", f"+{added:.3f}", "≤ +0.2 ms", added <= 0.2)
+        f"{r['d50']:.3f}", f"{added:+.3f}", "≤ +0.2 ms", added <= 0.2)
     row(f"{tag}request p99 ms (added)", f"{r['p99']:.3f}",
-        f"{r['d99']:.3f}", f"+{r['p99'] - r['d99']:.3f}", "-", None)
+        f"{r['d99']:.3f}", f"{r['p99'] - r['d99']:+.3f}", "-", None)
     row(f"{tag}a connection per request, p50 ms", f"{r['fresh50']:.3f}",
         f"{r['dfresh50']:.3f}", f"{r['fresh50'] / r['dfresh50']:.2f}",
         "-", None)

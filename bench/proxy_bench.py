@@ -3,7 +3,8 @@
 agent, in the same run: the latency a request gains (GET /health on one
 kept-alive connection, the two sides taken in turns), and with a
 connection per request, and streaming throughput (curl uploading and
-downloading SIZE MB, the median of three each way). With --tls the
+downloading SIZE MB, the median of seven each way: one takes a tenth
+of a second, so a single run is mostly noise). With --tls the
 sandbox hosts speak TLS, as HopX's do: straight, the client does TLS
 itself. bench.py's proxy step prints the rows; alone:
 
@@ -106,7 +107,7 @@ def curl_speed(args):
     return max(up, down)
 
 
-def throughput(via, direct, tok, path, ca=None, tries=3):
+def throughput(via, direct, tok, path, ca=None, tries=7):
     """MB/s medians: {(side, way): speed}."""
     auth = ["-H", f"Authorization: Bearer {tok}"] + \
         (["--cacert", ca["ca"]] if ca else [])
