@@ -11,7 +11,11 @@ sandbox."""
 import hashlib
 import json
 import os
+import socket
+import sqlite3
 import subprocess
+import threading
+import time
 
 import proxytest
 from hopxtest import (Agent, Sim, Tap, WebSocket, cleanup, note_output, run,
@@ -150,6 +154,7 @@ for _ in range(12):
 agent.ctl("attach", outsider)
 seq = sim.last_seq()
 st, j = endpoint_get(outsider)
+outsider_ph = j["public_host"]
 st, _, body = call(j["public_host"], "GET", "/health",
                    headers={"X-API-Key": local_key})
 msg = json.loads(body).get("error", "") if body.startswith(b"{") else ""
@@ -157,6 +162,56 @@ t.ok(st == 502 and OUTSIDER in msg and "does not match" in msg and
      [e for e in sim.log(seq) if e["route"].startswith("VM ")] == [],
      "a sandbox whose certificate is not for its address: 502 saying so, "
      "and nothing reached it", (st, body))
+
+# -- a host that never finishes the handshake, one that does not speak TLS
+def listener(answer):
+    """A loopback port whose connections get answer (None: silence)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if answer:
+                conn.recv(4096)
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, held
+
+
+def via_host(sid, host):
+    """The agent's record of sid now says its agent is at host; a request
+    through the proxy: (status, error message, seconds)."""
+    with sqlite3.connect(agent.db, timeout=10) as db:
+        db.execute("UPDATE sandboxes SET public_host = ? WHERE id = ?",
+                   (host, sid))
+    t0 = time.monotonic()
+    st, _, body = call(outsider_ph, "GET", "/health",
+                       headers={"X-API-Key": local_key})
+    msg = json.loads(body).get("error", "") if body.startswith(b"{") else ""
+    return st, msg, time.monotonic() - t0
+
+
+silent, _ = listener(None)
+plain, _ = listener(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+st1, msg1, took1 = via_host(
+    outsider, f"https://127.0.0.1:{silent.getsockname()[1]}")
+st2, msg2, took2 = via_host(
+    outsider, f"https://127.0.0.1:{plain.getsockname()[1]}")
+silent.close()
+plain.close()
+t.ok(st1 == 504 and "TLS handshake" in msg1 and 10 <= took1 <= 20 and
+     st2 == 502 and "TLS with the sandbox's agent" in msg2,
+     f"a host that accepts and never answers the handshake: 504 after "
+     f"{took1:.0f} s; one that answers in plain HTTP: 502 saying TLS "
+     "failed", (st1, msg1, took1, st2, msg2))
 
 # -- an agent that does not trust the CA ---------------------------------
 tmp2 = os.path.join(tmp, "untrusting")
