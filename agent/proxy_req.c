@@ -452,10 +452,35 @@ struct upaddr {
 	size_t path_len;
 };
 
+/* "host[:port]" or "[v6][:port]" of p..end into a. */
+static int host_port(const char *p, const char *end, struct upaddr *a)
+{
+	const char *hend;
+	size_t len;
+
+	if (*p == '[') {
+		if ((hend = memchr(p, ']', (size_t)(end - p))) == NULL)
+			return ERR_INVAL;
+		p++;
+		if (hend + 1 < end && hend[1] == ':')
+			a->port = atoi(hend + 2);
+	} else if ((hend = memchr(p, ':', (size_t)(end - p))) != NULL) {
+		a->port = atoi(hend + 1);
+	} else {
+		hend = end;
+	}
+	len = (size_t)(hend - p);
+	if (len == 0 || len >= sizeof(a->host) || a->port <= 0 ||
+	    a->port > 65535)
+		return ERR_INVAL;
+	memcpy(a->host, p, len);
+	a->host[len] = '\0';
+	return 0;
+}
+
 static int parse_host(const char *url, struct upaddr *a)
 {
-	const char *p, *end, *hend;
-	size_t len;
+	const char *p, *end;
 
 	a->tls = url && strncmp(url, "https://", 8) == 0;
 	if (url == NULL || (!a->tls && strncmp(url, "http://", 7) != 0))
@@ -468,27 +493,7 @@ static int parse_host(const char *url, struct upaddr *a)
 	while (a->path_len > 0 && end[a->path_len - 1] == '/')
 		a->path_len--;
 	a->port = a->tls ? 443 : 80;
-	if (*p == '[') {
-		hend = memchr(p, ']', (size_t)(end - p));
-		if (hend == NULL)
-			return ERR_INVAL;
-		p++;
-		if (hend + 1 < end && hend[1] == ':')
-			a->port = atoi(hend + 2);
-	} else {
-		hend = memchr(p, ':', (size_t)(end - p));
-		if (hend)
-			a->port = atoi(hend + 1);
-		else
-			hend = end;
-	}
-	len = (size_t)(hend - p);
-	if (len == 0 || len >= sizeof(a->host) || a->port <= 0 ||
-	    a->port > 65535)
-		return ERR_INVAL;
-	memcpy(a->host, p, len);
-	a->host[len] = '\0';
-	return 0;
+	return host_port(p, end, a);
 }
 
 /* Where the sandbox's agent is, from its record. */
