@@ -301,9 +301,9 @@ static void *ws_thread(void *arg)
 	return NULL;
 }
 
-/* The connection's socket sends each record as it is written (the ws
- * thread writes to its end of a socket pair; libmicrohttpd may have left
- * the socket corked after the 101). */
+/* The connection's socket sends each message as it is written:
+ * libmicrohttpd may have left it corked after the 101 (over TLS, the ws
+ * thread writes to a socket pair and this is the socket behind it). */
 static void uncork(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -328,6 +328,7 @@ static void on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls,
 	pthread_t th;
 
 	(void)con_cls;
+	uncork(c);
 	if (MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION) ==
 	    NULL) {
 		sim_ws_serve(w->sim, w->id, w->endpoint, sock, extra,
@@ -336,7 +337,6 @@ static void on_upgraded(void *cls, struct MHD_Connection *c, void *con_cls,
 		free(w);
 		return;
 	}
-	uncork(c);
 	w->sock = sock;
 	w->urh = urh;
 	w->extra_len = extra_len;

@@ -8,8 +8,6 @@
 #include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -236,13 +234,7 @@ void sim_ws_serve(struct sim *s, const char *id, const char *endpoint, int fd,
 	int echo = strcmp(endpoint, "/terminal") == 0, code = 0;
 	struct frame f;
 
-	int off = 0, on = 1;
-
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	/* libmicrohttpd may leave the socket corked: each message goes out
-	 * when sent. */
-	setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	if (extra_len > sizeof(c.in))
 		extra_len = sizeof(c.in);
 	memcpy(c.in, extra, extra_len);
