@@ -30,6 +30,16 @@ def call(url, method, path, body=b"", headers=None):
     return out
 
 
+def endpoint_of(agent, tmp):
+    """The agent's SDK endpoint and its local key."""
+    with open(os.path.join(tmp, "config", "hopxd", "local-key")) as f:
+        return agent.rpc("status")["result"]["endpoint"], f.read().strip()
+
+
+def token(agent, sid):
+    return agent.rpc("token", {"ref": sid})["result"]["token"]
+
+
 def endpoint_get(base, key, sid):
     """(status, JSON) of GET /v1/sandboxes/{sid} at the SDK endpoint."""
     c = http.client.HTTPConnection(urllib.parse.urlparse(base).netloc,

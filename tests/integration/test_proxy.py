@@ -29,10 +29,7 @@ t = Tap()
 sim = Sim(simbin, tmp, args=["--token-lifetime", "6"]).start()
 agent = Agent(hopxd, hopxctl, tmp, sim.url,
               args=["--api-listen", "127.0.0.1:0"]).start()
-status = agent.rpc("status")["result"]
-base = status["endpoint"]
-with open(os.path.join(tmp, "config", "hopxd", "local-key")) as f:
-    local_key = f.read().strip()
+base, local_key = proxytest.endpoint_of(agent, tmp)
 
 
 def endpoint_get(sid):
@@ -40,7 +37,7 @@ def endpoint_get(sid):
 
 
 def token(sid):
-    return agent.rpc("token", {"ref": sid})["result"]["token"]
+    return proxytest.token(agent, sid)
 
 
 def new_sandbox():
@@ -391,10 +388,8 @@ agent2 = Agent(hopxd, hopxctl, tmp2, sim2.url,
                args=["--api-listen", "127.0.0.1:0"]).start()
 st, sb2 = sim2.req("POST", "/v1/sandboxes", {"template_name": "base"})
 agent2.ctl("attach", sb2["id"])
-with open(os.path.join(tmp2, "config", "hopxd", "local-key")) as f:
-    key2 = f.read().strip()
-st, j2 = proxytest.endpoint_get(agent2.rpc("status")["result"]["endpoint"],
-                                key2, sb2["id"])
+base2, key2 = proxytest.endpoint_of(agent2, tmp2)
+st, j2 = proxytest.endpoint_get(base2, key2, sb2["id"])
 seq = sim2.last_seq()
 h2 = call(j2["public_host"], "GET", "/health", headers={"X-API-Key": key2})
 ws2 = WebSocket(j2["public_host"], "/terminal", {"X-API-Key": key2})

@@ -33,9 +33,7 @@ sim = Sim(simbin, tmp, args=["--token-lifetime", "6", "--tls-cert",
 agent = Agent(hopxd, hopxctl, tmp, sim.url,
               args=["--api-listen", "127.0.0.1:0", "--ca-file",
                     tls["ca"]]).start()
-base = agent.rpc("status")["result"]["endpoint"]
-with open(os.path.join(tmp, "config", "hopxd", "local-key")) as f:
-    local_key = f.read().strip()
+base, local_key = proxytest.endpoint_of(agent, tmp)
 
 
 def endpoint_get(sid):
@@ -43,7 +41,7 @@ def endpoint_get(sid):
 
 
 def token(sid):
-    return agent.rpc("token", {"ref": sid})["result"]["token"]
+    return proxytest.token(agent, sid)
 
 
 # -- the SDK through the endpoint, and straight to hopx-sim -------------
